@@ -28,3 +28,7 @@ class BackboneMismatchError(MptError):
 
 class ArtifactError(MptError):
     """A prompt artifact on disk is missing, incomplete or corrupted."""
+
+
+class BackboneLoadError(MptError, OSError):
+    """A backbone's weights could not be found or read."""

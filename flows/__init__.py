@@ -1,0 +1,1 @@
+"""flows: the application layer (Prefect flows, Ray dispatch, DVC/GX glue) and the `mpt` CLI."""

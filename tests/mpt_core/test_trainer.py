@@ -1,0 +1,84 @@
+"""Trainer behaviour: caching, early stopping, determinism, schedule, config errors."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from mpt_core import (
+    ConfigError,
+    DataError,
+    TrainConfig,
+    build_prompts,
+    evaluate,
+    fit,
+    tiny_backbone,
+)
+from mpt_core.training.schedule import warmup_cosine
+
+from .synthetic import examples, make_task
+
+QUIET = {"progress": False}
+
+
+def test_frozen_image_tower_is_encoded_once_and_cached():
+    backbone = tiny_backbone("hf-clip")
+    coop = build_prompts(backbone, "coop", make_task("classification"))
+    mpt = build_prompts(backbone, "mpt", make_task("classification"))
+    images = [e.image for e in examples("classification", 1)]
+    assert coop.prepare_images(images).shape == (3, backbone.embed_dim)  # finished embeddings
+    assert mpt.prepare_images(images).shape == (3, 3, 32, 32)  # pixels: prompts act inside
+
+
+def test_frozen_text_tower_embeds_each_text_once(monkeypatch):
+    model = build_prompts(tiny_backbone("shipped"), "vpt", make_task("classification"))
+    calls = []
+    real = model.backbone.encode_text
+    monkeypatch.setattr(
+        model.backbone, "encode_text", lambda i, p=None: calls.append(1) or real(i, p)
+    )
+    fit(model, examples("classification", 2), config=TrainConfig(epochs=3, batch_size=2, **QUIET))
+    assert len(calls) == 1
+
+
+def test_same_seed_gives_identical_prompts():
+    data = examples("classification", 2)
+    runs = []
+    for _ in range(2):
+        model = build_prompts(tiny_backbone("hf-clip"), "mpt", make_task("classification"))
+        fit(model, data, config=TrainConfig(epochs=2, batch_size=4, seed=5, **QUIET))
+        runs.append(model.state_dict())
+    assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
+
+
+def test_early_stopping_restores_the_best_epoch():
+    model = build_prompts(tiny_backbone("hf-clip"), "coop", make_task("classification"))
+    train, val = examples("classification", 3), examples("classification", 2, seed=1)
+    result = fit(model, train, val, TrainConfig(epochs=30, lr=0.5, patience=2, **QUIET))
+    assert result.epochs_run < 30 or result.best_epoch == 30
+    values = [row["val_accuracy"] for row in result.history]
+    assert result.best_value == max(values)
+    assert evaluate(model, val)["accuracy"] == pytest.approx(result.best_value)
+    assert {"epoch", "step", "train_loss", "lr", "val_accuracy"} <= set(result.history[0])
+
+
+def test_warmup_then_cosine_to_zero():
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = warmup_cosine(opt, total_steps=10, warmup_steps=2)
+    lrs = []
+    for _ in range(10):
+        lrs.append(sched.get_last_lr()[0])
+        opt.step()
+        sched.step()
+    assert lrs[0] == 0.5 and lrs[1] == 1.0 and lrs[2] == 1.0
+    assert all(a >= b for a, b in itertools.pairwise(lrs[1:])) and lrs[-1] < 0.05
+
+
+def test_bad_train_config_and_empty_data_are_clear_errors():
+    with pytest.raises(ConfigError, match="epochs=0"):
+        TrainConfig(epochs=0)
+    model = build_prompts(tiny_backbone("hf-clip"), "coop", make_task("classification"))
+    with pytest.raises(DataError, match="empty"):
+        fit(model, [], config=TrainConfig(**QUIET))
