@@ -61,3 +61,27 @@ def fashion_mnist(
             Example(Image.fromarray(images[i]).convert("RGB"), label=name) for i in sorted(chosen)
         ]
     return out
+
+
+TEXTILE_CLASSES = {"nominal": "nominal", "local": "local defect", "global": "global defect"}
+
+
+def textile(
+    per_class: tuple[int, int, int] = (16, 8, 50), seed: int = 0
+) -> tuple[list[Example], list[Example], list[Example]]:
+    """Disjoint seeded (train, val, test) draws of `per_class` textile images per class from
+    PyPI `conformal-clip-data` (simulated fabric: nominal, local defect, global defect)."""
+    try:
+        from conformal_clip_data import textile_simulated_root
+    except ImportError as exc:
+        raise ImportError("textile images come from `pip install conformal-clip-data`") from exc
+    rng = np.random.default_rng(seed)
+    splits: tuple[list[Example], ...] = ([], [], [])
+    for folder, label in TEXTILE_CLASSES.items():
+        files = sorted((textile_simulated_root() / folder).glob("*.jpg"))
+        chosen = rng.permutation(len(files))[: sum(per_class)]
+        start = 0
+        for split, n in zip(splits, per_class, strict=True):
+            split += [Example(files[i], label=label) for i in sorted(chosen[start : start + n])]
+            start += n
+    return splits
