@@ -1,0 +1,234 @@
+"""`domains/<name>/domain.yaml`: the pydantic schema and its loader.
+
+Errors name the file, the field path, what was given and what is allowed. Defaults keep a
+new domain's file short: task, labels (or answers) and little else.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from mpt_core import PRESETS, TASKS
+from mpt_core.errors import ConfigError
+
+TaskName = Literal["classification", "retrieval", "vqa"]
+SPLITS = ("train", "val", "test")
+NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataLayout(_Strict):
+    """Where the metadata table is and which columns hold what (paths relative to data/)."""
+
+    metadata: str = "metadata.csv"
+    image_column: str = "image"
+    split_column: str = "split"
+    label_column: str = "label"
+    caption_column: str = "caption"
+    question_column: str = "question"
+    answer_column: str = "answer"
+
+    @field_validator("metadata")
+    @classmethod
+    def _relative(cls, v: str) -> str:
+        if Path(v).is_absolute() or ".." in Path(v).parts:
+            raise ValueError(f"must be a path inside the domain's data/ folder, got {v!r}")
+        return v
+
+
+class BackboneSpec(_Strict):
+    family: str = "shipped"
+    name: str | None = None
+    """Checkpoint name or path; None = the family's default."""
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class PromptSpec(_Strict):
+    preset: str = "mpt"
+    overrides: dict[str, Any] = Field(default_factory=dict)
+    """PromptConfig fields to change, e.g. {text_tokens: 8, fusion_width: 128}."""
+
+    @field_validator("preset")
+    @classmethod
+    def _known_preset(cls, v: str) -> str:
+        if v not in PRESETS:
+            raise ValueError(f"unknown preset {v!r}; allowed: {', '.join(PRESETS.names())}")
+        return v
+
+
+class TuningSpec(_Strict):
+    epochs: Annotated[int, Field(ge=1, le=1000)] = 15
+    batch_size: Annotated[int, Field(ge=1, le=4096)] = 16
+    lr: Annotated[float, Field(gt=0, le=1)] = 2e-3
+    weight_decay: Annotated[float, Field(ge=0)] = 0.0
+    warmup_ratio: Annotated[float, Field(ge=0, lt=1)] = 0.1
+    patience: Annotated[int, Field(ge=0)] = 5
+    seed: int = 0
+
+
+class ImageBounds(_Strict):
+    min_side: Annotated[int, Field(ge=1)] = 8
+    max_side: Annotated[int, Field(ge=1)] = 8192
+    max_pixels: Annotated[int, Field(ge=1)] = 40_000_000
+    """Refuse larger images before decoding them (decompression bombs)."""
+
+
+class ValidationSpec(_Strict):
+    min_per_class: dict[Literal["train", "val", "test"], Annotated[int, Field(ge=0)]] = Field(
+        default_factory=lambda: {"train": 2, "val": 1, "test": 1}
+    )
+    """Minimum examples of each label (classification) or answer (vqa) in each split."""
+    min_per_split: Annotated[int, Field(ge=1)] = 1
+    """Every split (train, val, test) needs at least this many rows."""
+    caption_length: tuple[int, int] = (3, 500)
+    """Allowed caption length in characters (retrieval)."""
+    images: ImageBounds = Field(default_factory=ImageBounds)
+    extra_expectations: str | None = None
+    """Optional YAML file in the domain folder with more Great Expectations."""
+
+
+class PromotionPolicy(_Strict):
+    metric: str | None = None
+    """Metric the candidate is compared on; None = the task's primary metric."""
+    min_improvement: float = 0.0
+    """Candidate must beat production by at least this much (absolute)."""
+    max_class_regression: Annotated[float, Field(ge=0)] = 0.05
+    """No class (or question) may lose more than this much accuracy (absolute)."""
+
+
+class Schedule(_Strict):
+    cron: str = "0 3 * * 1"
+    timezone: str = "UTC"
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, v: str) -> str:
+        if len(v.split()) != 5:
+            raise ValueError(f"cron {v!r} must have 5 fields: minute hour day month weekday")
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {v!r}; use an IANA name like 'Europe/Berlin'"
+            ) from None
+        return v
+
+
+class DomainConfig(_Strict):
+    name: str
+    task: TaskName
+    description: str = ""
+    data: DataLayout = Field(default_factory=DataLayout)
+    labels: list[str] | None = None
+    """Class names (classification)."""
+    answers: dict[str, list[str]] | None = None
+    """Question -> candidate answers (vqa)."""
+    template: str | None = None
+    """Prompt template: '{}' for the class name, or '{question}'/'{answer}' for vqa."""
+    backbone: BackboneSpec = Field(default_factory=BackboneSpec)
+    prompts: PromptSpec = Field(default_factory=PromptSpec)
+    tuning: TuningSpec = Field(default_factory=TuningSpec)
+    validation: ValidationSpec = Field(default_factory=ValidationSpec)
+    promotion: PromotionPolicy = Field(default_factory=PromotionPolicy)
+    schedule: Schedule = Field(default_factory=Schedule)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not NAME_RE.match(v):
+            raise ValueError(
+                f"{v!r} is not a domain name: use lower case letters, digits, '-', '_'"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _task_fields(self) -> DomainConfig:
+        needs = {"classification": "labels", "vqa": "answers"}.get(self.task)
+        if needs and not getattr(self, needs):
+            raise ValueError(f"task {self.task!r} needs {needs!r}")
+        for other in {"labels", "answers"} - ({needs} if needs else set()):
+            if getattr(self, other):
+                raise ValueError(f"{other!r} is not used by task {self.task!r}; remove it")
+        try:
+            self.build_task()
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        metric = self.promotion.metric
+        if metric and metric not in _TASK_METRICS[self.task]:
+            raise ValueError(
+                f"promotion.metric {metric!r} is not reported by task {self.task!r}; "
+                f"allowed: {', '.join(_TASK_METRICS[self.task])}"
+            )
+        return self
+
+    def build_task(self):
+        """The mpt_core task this domain trains."""
+        spec: dict[str, Any] = {}
+        if self.task == "classification":
+            spec["class_names"] = self.labels
+        elif self.task == "vqa":
+            spec["answers"] = self.answers
+        if self.template:
+            spec["template"] = self.template
+        return TASKS.get(self.task).from_dict(spec)
+
+    @property
+    def primary_metric(self) -> str:
+        return self.promotion.metric or TASKS.get(self.task).primary_metric
+
+
+_TASK_METRICS = {
+    "classification": ("accuracy", "macro_f1"),
+    "retrieval": ("r1_mean", "i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10"),
+    "vqa": ("accuracy",),
+}
+
+
+class DomainConfigError(ConfigError):
+    """A domain.yaml that cannot be used; the message names the file and the fields."""
+
+
+def _format(path: Path, exc: ValidationError) -> str:
+    lines = [f"{path}: {exc.error_count()} problem(s)"]
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"].removeprefix("Value error, ")
+        given = err.get("input")
+        shown = "" if isinstance(given, dict) or err["type"] == "missing" else f" (got {given!r})"
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field; check the spelling (see `mpt domain new` for a commented example)"
+        lines.append(f"  - {where}: {msg}{shown}")
+    return "\n".join(lines)
+
+
+def load_domain_config(path: str | Path) -> DomainConfig:
+    """Read and validate a domain.yaml; `name` defaults to the folder's name."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise DomainConfigError(f"{path}: file not found") from None
+    except yaml.YAMLError as exc:
+        raise DomainConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise DomainConfigError(f"{path}: expected a mapping of fields, got {type(raw).__name__}")
+    raw.setdefault("name", path.parent.name)
+    try:
+        return DomainConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise DomainConfigError(_format(path, exc)) from None
