@@ -147,6 +147,19 @@ class DomainConfig(_Strict):
     promotion: PromotionPolicy = Field(default_factory=PromotionPolicy)
     schedule: Schedule = Field(default_factory=Schedule)
 
+    @field_validator("labels", "answers", mode="before")
+    @classmethod
+    def _no_yaml_booleans(cls, v: Any) -> Any:
+        values = v.values() if isinstance(v, dict) else [v]
+        for group in values:
+            for item in group if isinstance(group, list) else [group]:
+                if isinstance(item, bool):
+                    raise ValueError(
+                        "YAML reads unquoted yes/no/on/off/true/false as booleans; "
+                        'quote them, e.g. ["yes", "no"]'
+                    )
+        return v
+
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:

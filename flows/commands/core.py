@@ -1,0 +1,88 @@
+"""`mpt version | backbones | backbone | presets`: the library's registries from the CLI."""
+
+from __future__ import annotations
+
+import argparse
+
+from mpt_core import FAMILIES, PRESETS, __version__, load_backbone
+from mpt_core.prompts import MultimodalPrompts, preset_config
+
+from .output import emit
+
+
+def _backbone(spec: str):
+    family, _, name = spec.partition(":")
+    return load_backbone(family, name or None)
+
+
+def cmd_version(args: argparse.Namespace) -> None:
+    print(f"mpt-platform {__version__}")
+
+
+def cmd_backbones(args: argparse.Namespace) -> None:
+    rows = [
+        {
+            "family": name,
+            "default": FAMILIES.get(name).default_name,
+            "about": FAMILIES.get(name).help,
+        }
+        for name in FAMILIES
+    ]
+    emit(args, rows)
+
+
+def cmd_backbone_show(args: argparse.Namespace) -> None:
+    backbone = _backbone(args.backbone)
+    slots = backbone.slots
+    emit(
+        args,
+        {
+            "family": backbone.identity.family,
+            "name": backbone.identity.name,
+            "weights_sha256": backbone.identity.weights_sha256,
+            "parameters": backbone.num_parameters(),
+            "embed_dim": backbone.embed_dim,
+            "vision_slot": _slot(slots.vision),
+            "text_slot": _slot(slots.text),
+        },
+    )
+
+
+def _slot(slot) -> str:
+    return f"{slot.kind} depth={slot.depth} width={slot.width}"
+
+
+def cmd_presets(args: argparse.Namespace) -> None:
+    backbone = _backbone(args.backbone)
+    total = backbone.num_parameters()
+    rows = []
+    for name in PRESETS:
+        config = preset_config(name, backbone.slots)
+        trainable = MultimodalPrompts(config, backbone.slots).num_trainable()
+        rows.append(
+            {
+                "preset": name,
+                "trainable": trainable,
+                "fraction": f"{trainable / total:.4%}",
+                "about": PRESETS.get(name).help,
+            }
+        )
+    emit(args, rows)
+
+
+def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    for name, func, help_text in (
+        ("version", cmd_version, "print the platform version"),
+        ("backbones", cmd_backbones, "list backbone families"),
+        ("backbone", cmd_backbone_show, "show a backbone: identity, prompt slots, size"),
+        ("presets", cmd_presets, "list prompt presets with trainable parameters on a backbone"),
+    ):
+        p = sub.add_parser(name, help=help_text, parents=[common])
+        p.set_defaults(func=func)
+        if name in ("backbone", "presets"):
+            p.add_argument(
+                "backbone",
+                nargs="?",
+                default="shipped",
+                help="FAMILY[:NAME]: shipped (default), shipped:tiny, hf-clip:/models/clip",
+            )

@@ -1,0 +1,98 @@
+"""`mpt domain new | list | check | prepare`: domain folders from the CLI."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from ..domains import discover, get_domain
+from ..domains.scaffold import scaffold_domain
+from .output import emit
+
+DOMAINS_DIR_ENV = "MPT_DOMAINS_DIR"
+
+
+def domains_dir(args: argparse.Namespace) -> Path:
+    return Path(args.domains_dir or os.environ.get(DOMAINS_DIR_ENV, "domains"))
+
+
+def cmd_new(args: argparse.Namespace) -> None:
+    root = scaffold_domain(domains_dir(args), args.name, args.task)
+    print(f"created {root}: edit {root / 'domain.yaml'}, put images in {root / 'data/images'}")
+    print(f"and rows in {root / 'data/metadata.csv'}, then run `mpt domain check {args.name}`")
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    found = discover(domains_dir(args))
+    rows = [
+        {
+            "domain": d.name,
+            "task": d.config.task,
+            "preset": d.config.prompts.preset,
+            "backbone": d.config.backbone.family,
+            "schedule": f"{d.config.schedule.cron} ({d.config.schedule.timezone})",
+            "status": "ok",
+        }
+        for d in found.domains.values()
+    ]
+    rows += [{"domain": name, "status": "broken: see below"} for name in found.errors]
+    emit(args, rows)
+    for name, error in found.errors.items():
+        print(f"\n{name}: {error}")
+    return 1 if found.errors else 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from ..validation import validate_domain  # GX imports slowly: only when checking
+
+    domain = get_domain(domains_dir(args), args.name)
+    report = validate_domain(domain, Path(args.report_dir) if args.report_dir else None)
+    if args.json:
+        emit(args, report.to_dict())
+    else:
+        print(report.summary)
+        if report.docs_path:
+            print(f"Data Docs: {report.docs_path}")
+    return 0 if report.passed else 1
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from ..domains.prepare import main as prepare_main
+
+    return prepare_main([*args.names, "--domains-dir", str(domains_dir(args))])
+
+
+def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    group = sub.add_parser("domain", help="domain folders: new, list, check, prepare")
+    domain_sub = group.add_subparsers(dest="domain_command", required=True)
+    place = argparse.ArgumentParser(add_help=False)
+    place.add_argument(
+        "--domains-dir",
+        help=f"folder holding the domains (default: ${DOMAINS_DIR_ENV} or ./domains)",
+    )
+
+    p = domain_sub.add_parser("new", help="scaffold a domain folder", parents=[common, place])
+    p.add_argument("name")
+    p.add_argument("--task", required=True, choices=["classification", "retrieval", "vqa"])
+    p.set_defaults(func=cmd_new)
+
+    p = domain_sub.add_parser(
+        "list", help="list domains; broken ones are reported", parents=[common, place]
+    )
+    p.set_defaults(func=cmd_list)
+
+    p = domain_sub.add_parser(
+        "check", help="validate a domain's config and data (no training)", parents=[common, place]
+    )
+    p.add_argument("name")
+    p.add_argument("--report-dir", help="write Data Docs, validation.json and summary.txt here")
+    p.set_defaults(func=cmd_check)
+
+    p = domain_sub.add_parser(
+        "prepare",
+        help="regenerate a demo domain's data from installed packages",
+        parents=[common, place],
+    )
+    p.add_argument("names", nargs="+")
+    p.set_defaults(func=cmd_prepare)

@@ -1,0 +1,112 @@
+"""`mpt domain new`: a commented domain.yaml, a README and an empty data layout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .discovery import CONFIG_FILE, DATA_DIR
+from .schema import NAME_RE, DomainConfigError, TaskName, load_domain_config
+
+_TASK_FIELDS: dict[str, str] = {
+    "classification": """\
+# Class names; every `label` in the metadata must be one of them.
+labels: [first-class, second-class]
+# How a class name becomes text for the text tower ('{}' = the class name).
+template: "a photo of a {}."
+""",
+    "retrieval": """\
+# Retrieval matches images and their `caption` column; no labels needed.
+""",
+    "vqa": """\
+# Questions and their candidate answers; every (question, answer) row must be one of them.
+answers:
+  "Is there a defect?": ["yes", "no"]
+template: "question: {question} answer: {answer}"
+""",
+}
+
+_COLUMNS = {
+    "classification": "image,split,label",
+    "retrieval": "image,split,caption",
+    "vqa": "image,split,question,answer",
+}
+
+_YAML = """\
+# Domain `{name}`: everything the platform needs to tune, validate and promote its prompts.
+# Only `task` and the task's fields are required; everything else shows its default.
+task: {task}
+description: ""
+{task_fields}
+# Data: domains/{name}/data/ holds images/ and the metadata table (paths relative to data/).
+data:
+  metadata: metadata.csv   # columns: {columns}; split is train, val or test
+  image_column: image
+  split_column: split
+
+# The frozen backbone and the prompts tuned on it.
+backbone:
+  family: shipped          # shipped (offline default) | hf-clip
+prompts:
+  preset: mpt              # coop | vpt | maple | mpt
+  overrides: {{}}            # PromptConfig fields, e.g. {{text_tokens: 8}}
+tuning:
+  epochs: 15
+  batch_size: 16
+  lr: 0.002
+  seed: 0
+
+# Data checks run before every training run (Great Expectations).
+validation:
+  min_per_class: {{train: 2, val: 1, test: 1}}   # per label / answer and split
+  min_per_split: 1
+  caption_length: [3, 500]
+  images: {{min_side: 8, max_side: 8192, max_pixels: 40000000}}
+  # extra_expectations: expectations.yaml     # more GX expectations, see README
+
+# When a candidate may replace production (checked on the same data version).
+promotion:
+  metric: null             # null = the task's primary metric
+  min_improvement: 0.0
+  max_class_regression: 0.05
+
+# Scheduled retraining.
+schedule:
+  cron: "0 3 * * 1"        # minute hour day month weekday
+  timezone: UTC
+"""
+
+_README = """\
+# Domain `{name}`
+
+Task: {task}. Data: `data/metadata.csv` (columns {columns}) and `data/images/`.
+
+Provenance: say where the images come from, their licence, and how labels were made.
+What the labels can and cannot tell: ...
+
+Check it with `mpt domain check {name}`; train it with `mpt run {name}`.
+"""
+
+
+def scaffold_domain(domains_dir: str | Path, name: str, task: TaskName) -> Path:
+    """Create domains_dir/name with domain.yaml, README.md and data/{images/, metadata.csv}."""
+    if not NAME_RE.match(name):
+        raise DomainConfigError(
+            f"{name!r} is not a domain name: use lower case letters, digits, '-', '_'"
+        )
+    if task not in _TASK_FIELDS:
+        raise DomainConfigError(f"unknown task {task!r}; allowed: {', '.join(_TASK_FIELDS)}")
+    root = Path(domains_dir) / name
+    if root.exists():
+        raise DomainConfigError(f"{root} already exists; choose another name or edit it")
+    (root / DATA_DIR / "images").mkdir(parents=True)
+    fields = {
+        "name": name,
+        "task": task,
+        "columns": _COLUMNS[task],
+        "task_fields": _TASK_FIELDS[task],
+    }
+    (root / CONFIG_FILE).write_text(_YAML.format(**fields))
+    (root / "README.md").write_text(_README.format(**fields))
+    (root / DATA_DIR / "metadata.csv").write_text(_COLUMNS[task] + "\n")
+    load_domain_config(root / CONFIG_FILE)  # the scaffold itself must be valid
+    return root

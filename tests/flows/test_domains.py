@@ -1,0 +1,161 @@
+"""domain.yaml schema, discovery with broken domains, scaffolding, demo data preparation."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from flows.cli import main
+from flows.domains import DomainConfigError, discover, get_domain, load_domain_config
+from flows.domains.prepare import PREPARERS, prepare
+from flows.domains.scaffold import scaffold_domain
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "expected"),
+    [
+        (
+            "task: classifcation\nlabels: [a, b]\n",
+            ["task: Input should be 'classification', 'retrieval' or 'vqa'", "got 'classifcation'"],
+        ),
+        ("task: classification\n", ["task 'classification' needs 'labels'"]),
+        ("task: vqa\nanswers: {'q?': ['yes']}\n", ["needs at least 2 distinct candidate answers"]),
+        (
+            "task: vqa\nanswers: {'q?': [yes, no]}\n",
+            ["answers: YAML reads unquoted yes/no", '["yes", "no"]'],
+        ),
+        (
+            "task: retrieval\nlabels: [a, b]\n",
+            ["'labels' is not used by task 'retrieval'; remove it"],
+        ),
+        (
+            "task: retrieval\ntuning: {epochs: 0, lrr: 1}\n",
+            [
+                "tuning.epochs: Input should be greater than or equal to 1",
+                "tuning.lrr: unknown field",
+            ],
+        ),
+        (
+            "task: retrieval\nprompts: {preset: best}\n",
+            ["prompts.preset: unknown preset 'best'; allowed: coop, maple, mpt, vpt"],
+        ),
+        (
+            "task: retrieval\nschedule: {cron: '* *'}\n",
+            ["schedule.cron: cron '* *' must have 5 fields"],
+        ),
+        ("task: retrieval\nschedule: {timezone: Mars/Base}\n", ["unknown time zone 'Mars/Base'"]),
+        (
+            "task: retrieval\npromotion: {metric: accuracy}\n",
+            ["promotion.metric 'accuracy' is not reported by task 'retrieval'; allowed: r1_mean"],
+        ),
+        (
+            "task: retrieval\ndata: {metadata: ../../etc/passwd}\n",
+            ["data.metadata: must be a path inside the domain's data/ folder"],
+        ),
+        ("task: [unclosed\n", ["not valid YAML"]),
+        ("- a list\n", ["expected a mapping of fields"]),
+    ],
+)
+def test_schema_errors_name_the_file_field_and_fix(tmp_path, yaml_text, expected):
+    path = write(tmp_path / "shop" / "domain.yaml", yaml_text)
+    with pytest.raises(DomainConfigError) as err:
+        load_domain_config(path)
+    message = str(err.value)
+    assert message.startswith(str(path))
+    for part in expected:
+        assert part in message
+
+
+def test_short_file_gets_sensible_defaults(tmp_path):
+    config = load_domain_config(
+        write(tmp_path / "shop" / "domain.yaml", "task: classification\nlabels: [a, b]\n")
+    )
+    assert config.name == "shop"
+    assert config.prompts.preset == "mpt" and config.backbone.family == "shipped"
+    assert config.primary_metric == "accuracy"
+    assert config.build_task().class_names == ["a", "b"]
+
+
+def test_discovery_reports_a_broken_domain_and_loads_the_others(tmp_path):
+    write(tmp_path / "good" / "domain.yaml", "task: retrieval\n")
+    write(tmp_path / "broken" / "domain.yaml", "task: nope\n")
+    write(tmp_path / "renamed" / "domain.yaml", "name: other\ntask: retrieval\n")
+    (tmp_path / "not-a-domain").mkdir()
+    found = discover(tmp_path)
+    assert list(found.domains) == ["good"]
+    assert set(found.errors) == {"broken", "renamed"}
+    assert "differs from its folder 'renamed'" in found.errors["renamed"]
+    with pytest.raises(DomainConfigError, match="no domain 'missing' under"):
+        get_domain(tmp_path, "missing")
+
+
+def test_cli_list_shows_broken_domains_and_exits_nonzero(tmp_path, capsys):
+    write(tmp_path / "good" / "domain.yaml", "task: retrieval\n")
+    write(tmp_path / "broken" / "domain.yaml", "task: nope\n")
+    assert main(["domain", "list", "--domains-dir", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "good" in out and "broken: see below" in out and "Input should be" in out
+
+
+@pytest.mark.parametrize("task", ["classification", "retrieval", "vqa"])
+def test_scaffold_writes_a_valid_commented_domain(tmp_path, task, capsys):
+    assert main(["domain", "new", "widgets", "--task", task, "--domains-dir", str(tmp_path)]) == 0
+    root = tmp_path / "widgets"
+    assert (root / "README.md").exists() and (root / "data" / "images").is_dir()
+    text = (root / "domain.yaml").read_text()
+    assert text.count("#") > 10
+    assert load_domain_config(root / "domain.yaml").task == task
+    header = (root / "data" / "metadata.csv").read_text().strip().split(",")
+    assert header[:2] == ["image", "split"]
+    with pytest.raises(DomainConfigError, match="already exists"):
+        scaffold_domain(tmp_path, "widgets", task)
+    with pytest.raises(DomainConfigError, match="not a domain name"):
+        scaffold_domain(tmp_path, "Bad Name", task)
+
+
+def test_repository_demo_domains_load():
+    found = discover(REPO / "domains")
+    assert sorted(found.domains) == ["manufacturing", "medical", "retail"] and not found.errors
+    assert {d.config.task for d in found.domains.values()} == {"classification", "retrieval", "vqa"}
+
+
+def _tree_digest(root: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        if path.is_file():
+            digest.update(str(path.relative_to(root)).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", PREPARERS.names())
+def test_demo_data_is_deterministic_and_matches_its_domain(tmp_path, name):
+    first = prepare(name, tmp_path / "a")
+    second = prepare(name, tmp_path / "b")
+    assert first == second > 0
+    assert _tree_digest(tmp_path / "a" / name / "data") == _tree_digest(
+        tmp_path / "b" / name / "data"
+    )
+    config = load_domain_config(REPO / "domains" / name / "domain.yaml")
+    with open(tmp_path / "a" / name / "data" / "metadata.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["split"] for r in rows} == {"train", "val", "test"}
+    task = config.build_task()
+    if config.task == "classification":
+        assert {r["label"] for r in rows} == set(task.class_names)
+    elif config.task == "vqa":
+        assert all(r["answer"] in task.candidates(r["question"]) for r in rows)
+    else:
+        assert all(len(r["caption"]) >= config.validation.caption_length[0] for r in rows)
