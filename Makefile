@@ -11,6 +11,8 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 export TOKENIZERS_PARALLELISM := false
+export DVC_NO_ANALYTICS := 1
+export GX_ANALYTICS_ENABLED := false
 
 .PHONY: setup test lint demo bench clean
 
