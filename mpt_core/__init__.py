@@ -1,29 +1,49 @@
 """mpt_core: multimodal prompt tuning on a frozen, shared dual-encoder backbone.
 
-from mpt_core import load_backbone, build_prompts, ClassificationTask, Example, fit
-backbone = load_backbone("shipped")
-model = build_prompts(backbone, "mpt", ClassificationTask(["t-shirt", "trouser", "sneaker"]))
-fit(model, train_examples, val_examples)
+    from mpt_core import load_backbone, build_prompts, ClassificationTask, Example, fit
+    backbone = load_backbone("shipped")
+    model = build_prompts(backbone, "mpt", ClassificationTask(["t-shirt", "trouser", "sneaker"]))
+    fit(model, train_examples, val_examples)
+
+Names are imported on first use, so `from mpt_core.errors import ...` does not load torch.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-from .artifacts import load_prompts, save_prompts
-from .backbones import FAMILIES, Backbone, load_backbone, tiny_backbone
-from .data import Example, load_image
-from .errors import (
-    ArtifactError,
-    BackboneMismatchError,
-    ConfigError,
-    DataError,
-    MptError,
-    UnknownNameError,
-)
-from .inference import PromptServer
-from .model import PromptedModel, build_prompts
-from .prompts import PRESETS, PromptConfig
-from .tasks import TASKS, ClassificationTask, RetrievalTask, VQATask
-from .training import TrainConfig, TrainResult, evaluate, fit
+_EXPORTS = {
+    "load_prompts": "artifacts",
+    "save_prompts": "artifacts",
+    "FAMILIES": "backbones",
+    "Backbone": "backbones",
+    "load_backbone": "backbones",
+    "tiny_backbone": "backbones",
+    "Example": "data",
+    "load_image": "data",
+    "ArtifactError": "errors",
+    "BackboneMismatchError": "errors",
+    "ConfigError": "errors",
+    "DataError": "errors",
+    "MptError": "errors",
+    "UnknownNameError": "errors",
+    "PromptServer": "inference",
+    "PromptedModel": "model",
+    "build_prompts": "model",
+    "PRESETS": "prompts",
+    "PromptConfig": "prompts",
+    "TASKS": "tasks",
+    "ClassificationTask": "tasks",
+    "RetrievalTask": "tasks",
+    "VQATask": "tasks",
+    "TrainConfig": "training",
+    "TrainResult": "training",
+    "evaluate": "training",
+    "fit": "training",
+}
 
 __all__ = [
     "FAMILIES",
@@ -55,3 +75,35 @@ __all__ = [
     "save_prompts",
     "tiny_backbone",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mpt_core' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+if TYPE_CHECKING:  # for type checkers and IDEs
+    from .artifacts import load_prompts, save_prompts
+    from .backbones import FAMILIES, Backbone, load_backbone, tiny_backbone
+    from .data import Example, load_image
+    from .errors import (
+        ArtifactError,
+        BackboneMismatchError,
+        ConfigError,
+        DataError,
+        MptError,
+        UnknownNameError,
+    )
+    from .inference import PromptServer
+    from .model import PromptedModel, build_prompts
+    from .prompts import PRESETS, PromptConfig
+    from .tasks import TASKS, ClassificationTask, RetrievalTask, VQATask
+    from .training import TrainConfig, TrainResult, evaluate, fit

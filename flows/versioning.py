@@ -1,0 +1,507 @@
+"""Version a domain's data directory with DVC: track, push, read and restore versions.
+
+A data version is the md5 of DVC's `.dir` listing of `domains/<name>/data/` (content and
+relative paths only). `DataVersion.dvc_file_text` keeps the `.dvc` text of a version so it
+can be restored later from the remote without any git history.
+
+Every DVC operation on one repository runs alone: a process-wide `threading.Lock` per repo
+root plus an `fcntl.flock` on `.dvc/tmp/mpt-versioning.lock` (not DVC's own `lock`, which
+DVC takes itself and gives up on after 3 s). Each operation opens a fresh `dvc.repo.Repo`
+inside that lock and closes it: a `Repo` shared between threads is not protected by DVC's
+lock, and one reused after its cache changed on disk can fail to fetch.
+
+DVC keeps per-repository sqlite state in a "site cache" (`/var/tmp/dvc` by default, shared
+by every user). Here it lives in `.dvc/tmp/site_cache/` of the repository (passed as
+`core.site_cache_dir` config; an explicit `DVC_SITE_CACHE_DIR` in the environment still
+wins, as in DVC itself).
+
+S3 credentials are never written to `.dvc/config`: DVC reads `AWS_ACCESS_KEY_ID` and
+`AWS_SECRET_ACCESS_KEY` from the environment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlparse
+
+import yaml
+
+from mpt_core.errors import MptError
+
+if TYPE_CHECKING:
+    from dvc.repo import Repo
+
+__all__ = ["DataVersion", "DataVersioner", "RemoteSpec", "VersioningError"]
+
+LOCK_FILE = "mpt-versioning.lock"
+SITE_CACHE = "site_cache"
+DEFAULT_S3_REGION = "us-east-1"
+_MD5 = re.compile(r"^[0-9a-f]{32}$")
+
+_REGISTRY_LOCK = threading.Lock()
+_REPO_LOCKS: dict[Path, threading.Lock] = {}
+_ENV_LOCK = threading.Lock()
+
+
+class VersioningError(MptError):
+    """A data directory could not be tracked, pushed or restored with DVC."""
+
+
+@dataclass(frozen=True)
+class DataVersion:
+    """One version of a data directory, as recorded by its `.dvc` file."""
+
+    md5: str
+    """md5 of the `.dir` listing, 32 hex characters, without the `.dir` suffix."""
+    path: Path
+    """The data directory (absolute)."""
+    files: int
+    """Number of files in the directory."""
+    size: int
+    """Total size of those files in bytes."""
+    dvc_file_text: str
+    """Text of the `.dvc` file for this version; writing it back restores the version."""
+
+
+@dataclass(frozen=True)
+class RemoteSpec:
+    """Where DVC pushes data: a local directory (absolute, or relative to the repository
+    root) or `s3://bucket/prefix`. `name` is the remote's name in `.dvc/config`.
+
+    `endpoint_url` points at an S3-compatible server (e.g. `http://127.0.0.1:8333`); with
+    it and no `region`, `us-east-1` is used (such servers ignore it, and it spares a
+    bucket-location lookup).
+    """
+
+    url: str
+    endpoint_url: str | None = None
+    name: str = "storage"
+    region: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.url:
+            raise VersioningError(
+                "remote url is empty: give a local directory or s3://bucket/prefix"
+            )
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", self.name):
+            raise VersioningError(
+                f"remote name {self.name!r}: use letters, digits, '_', '.' or '-'"
+            )
+        if self.is_s3:
+            if not urlparse(self.url).netloc:
+                raise VersioningError(
+                    f"remote url {self.url!r} names no bucket: use s3://bucket/prefix"
+                )
+        elif "://" in self.url:
+            raise VersioningError(
+                f"remote url {self.url!r}: use a local directory or s3://bucket/prefix"
+            )
+        elif self.endpoint_url:
+            raise VersioningError(
+                f"endpoint_url {self.endpoint_url!r} given for the local remote {self.url!r}: "
+                "an endpoint only applies to s3:// remotes"
+            )
+
+    @property
+    def is_s3(self) -> bool:
+        return self.url.startswith("s3://")
+
+    def describe(self) -> str:
+        """`'storage' (s3://b/p at http://...)`, for error messages."""
+        where = f" at {self.endpoint_url}" if self.endpoint_url else ""
+        return f"remote {self.name!r} ({self.url}{where})"
+
+    def dvc_section(self, repo_root: Path) -> dict[str, str]:
+        """The keys of this remote's `.dvc/config` section (never credentials).
+
+        A relative local directory is taken relative to `repo_root`.
+        """
+        if not self.is_s3:
+            return {"url": str((repo_root / Path(self.url).expanduser()).resolve())}
+        section = {"url": self.url}
+        if self.endpoint_url:
+            section["endpointurl"] = self.endpoint_url
+        region = self.region or (DEFAULT_S3_REGION if self.endpoint_url else None)
+        if region:
+            section["region"] = region
+        return section
+
+
+class DataVersioner:
+    """Track, push and restore data directories of one git + DVC repository.
+
+    Safe to use from several threads and processes at once on the same repository.
+    """
+
+    def __init__(self, repo_root: Path | str, remote: RemoteSpec) -> None:
+        self.root = Path(repo_root).expanduser().resolve()
+        self.remote = remote
+        self._ready = False
+
+    # ---------------------------------------------------------------- public API
+
+    def ensure_initialised(self) -> None:
+        """`dvc init` if needed, analytics off, `remote` configured as the default.
+
+        Idempotent; a changed url or endpoint of the remote is updated.
+        """
+        if not (self.root / ".git").exists():
+            raise VersioningError(
+                f"{self.root} is not a git repository (no .git there); DVC versioning "
+                f"needs one at the repository root: run `git init {self.root}`, or pass "
+                "the root of the existing repository"
+            )
+        with self._thread_lock(), _flocked(self.root):  # no .dvc/tmp before `dvc init`
+            if not (self.root / ".dvc").is_dir():
+                self._dvc_init()
+            with _flocked(self._lock_path()), self._repo("configure DVC") as repo:
+                self._configure(repo)
+        self._ready = True
+
+    def track(self, data_dir: Path | str) -> DataVersion:
+        """`dvc add` the directory and return its version (unchanged data: same md5, fast)."""
+        data = self._data_dir(data_dir, must_exist=True)
+        self._ensure_ready()
+        with self._locked():
+            with self._repo(f"track {data}") as repo:
+                repo.add(str(data))  # absolute: DVC resolves relative targets against the cwd
+            version = self._read_version(data)
+        if version is None:  # pragma: no cover - dvc add always writes the file
+            raise VersioningError(f"dvc add wrote no {_dvc_file(data)}")
+        return version
+
+    def push(self, data_dir: Path | str) -> int:
+        """Upload the objects of the directory's current version; returns how many were sent."""
+        data = self._data_dir(data_dir)
+        self._ensure_ready()
+        with self._locked():
+            self._require_tracked(data)
+            with self._repo(f"push {data}", remote_op=True) as repo:
+                return repo.push(targets=[str(_dvc_file(data))], remote=self.remote.name)
+
+    def version_of(self, data_dir: Path | str) -> DataVersion | None:
+        """The version the directory's `.dvc` file records, or None if it is not tracked."""
+        data = self._data_dir(data_dir)
+        if not (self.root / ".dvc").is_dir():  # a read does not initialise DVC
+            return self._read_version(data)
+        with self._locked():
+            return self._read_version(data)
+
+    def materialise(self, data_dir: Path | str, version: DataVersion | str) -> DataVersion:
+        """Make the workspace hold exactly `version` (a `DataVersion` or a bare md5).
+
+        Fetches from the remote when the local cache lacks it. A version that neither holds
+        raises `VersioningError` and leaves the workspace and its `.dvc` file untouched.
+        Unsaved edits in the directory are overwritten, extra files are removed.
+        """
+        data = self._data_dir(data_dir)
+        md5, text = self._target_text(data, version)
+        self._ensure_ready()
+        dvc_file = _dvc_file(data)
+        with self._locked():
+            previous = dvc_file.read_text() if dvc_file.exists() else None
+            dvc_file.write_text(text)
+            try:
+                with self._repo(f"restore {data} to {md5}", remote_op=True) as repo:
+                    files, size = self._fetch_and_checkout(repo, data, md5)
+            except BaseException:
+                _restore_file(dvc_file, previous)
+                raise
+            if isinstance(version, str):  # complete the minimal text as `dvc add` writes it
+                dvc_file.write_text(_dvc_text(md5, data.name, files, size))
+            result = self._read_version(data)
+        assert result is not None
+        return result
+
+    # ---------------------------------------------------------------- DVC steps
+
+    def _dvc_init(self) -> None:
+        from dvc.repo import Repo
+
+        # Repo.init opens a Repo of its own, so no config can be passed: the site cache
+        # location goes through the environment, restored right after.
+        site_cache = _env_var("DVC_SITE_CACHE_DIR", str(self._site_cache()))
+        with self._errors("initialise DVC"), site_cache:
+            Repo.init(str(self.root)).close()
+
+    def _configure(self, repo: Repo) -> None:
+        current = repo.config.load_one("repo")
+        wanted = self.remote.dvc_section(self.root)
+        section = current.get("remote", {}).get(self.remote.name, {})
+        stale = [k for k in ("endpointurl", "region") if k in section and k not in wanted]
+        if (
+            current.get("core", {}).get("analytics") is False
+            and current.get("core", {}).get("remote") == self.remote.name
+            and all(str(section.get(k)) == v for k, v in wanted.items())
+            and not stale
+        ):
+            return
+        with repo.config.edit("repo") as conf:
+            conf["core"]["analytics"] = False
+            conf["core"]["remote"] = self.remote.name
+            remote = conf["remote"].setdefault(self.remote.name, {})
+            for key in stale:
+                del remote[key]
+            remote.update(wanted)
+
+    def _fetch_and_checkout(self, repo: Repo, data: Path, md5: str) -> tuple[int, int]:
+        """Fetch `md5` if the cache lacks it, verify it is complete, check it out.
+
+        Returns (files, bytes). Checking the cache first matters: DVC's checkout of a
+        version it cannot find deletes the workspace directory before failing.
+        """
+        dvc_file = str(_dvc_file(data))
+        if _missing_from_cache(repo, md5):
+            repo.fetch(targets=[dvc_file], remote=self.remote.name)
+        missing = _missing_from_cache(repo, md5)
+        if missing:
+            raise VersioningError(
+                f"data version {md5} of {data} is in neither the local cache nor "
+                f"{self.remote.describe()} ({missing}); nothing was changed. Push it from "
+                "a checkout that has it, or pick a version that was pushed"
+            )
+        repo.checkout(targets=[dvc_file], force=True)
+        return _cache_stats(repo, md5)
+
+    # ---------------------------------------------------------------- plumbing
+
+    @contextlib.contextmanager
+    def _errors(self, what: str, *, remote_op: bool = False) -> Iterator[None]:
+        """Turn DVC's exceptions (and OSError from remotes) into VersioningError."""
+        from dvc.exceptions import DvcException
+        from dvc.lock import LockError
+
+        try:
+            yield
+        except VersioningError:
+            raise
+        except LockError as exc:
+            raise VersioningError(
+                f"could not {what}: another DVC process holds {self.root}/.dvc/tmp/lock; "
+                "wait for it to finish, or delete that file if no DVC process is running"
+            ) from exc
+        except Exception as exc:
+            # A transfer can fail with anything its filesystem raises (botocore's
+            # EndpointConnectionError, aiohttp errors, a bare PermissionError for a 403);
+            # elsewhere only DVC's own errors and OSError are expected.
+            if not (remote_op or isinstance(exc, DvcException | OSError)):
+                raise
+            raise VersioningError(
+                f"could not {what}: {_describe(exc)}{self._hint(remote_op)}"
+            ) from exc
+
+    def _hint(self, remote_op: bool) -> str:
+        if not remote_op:
+            return ""
+        if self.remote.is_s3:
+            return (
+                f"; check that {self.remote.describe()} is reachable and that "
+                "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY are set and valid"
+            )
+        return f"; check that {self.remote.describe()} exists and is writable"
+
+    @contextlib.contextmanager
+    def _repo(self, what: str, *, remote_op: bool = False) -> Iterator[Repo]:
+        """A fresh Repo for one operation (call with the lock held), errors translated."""
+        from dvc.repo import Repo
+
+        config = {"core": {"site_cache_dir": str(self._site_cache())}}
+        with self._errors(what, remote_op=remote_op), Repo(str(self.root), config=config) as repo:
+            repo.scm_context.quiet = True  # no "To track the changes with git, run:" hints
+            yield repo
+
+    def _ensure_ready(self) -> None:
+        if not self._ready:
+            self.ensure_initialised()
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        with self._thread_lock(), _flocked(self._lock_path()):
+            yield
+
+    def _thread_lock(self) -> threading.Lock:
+        with _REGISTRY_LOCK:
+            return _REPO_LOCKS.setdefault(self.root, threading.Lock())
+
+    def _lock_path(self) -> Path:
+        return self.root / ".dvc" / "tmp" / LOCK_FILE
+
+    def _site_cache(self) -> Path:
+        return self.root / ".dvc" / "tmp" / SITE_CACHE
+
+    def _data_dir(self, data_dir: Path | str, *, must_exist: bool = False) -> Path:
+        data = Path(data_dir).expanduser()
+        data = (data if data.is_absolute() else self.root / data).resolve()
+        if not data.is_relative_to(self.root) or data == self.root:
+            raise VersioningError(
+                f"data directory {data} is not inside the repository {self.root}; "
+                "move it under the repository (e.g. domains/<name>/data)"
+            )
+        if must_exist and not data.is_dir():
+            raise VersioningError(
+                f"data directory {data} does not exist or is not a directory; create it first"
+            )
+        return data
+
+    def _require_tracked(self, data: Path) -> None:
+        if not _dvc_file(data).exists():
+            raise VersioningError(
+                f"{data} is not tracked: {_dvc_file(data)} does not exist; call track() first"
+            )
+
+    def _read_version(self, data: Path) -> DataVersion | None:
+        dvc_file = _dvc_file(data)
+        if not dvc_file.exists():
+            return None
+        return _parse_dvc_text(dvc_file.read_text(), data, source=str(dvc_file))
+
+    def _target_text(self, data: Path, version: DataVersion | str) -> tuple[str, str]:
+        """(md5, .dvc text) to write for `version`, checked against `data`."""
+        if isinstance(version, str):
+            md5 = _normalise_md5(version)
+            return md5, _dvc_text(md5, data.name)
+        parsed = _parse_dvc_text(
+            version.dvc_file_text, data, source=f"the .dvc text of {version.md5}"
+        )
+        if parsed.md5 != version.md5:
+            raise VersioningError(
+                f"DataVersion md5 {version.md5} does not match its dvc_file_text "
+                f"({parsed.md5}); pass the DataVersion returned by track() unchanged"
+            )
+        return version.md5, version.dvc_file_text
+
+
+# -------------------------------------------------------------------- helpers
+
+
+def _dvc_file(data: Path) -> Path:
+    return data.with_name(data.name + ".dvc")
+
+
+def _normalise_md5(value: str) -> str:
+    md5 = value.strip().lower().removesuffix(".dir")
+    if not _MD5.match(md5):
+        raise VersioningError(
+            f"data version {value!r} is not an md5: expected 32 hex characters "
+            "(optionally followed by '.dir'), as in DataVersion.md5"
+        )
+    return md5
+
+
+def _dvc_text(md5: str, name: str, files: int | None = None, size: int | None = None) -> str:
+    """The `.dvc` text DVC itself writes; `hash: md5` is required (else legacy 2.x hashing)."""
+    lines = ["outs:", f"- md5: {md5}.dir"]
+    if size is not None:
+        lines.append(f"  size: {size}")
+    if files is not None:
+        lines.append(f"  nfiles: {files}")
+    lines += ["  hash: md5", f"  path: {name}"]
+    return "\n".join(lines) + "\n"
+
+
+def _parse_dvc_text(text: str, data: Path, *, source: str) -> DataVersion:
+    try:
+        doc = yaml.safe_load(text)
+        out = doc["outs"][0]
+        md5 = str(out["md5"])
+        path = str(out["path"])
+    except (yaml.YAMLError, KeyError, IndexError, TypeError) as exc:
+        raise VersioningError(
+            f"{source} is not a DVC file with one output ({exc!r}); "
+            "re-create it with track() or pass a bare md5"
+        ) from exc
+    if not md5.endswith(".dir"):
+        raise VersioningError(f"{source} tracks a single file (md5 {md5}), not a directory")
+    if path != data.name:
+        raise VersioningError(
+            f"{source} restores path {path!r}, not {data.name!r}: it belongs to another "
+            "data directory"
+        )
+    return DataVersion(
+        md5=_normalise_md5(md5),
+        path=data,
+        files=int(out.get("nfiles", 0)),
+        size=int(out.get("size", 0)),
+        dvc_file_text=text,
+    )
+
+
+def _entries(repo: Repo, md5: str) -> list[dict[str, str]] | None:
+    path = repo.cache.local.oid_to_path(md5 + ".dir")
+    try:
+        with open(path) as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return None
+
+
+def _missing_from_cache(repo: Repo, md5: str) -> str:
+    """'' when the cache holds the `.dir` listing and every file in it, else what is missing."""
+    entries = _entries(repo, md5)
+    if entries is None:
+        return f"no {md5}.dir listing"
+    odb = repo.cache.local
+    missing = [e["relpath"] for e in entries if not odb.exists(e["md5"])]
+    if missing:
+        return f"{len(missing)} of {len(entries)} files missing, e.g. {missing[0]}"
+    return ""
+
+
+def _cache_stats(repo: Repo, md5: str) -> tuple[int, int]:
+    entries = _entries(repo, md5) or []
+    odb = repo.cache.local
+    return len(entries), sum(os.path.getsize(odb.oid_to_path(e["md5"])) for e in entries)
+
+
+def _restore_file(path: Path, text: str | None) -> None:
+    if text is None:
+        path.unlink(missing_ok=True)
+    else:
+        path.write_text(text)
+
+
+def _describe(exc: BaseException) -> str:
+    """The exception's message without DVC's ANSI colours, or its type if it has none."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()
+    return text or type(exc).__name__
+
+
+@contextlib.contextmanager
+def _flocked(path: Path) -> Iterator[None]:
+    """Exclusive `flock` on `path` (a file, created if needed, or a directory).
+
+    A new descriptor per call, so the lock also excludes other threads of this process.
+    """
+    if path.is_dir():
+        fd = os.open(path, os.O_RDONLY)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+@contextlib.contextmanager
+def _env_var(name: str, value: str) -> Iterator[None]:
+    """Set `name` unless already set, and restore it afterwards (serialised process-wide)."""
+    with _ENV_LOCK:
+        if name in os.environ:
+            yield
+            return
+        os.environ[name] = value
+        try:
+            yield
+        finally:
+            os.environ.pop(name, None)
