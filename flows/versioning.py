@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import re
 import threading
@@ -50,6 +51,18 @@ _MD5 = re.compile(r"^[0-9a-f]{32}$")
 _REGISTRY_LOCK = threading.Lock()
 _REPO_LOCKS: dict[Path, threading.Lock] = {}
 _ENV_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _quiet_dvc_logs() -> Iterator[None]:
+    """DVC logs "Initialized DVC repository..." to stdout; our callers report themselves."""
+    logger = logging.getLogger("dvc")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 class VersioningError(MptError):
@@ -230,7 +243,7 @@ class DataVersioner:
         # Repo.init opens a Repo of its own, so no config can be passed: the site cache
         # location goes through the environment, restored right after.
         site_cache = _env_var("DVC_SITE_CACHE_DIR", str(self._site_cache()))
-        with self._errors("initialise DVC"), site_cache:
+        with self._errors("initialise DVC"), site_cache, _quiet_dvc_logs():
             Repo.init(str(self.root)).close()
 
     def _configure(self, repo: Repo) -> None:

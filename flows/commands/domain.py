@@ -3,18 +3,51 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 from ..domains import discover, get_domain
 from ..domains.scaffold import scaffold_domain
+from ..settings import load_settings
+from ..versioning import VersioningError
 from .output import emit
 
 DOMAINS_DIR_ENV = "MPT_DOMAINS_DIR"
 
 
 def domains_dir(args: argparse.Namespace) -> Path:
-    return Path(args.domains_dir or os.environ.get(DOMAINS_DIR_ENV, "domains"))
+    return load_settings(domains_dir=args.domains_dir).domains_dir
+
+
+def _repo_root(path: Path) -> Path:
+    """The git repository holding `path` (DVC metadata lives there)."""
+    for candidate in [path.resolve(), *path.resolve().parents]:
+        if (candidate / ".git").exists():
+            return candidate
+    raise VersioningError(
+        f"{path} is not inside a git repository; DVC versions data inside one (run `git init`)"
+    )
+
+
+def cmd_version(args: argparse.Namespace) -> int:
+    from ..versioning import DataVersioner, RemoteSpec
+
+    settings = load_settings(domains_dir=args.domains_dir)
+    domain = get_domain(settings.domains_dir, args.name)
+    remote = RemoteSpec(settings.dvc_remote_url, endpoint_url=settings.dvc_s3_endpoint)
+    versioner = DataVersioner(_repo_root(domain.root), remote)
+    version = versioner.track(domain.data_dir)
+    pushed = versioner.push(domain.data_dir) if args.push else None
+    emit(
+        args,
+        {
+            "domain": domain.name,
+            "data_version": version.md5,
+            "files": version.files,
+            "size": version.size,
+            "pushed": "-" if pushed is None else f"{pushed} objects to {remote.describe()}",
+        },
+    )
+    return 0
 
 
 def cmd_new(args: argparse.Namespace) -> None:
@@ -64,7 +97,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    group = sub.add_parser("domain", help="domain folders: new, list, check, prepare")
+    group = sub.add_parser("domain", help="domain folders: new, list, check, prepare, version")
     domain_sub = group.add_subparsers(dest="domain_command", required=True)
     place = argparse.ArgumentParser(add_help=False)
     place.add_argument(
@@ -96,3 +129,14 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     )
     p.add_argument("names", nargs="+")
     p.set_defaults(func=cmd_prepare)
+
+    p = domain_sub.add_parser(
+        "version",
+        help="track a domain's data with DVC; print its data version",
+        parents=[common, place],
+    )
+    p.add_argument("name")
+    p.add_argument(
+        "--push", action="store_true", help="also push to the DVC remote ($MPT_DVC_REMOTE)"
+    )
+    p.set_defaults(func=cmd_version)

@@ -159,3 +159,35 @@ def test_demo_data_is_deterministic_and_matches_its_domain(tmp_path, name):
         assert all(r["answer"] in task.candidates(r["question"]) for r in rows)
     else:
         assert all(len(r["caption"]) >= config.validation.caption_length[0] for r in rows)
+
+
+def test_cli_version_tracks_and_pushes_to_the_local_remote(tmp_path, monkeypatch, capsys):
+    import json
+    import subprocess
+
+    from PIL import Image
+
+    repo = tmp_path / "repo"
+    data = repo / "domains" / "shop" / "data"
+    (data / "images").mkdir(parents=True)
+    write(repo / "domains" / "shop" / "domain.yaml", "task: retrieval\n")
+    Image.new("RGB", (16, 16), "red").save(data / "images" / "a.png")
+    (data / "metadata.csv").write_text("image,split,caption\nimages/a.png,train,a red square\n")
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    monkeypatch.setenv("MPT_DVC_REMOTE", str(tmp_path / "remote"))
+    args = ["domain", "version", "shop", "--push", "--json", "--domains-dir", str(repo / "domains")]
+    assert main(args) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert len(first["data_version"]) == 32 and first["files"] == 2
+    assert (repo / "domains" / "shop" / "data.dvc").exists()
+    assert any((tmp_path / "remote").rglob("*"))
+    Image.new("RGB", (16, 16), "blue").save(data / "images" / "a.png")
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out)["data_version"] != first["data_version"]
+
+
+def test_cli_version_outside_git_is_a_clear_error(tmp_path, capsys):
+    write(tmp_path / "domains" / "shop" / "domain.yaml", "task: retrieval\n")
+    (tmp_path / "domains" / "shop" / "data").mkdir()
+    assert main(["domain", "version", "shop", "--domains-dir", str(tmp_path / "domains")]) == 2
+    assert "not inside a git repository" in capsys.readouterr().err
