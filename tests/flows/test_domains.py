@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import shutil
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from flows.cli import main
 from flows.domains import DomainConfigError, discover, get_domain, load_domain_config
 from flows.domains.prepare import PREPARERS, prepare
 from flows.domains.scaffold import scaffold_domain
+from flows.validation import validate_domain
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -159,6 +161,9 @@ def test_demo_data_is_deterministic_and_matches_its_domain(tmp_path, name):
         assert all(r["answer"] in task.candidates(r["question"]) for r in rows)
     else:
         assert all(len(r["caption"]) >= config.validation.caption_length[0] for r in rows)
+    shutil.copy(REPO / "domains" / name / "domain.yaml", tmp_path / "a" / name / "domain.yaml")
+    report = validate_domain(get_domain(tmp_path / "a", name))
+    assert report.passed, report.summary
 
 
 def test_cli_version_tracks_and_pushes_to_the_local_remote(tmp_path, monkeypatch, capsys):
@@ -191,3 +196,19 @@ def test_cli_version_outside_git_is_a_clear_error(tmp_path, capsys):
     (tmp_path / "domains" / "shop" / "data").mkdir()
     assert main(["domain", "version", "shop", "--domains-dir", str(tmp_path / "domains")]) == 2
     assert "not inside a git repository" in capsys.readouterr().err
+
+
+def test_cli_check_passes_a_good_domain_and_names_the_bad_row(tmp_path, capsys):
+    from .domain_factory import make_domain, read_rows, write_rows
+
+    domain = make_domain(tmp_path, "classification", name="shop")
+    args = ["domain", "check", "shop", "--domains-dir", str(tmp_path / "domains")]
+    assert main([*args, "--report-dir", str(tmp_path / "report")]) == 0
+    assert "passed" in capsys.readouterr().out
+    assert (tmp_path / "report" / "data_docs" / "index.html").exists()
+    rows = read_rows(domain)
+    rows[3]["label"] = "Sneakr"
+    write_rows(domain, rows)
+    assert main(args) == 1
+    out = capsys.readouterr().out
+    assert "FAILED" in out and "row 4" in out and "'Sneakr'" in out

@@ -1,0 +1,198 @@
+"""Per-row image facts, computed in plain Python; the suite then expects on them with GX.
+
+Each image goes through the checks in this order and stops at the first that fails, so a bad
+row is reported once, for its first problem:
+
+1. location: the path is relative and stays inside data/ (decided on the string alone; a
+   path like `../../x.png` or `/etc/passwd` is never opened or even stat'ed);
+2. file: it exists and is a regular file; its sha256 is taken from the bytes;
+3. size: width and height come from the header only (PIL opens lazily) and are checked
+   against `validation.images` before anything is decoded (decompression bombs);
+4. decodes: the whole image decodes (truncated files fail: LOAD_TRUNCATED_IMAGES is off);
+5. rgb: its mode converts to RGB.
+
+Status facts are "ok" or the reason, in words; None means "not checked" (an earlier check
+failed), which GX's in-set and between expectations skip.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+import re
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path, PureWindowsPath
+from typing import TYPE_CHECKING
+
+import pandas as pd
+from PIL import Image, ImageFile
+
+if TYPE_CHECKING:
+    from flows.domains.schema import ImageBounds
+
+OK = "ok"
+LEAK = "leak"
+"""The fact naming another split's row with the same image bytes."""
+PREFIX = "_image_"
+"""Fact columns added to the table are named `_image_<fact>`."""
+_BOMB_PIXELS = re.compile(r"\((\d+) pixels\)")
+
+
+@dataclass(frozen=True)
+class ImageFacts:
+    location: str | None = None
+    file: str | None = None
+    width: int | None = None
+    height: int | None = None
+    pixels: int | None = None
+    decodes: str | None = None
+    rgb: str | None = None
+    sha256: str | None = None
+
+
+FACTS = tuple(f.name for f in fields(ImageFacts))
+
+
+def fact_column(fact: str) -> str:
+    return PREFIX + fact
+
+
+def image_facts(
+    paths: pd.Series, splits: pd.Series | None, data_dir: Path, bounds: ImageBounds
+) -> pd.DataFrame:
+    """One row of facts per table row (same index); `leak` names the row in another split
+    that holds the same image content, if any."""
+    cache: dict[str, ImageFacts] = {}
+    with pil_guard(bounds.max_pixels):
+        for raw in paths.dropna().unique():
+            cache[raw] = inspect_image(raw, data_dir, bounds)
+    empty = ImageFacts()
+    facts = pd.DataFrame(
+        [asdict(cache.get(raw, empty)) if isinstance(raw, str) else asdict(empty) for raw in paths],
+        index=paths.index,
+        columns=list(FACTS),
+    )
+    for number in ("width", "height", "pixels"):
+        facts[number] = facts[number].astype("Int64")
+    facts[LEAK] = _content_leaks(facts["sha256"], splits, paths)
+    return facts.rename(columns=fact_column)
+
+
+def inspect_image(raw: str, data_dir: Path, bounds: ImageBounds) -> ImageFacts:
+    """The facts of one image path as written in the table (relative to `data_dir`).
+    Call inside `pil_guard`."""
+    problem = location_problem(raw)
+    if problem:
+        return ImageFacts(location=problem)
+    path = data_dir / posixpath.normpath(raw)
+    try:
+        if not _parent_inside(path, data_dir):
+            return ImageFacts(location="resolves outside the data folder through a symbolic link")
+        if not path.is_file():
+            missing = "a directory, not a file" if path.is_dir() else "no such file"
+            return ImageFacts(location=OK, file=missing)
+        facts = ImageFacts(location=OK, file=OK, sha256=_sha256(path))
+    except (OSError, RuntimeError) as exc:  # unreadable, name too long, symlink loop
+        return ImageFacts(location=OK, file=f"cannot be read ({_reason(exc, path)})")
+    return _inspect_pixels(path, facts, bounds)
+
+
+def location_problem(raw: str) -> str | None:
+    """Why a table path may not be used, judged on the string only; None if it is fine."""
+    if not raw.strip():
+        return "empty path"
+    if "\x00" in raw:
+        return "the path contains a NUL character"
+    if raw.startswith(("/", "\\")) or PureWindowsPath(raw).drive:
+        return "absolute path; write it relative to the data folder (e.g. images/a.png)"
+    normal = posixpath.normpath(raw)
+    if normal == ".." or normal.startswith("../"):
+        return "the path escapes the data folder ('..'); keep images inside data/"
+    if normal == ".":
+        return "the path names the data folder itself, not an image"
+    return None
+
+
+@contextmanager
+def pil_guard(max_pixels: int) -> Iterator[None]:
+    """PIL's own decompression-bomb limit set to `max_pixels` and truncated files refused,
+    restoring PIL's process-wide settings afterwards."""
+    saved = Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES
+    Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES = max_pixels, False
+    try:
+        with warnings.catch_warnings():
+            # Between max_pixels and 2x PIL only warns; our own bounds check refuses those.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            yield
+    finally:
+        Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES = saved
+
+
+def _parent_inside(path: Path, data_dir: Path) -> bool:
+    # Only the folders are resolved: the file itself may be a link into a DVC cache.
+    return path.parent.resolve().is_relative_to(data_dir.resolve())
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _inspect_pixels(path: Path, facts: ImageFacts, bounds: ImageBounds) -> ImageFacts:
+    try:
+        img = Image.open(path)  # lazy: parses the header only
+    except Image.DecompressionBombError as exc:
+        found = _BOMB_PIXELS.search(str(exc))
+        if found:  # reported by the pixel-count check, like any other oversized image
+            return replace(facts, pixels=int(found.group(1)))
+        return replace(facts, decodes=f"refused before decoding ({_reason(exc, path)})")
+    except Exception as exc:  # hostile bytes can make any PIL plugin raise anything
+        return replace(facts, decodes=f"not an image PIL can read ({_reason(exc, path)})")
+    with img:
+        width, height = img.size
+        facts = replace(facts, width=width, height=height, pixels=width * height)
+        if not _within(width, height, bounds):
+            return facts  # never decode an image whose declared size is out of bounds
+        try:
+            img.load()
+        except Exception as exc:
+            return replace(facts, decodes=f"truncated or corrupt ({_reason(exc, path)})")
+        facts = replace(facts, decodes=OK)
+        try:
+            img.convert("RGB")
+        except Exception as exc:
+            return replace(facts, rgb=f"mode {img.mode!r} ({_reason(exc, path)})")
+    return replace(facts, rgb=OK)
+
+
+def _within(width: int, height: int, bounds: ImageBounds) -> bool:
+    sides_ok = all(bounds.min_side <= side <= bounds.max_side for side in (width, height))
+    return sides_ok and width * height <= bounds.max_pixels
+
+
+def _reason(exc: Exception, path: Path) -> str:
+    message = str(exc).replace(f" {str(path)!r}", "").strip()  # the row already names the file
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
+def _content_leaks(sha: pd.Series, splits: pd.Series | None, paths: pd.Series) -> pd.Series:
+    """ "ok", or the first row of another split with identical bytes; None where unknown."""
+    leaks = pd.Series(None, index=sha.index, dtype=object)
+    if splits is None:
+        return leaks
+    known = sha.notna() & splits.notna()
+    leaks[known] = OK
+    for _, group in sha[known].groupby(sha[known], sort=False):
+        rows = list(group.index)
+        if len({splits[r] for r in rows}) < 2:
+            continue
+        for row in rows:
+            other = next(r for r in rows if splits[r] != splits[row])
+            leaks[row] = f"same image content as row {other} ({paths[other]}, {splits[other]})"
+    return leaks

@@ -1,0 +1,370 @@
+"""The checks of one domain: Great Expectations expectations built from its domain.yaml, the
+image facts, and the optional extra-expectations YAML in the domain folder.
+
+Each `Check` pairs one expectation with what a reader needs to understand its failure: the
+column, the problem in words, and how to show offending rows. Great Expectations is imported
+only when checks are built (it takes seconds to import).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import yaml
+
+from mpt_core.errors import ConfigError
+
+from .images import LEAK, fact_column
+from .runner import import_gx
+
+if TYPE_CHECKING:
+    from flows.domains.schema import DomainConfig
+
+SPLITS = ("train", "val", "test")
+TASK_COLUMNS = {
+    "classification": ("label_column",),
+    "retrieval": ("caption_column",),
+    "vqa": ("question_column", "answer_column"),
+}
+
+Show = Literal["value", "reason", "rows", "count", "columns", "table"]
+"""How a failure is shown: offending rows with their value, rows with the reason held in
+`value_column`, rows only, a row count against a minimum, the missing columns, or GX's
+observed value for a table-level check."""
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    """Stable id, e.g. 'label_in_set', 'image_decodes', 'extra:expect_column_values_to_...'."""
+    column: str | None
+    """The table column a reader should look at; None for table-level checks."""
+    problem: str
+    """The failure in words; for 'count' checks '{observed}' stands for the count found."""
+    expectation: Any
+    """A great_expectations Expectation."""
+    show: Show
+    value_column: str | None = None
+
+
+class ExtraExpectationsError(ConfigError):
+    """The extra-expectations YAML of a domain cannot be used; names the file and entry."""
+
+
+def required_columns(config: DomainConfig) -> list[str]:
+    layout = config.data
+    names = [layout.image_column, layout.split_column]
+    return names + [getattr(layout, field) for field in TASK_COLUMNS[config.task]]
+
+
+def declared_values(config: DomainConfig) -> set[str]:
+    """Labels, questions and answers: values the table reader must never take for nulls."""
+    values = set(config.labels or ())
+    for question, answers in (config.answers or {}).items():
+        values |= {question, *answers}
+    return values
+
+
+def build_checks(
+    config: DomainConfig, columns: Sequence[str], extra: Sequence[Check] = ()
+) -> list[Check]:
+    """Every check for a table with `columns` (as read, before image facts are added).
+    Checks that need a missing column are left out: the required-columns check reports it."""
+    present = set(columns)
+    checks = [_columns_check(config, columns)]
+    checks += _value_checks(config, present)
+    checks += _count_checks(config, present)
+    if config.data.image_column in present:
+        checks += _image_checks(config, present)
+    checks += extra
+    for order, check in enumerate(checks):
+        check.expectation.meta["order"] = order  # results come back in another order
+    return checks
+
+
+def _gx():
+    gx = import_gx()
+    from great_expectations.expectations.row_conditions import Column
+
+    return gx.expectations, Column
+
+
+def _check(name, column, problem, expectation, show, value_column=None) -> Check:
+    expectation.meta = {"check": name, "problem": problem}
+    return Check(name, column, problem, expectation, show, value_column)
+
+
+def _short(values: Sequence[str], limit: int = 12) -> str:
+    shown = ", ".join(repr(v) for v in values[:limit])
+    return f"[{shown}{', ...' if len(values) > limit else ''}]"
+
+
+def _columns_check(config: DomainConfig, columns: Sequence[str]) -> Check:
+    gxe, _ = _gx()
+    required = required_columns(config)
+    missing = [c for c in required if c not in columns]
+    hints = [
+        f"{found!r} looks like {want!r} (spaces or case differ)"
+        for want in missing
+        for found in columns
+        if found.strip().lower() == want.lower()
+    ]
+    problem = (
+        f"missing required column(s) {missing}; the table has {list(columns)}"
+        + (f"; {'; '.join(hints)}" if hints else "")
+        + f" (task {config.task!r} needs {required}; names are set under data: in domain.yaml)"
+    )
+    expectation = gxe.ExpectTableColumnsToMatchSet(column_set=required, exact_match=False)
+    return _check("required_columns", None, problem, expectation, "columns")
+
+
+def _value_checks(config: DomainConfig, present: set[str]) -> list[Check]:
+    gxe, Column = _gx()
+    layout, checks = config.data, []
+    for column in required_columns(config):
+        if column in present:
+            expectation = gxe.ExpectColumnValuesToNotBeNull(column=column)
+            checks.append(_check("not_null", column, "empty (no value)", expectation, "rows"))
+
+    def in_set(name, column, values, problem, needs=(), **kwargs):
+        if column in present and all(c in present for c in needs):
+            exp = gxe.ExpectColumnValuesToBeInSet(column=column, value_set=list(values), **kwargs)
+            checks.append(_check(name, column, problem, exp, "value", column))
+
+    split, image = layout.split_column, layout.image_column
+    in_set("split_in_set", split, SPLITS, f"not one of the splits {_short(SPLITS)}")
+    if config.task == "classification":
+        labels = config.labels or []
+        in_set(
+            "label_in_set",
+            layout.label_column,
+            labels,
+            f"not in the declared labels {_short(labels)}",
+        )
+    if config.task == "vqa":
+        question, answers = layout.question_column, config.answers or {}
+        questions = list(answers)
+        in_set(
+            "question_in_set",
+            question,
+            questions,
+            f"not one of the declared questions {_short(questions)}",
+        )
+        for q, candidates in answers.items():
+            in_set(
+                "answer_in_set",
+                layout.answer_column,
+                candidates,
+                f"not a declared answer to {q!r} {_short(candidates)}",
+                row_condition=Column(question) == q,
+                needs=(question,),
+            )
+    if config.task == "retrieval" and layout.caption_column in present:
+        low, high = config.validation.caption_length
+        exp = gxe.ExpectColumnValueLengthsToBeBetween(
+            column=layout.caption_column, min_value=low, max_value=high
+        )
+        problem = (
+            f"with caption length outside {low}..{high} characters (validation.caption_length)"
+        )
+        checks.append(
+            _check(
+                "caption_length",
+                layout.caption_column,
+                problem,
+                exp,
+                "value",
+                layout.caption_column,
+            )
+        )
+    key = [image, layout.question_column] if config.task == "vqa" else [image]
+    if all(c in present for c in key):
+        if len(key) == 1:
+            exp = gxe.ExpectColumnValuesToBeUnique(column=image)
+            problem = "repeat an image path"
+        else:
+            exp = gxe.ExpectCompoundColumnsToBeUnique(column_list=key)
+            problem = f"repeat an ({image}, {key[1]}) pair"
+        checks.append(_check("unique_image", image, problem, exp, "rows"))
+    if len(present) > 1:
+        exp = gxe.ExpectCompoundColumnsToBeUnique(column_list=sorted(present))
+        checks.append(
+            _check("duplicate_rows", None, "duplicated (every column equal)", exp, "rows")
+        )
+    return checks
+
+
+def _count_checks(config: DomainConfig, present: set[str]) -> list[Check]:
+    """At least `min_per_split` rows per split and `min_per_class` rows per label (or per
+    answer of each question) per split: one row-count expectation per subset."""
+    gxe, Column = _gx()
+    layout, rules = config.data, config.validation
+    split = layout.split_column
+    if split not in present:
+        return []
+    checks = []
+
+    def at_least(name, column, minimum, subject, source, condition):
+        problem = f"{subject} has {{observed}} rows; needs at least {minimum} ({source})"
+        exp = gxe.ExpectTableRowCountToBeBetween(min_value=minimum, row_condition=condition)
+        checks.append(_check(name, column, problem, exp, "count"))
+
+    for s in SPLITS:
+        at_least(
+            "split_rows",
+            split,
+            rules.min_per_split,
+            f"split {s!r}",
+            "validation.min_per_split",
+            Column(split) == s,
+        )
+    for s in SPLITS:
+        minimum = rules.min_per_class.get(s, 0)
+        if minimum < 1:
+            continue
+        source = f"validation.min_per_class.{s}"
+        if config.task == "classification" and layout.label_column in present:
+            label = layout.label_column
+            for c in config.labels or []:
+                at_least(
+                    "class_rows",
+                    label,
+                    minimum,
+                    f"label {c!r} in split {s!r}",
+                    source,
+                    (Column(split) == s) & (Column(label) == c),
+                )
+        if config.task == "vqa" and {layout.question_column, layout.answer_column} <= present:
+            question, answer = layout.question_column, layout.answer_column
+            for q, candidates in (config.answers or {}).items():
+                for a in candidates:
+                    at_least(
+                        "class_rows",
+                        answer,
+                        minimum,
+                        f"answer {a!r} to {q!r} in split {s!r}",
+                        source,
+                        (Column(split) == s) & (Column(question) == q) & (Column(answer) == a),
+                    )
+    return checks
+
+
+def _image_checks(config: DomainConfig, present: set[str]) -> list[Check]:
+    gxe, _ = _gx()
+    image, bounds = config.data.image_column, config.validation.images
+    checks = []
+
+    def status(fact, problem):
+        column = fact_column(fact)
+        exp = gxe.ExpectColumnValuesToBeInSet(column=column, value_set=["ok"])
+        checks.append(_check(f"image_{fact}", image, problem, exp, "reason", column))
+
+    def between(fact, problem, low=None, high=None):
+        column = fact_column(fact)
+        exp = gxe.ExpectColumnValuesToBeBetween(column=column, min_value=low, max_value=high)
+        checks.append(_check(f"image_{fact}", image, problem, exp, "value", column))
+
+    side = f"{bounds.min_side}..{bounds.max_side} px (validation.images)"
+    status("location", "image path refused")
+    status("file", "image file not found")
+    between("width", f"with image width outside {side}", bounds.min_side, bounds.max_side)
+    between("height", f"with image height outside {side}", bounds.min_side, bounds.max_side)
+    between(
+        "pixels",
+        f"with more than {bounds.max_pixels} pixels (validation.images.max_pixels), "
+        "refused before decoding (decompression-bomb guard)",
+        high=bounds.max_pixels,
+    )
+    status("decodes", "image does not decode")
+    status("rgb", "image mode does not convert to RGB")
+    if config.data.split_column in present:
+        status(LEAK, "with the same image content in another split (splits must not overlap)")
+    return checks
+
+
+def load_extra_expectations(path: Path, present: Sequence[str] = ()) -> list[Check]:
+    """Checks from a YAML list like
+    `- {type: expect_column_values_to_match_regex, kwargs: {column: image, regex: '\\.png$'}}`.
+    """
+    import_gx()
+    from great_expectations.expectations.registry import (
+        get_expectation_impl,
+        list_registered_expectation_implementations,
+    )
+
+    try:
+        entries = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ExtraExpectationsError(
+            f"{path}: file not found (named by validation.extra_expectations in domain.yaml)"
+        ) from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ExtraExpectationsError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(entries, list):
+        raise ExtraExpectationsError(
+            f"{path}: expected a list of {{type: ..., kwargs: {{...}}}} entries, "
+            f"got {type(entries).__name__}"
+        )
+    known = list_registered_expectation_implementations()
+    checks = []
+    for number, entry in enumerate(entries, 1):
+        where = f"{path}: entry {number}"
+        if not isinstance(entry, dict) or not isinstance(entry.get("type"), str):
+            raise ExtraExpectationsError(
+                f"{where}: needs a 'type' (an expectation name), got {entry!r}"
+            )
+        unknown = set(entry) - {"type", "kwargs", "meta"}
+        if unknown:
+            raise ExtraExpectationsError(
+                f"{where}: unknown key(s) {sorted(unknown)}; allowed: type, kwargs, meta"
+            )
+        kind = _snake(entry["type"])
+        if kind not in known:
+            close = difflib.get_close_matches(kind, known, n=3, cutoff=0.6)
+            hint = f"did you mean {', '.join(close)}? " if close else ""
+            raise ExtraExpectationsError(
+                f"{where}: unknown expectation type {entry['type']!r}; {hint}"
+                f"allowed: {', '.join(known)}"
+            )
+        kwargs = entry.get("kwargs") or {}
+        if not isinstance(kwargs, dict):
+            raise ExtraExpectationsError(f"{where}: kwargs must be a mapping, got {kwargs!r}")
+        try:
+            exp = get_expectation_impl(kind)(**kwargs, meta=dict(entry.get("meta") or {}))
+        except (ValueError, TypeError) as exc:  # pydantic's ValidationError is a ValueError
+            message = " ".join(str(exc).split())
+            raise ExtraExpectationsError(f"{where} ({kind}): invalid kwargs: {message}") from None
+        exp.meta = {"check": f"extra:{kind}", **(exp.meta or {})}
+        checks.append(_extra_check(kind, kwargs, exp, path, present))
+    return checks
+
+
+def _extra_check(kind: str, kwargs: dict, exp: Any, path: Path, present: Sequence[str]) -> Check:
+    from great_expectations.expectations.expectation import (
+        ColumnMapExpectation,
+        ColumnPairMapExpectation,
+        MulticolumnMapExpectation,
+    )
+
+    column = kwargs.get("column")
+    args = ", ".join(f"{k}={v!r}" for k, v in kwargs.items() if k != "column")
+    problem = f"fail {kind}({args}) from {path.name}"
+    if isinstance(exp, ColumnMapExpectation) and column in present:
+        show, value_column = "value", column  # offending rows with their value
+    elif isinstance(
+        exp, ColumnMapExpectation | ColumnPairMapExpectation | MulticolumnMapExpectation
+    ):
+        show, value_column = "rows", None
+    else:
+        show, value_column = "table", None  # aggregate: GX's observed value
+    return Check(f"extra:{kind}", column, problem, exp, show, value_column)
+
+
+def _snake(name: str) -> str:
+    """'ExpectColumnValuesToMatchRegex' or 'expect_column_values_to_match_regex' -> snake case."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name.strip()).lower()
