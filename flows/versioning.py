@@ -247,19 +247,22 @@ class DataVersioner:
             Repo.init(str(self.root)).close()
 
     def _configure(self, repo: Repo) -> None:
-        current = repo.config.load_one("repo")
+        """Analytics off in the shared repo config; the remote (a machine's own choice) in
+        `.dvc/config.local`, which git does not track, so running never dirties the repo."""
+        shared, local = repo.config.load_one("repo"), repo.config.load_one("local")
         wanted = self.remote.dvc_section(self.root)
-        section = current.get("remote", {}).get(self.remote.name, {})
+        section = local.get("remote", {}).get(self.remote.name, {})
         stale = [k for k in ("endpointurl", "region") if k in section and k not in wanted]
+        if shared.get("core", {}).get("analytics") is not False:
+            with repo.config.edit("repo") as conf:
+                conf["core"]["analytics"] = False
         if (
-            current.get("core", {}).get("analytics") is False
-            and current.get("core", {}).get("remote") == self.remote.name
+            local.get("core", {}).get("remote") == self.remote.name
             and all(str(section.get(k)) == v for k, v in wanted.items())
             and not stale
         ):
             return
-        with repo.config.edit("repo") as conf:
-            conf["core"]["analytics"] = False
+        with repo.config.edit("local") as conf:
             conf["core"]["remote"] = self.remote.name
             remote = conf["remote"].setdefault(self.remote.name, {})
             for key in stale:

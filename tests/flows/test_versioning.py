@@ -132,7 +132,7 @@ def test_round_trip_with_the_s3_remote(repo, s3_remote, s3_server):
     prefix = s3_remote.url.split("/", 3)[3]
     listed = client.list_objects_v2(Bucket=s3_server.bucket, Prefix=prefix + "/")
     assert sum(key["Key"].endswith(".dir") for key in listed["Contents"]) == 2
-    config = (repo / ".dvc" / "config").read_text()
+    config = (repo / ".dvc" / "config.local").read_text() + (repo / ".dvc" / "config").read_text()
     assert s3_server.endpoint_url in config and s3_server.secret_key not in config
 
 
@@ -259,14 +259,15 @@ def test_not_a_git_repository_says_how_to_fix_it(tmp_path, local_remote):
 def test_ensure_initialised_is_idempotent_and_follows_the_remote(repo, tmp_path):
     DataVersioner(repo, RemoteSpec("s3://bucket/a", "http://127.0.0.1:1")).ensure_initialised()
     DataVersioner(repo, RemoteSpec("s3://bucket/a", "http://127.0.0.1:1")).ensure_initialised()
-    config = (repo / ".dvc" / "config").read_text()
-    assert "analytics = False" in config and "remote = storage" in config
-    assert "http://127.0.0.1:1" in config
+    assert "analytics = False" in (repo / ".dvc" / "config").read_text()
+    local = (repo / ".dvc" / "config.local").read_text()
+    assert "remote = storage" in local and "http://127.0.0.1:1" in local
+    assert "remote" not in (repo / ".dvc" / "config").read_text()  # machine choice stays local
 
     DataVersioner(repo, RemoteSpec(str(tmp_path / "store"))).ensure_initialised()
-    config = (repo / ".dvc" / "config").read_text()
-    assert "s3://" not in config and "endpointurl" not in config and "region" not in config
-    assert "store" in config
+    local = (repo / ".dvc" / "config.local").read_text()
+    assert "s3://" not in local and "endpointurl" not in local and "region" not in local
+    assert "store" in local
 
 
 def test_bad_s3_credentials_name_the_remote_and_the_variables(repo, s3_remote, monkeypatch):
