@@ -9,6 +9,8 @@ import socket
 
 import pytest
 
+from .s3_server import s3_server  # noqa: F401  (session fixture: a real SeaweedFS S3 server)
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")

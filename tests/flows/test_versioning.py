@@ -16,7 +16,7 @@ from PIL import Image
 
 from flows.versioning import DataVersion, DataVersioner, RemoteSpec, VersioningError
 
-from .s3 import S3Server
+from ..s3_server import S3Server
 
 # dvc 3.67 itself trips pygtrie's deprecation of `_NoneStep.value`.
 pytestmark = pytest.mark.filterwarnings("ignore:_NoneStep.value:DeprecationWarning")
