@@ -11,10 +11,11 @@ import sys
 from collections.abc import Sequence
 
 from mpt_core.errors import MptError
+from registry.errors import RegistryError
 
-from .commands import core, domain
+from .commands import core, domain, registry
 
-GROUPS = (core, domain)
+GROUPS = (core, domain, registry)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,7 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args) or 0
-    except MptError as exc:
+    except (MptError, RegistryError) as exc:
         print(f"mpt: error: {exc}", file=sys.stderr)
         return 2
 

@@ -1,0 +1,320 @@
+"""`mpt registry ...` and `mpt promote ...`: the registry from the command line.
+
+The registry enforces the rules; these commands only parse, call and print.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from registry import Policy, PromptRegistry, RegistrySettings, upgrade
+from registry.api import current_user
+
+from .output import emit
+
+
+def _registry() -> PromptRegistry:
+    settings = RegistrySettings()
+    if settings.database.startswith("sqlite"):
+        upgrade(settings.database)  # the embedded default sets itself up; servers use `upgrade`
+    return PromptRegistry.from_settings(settings)
+
+
+def _user(args: argparse.Namespace) -> str:
+    return args.user or os.environ.get("MPT_USER") or current_user()
+
+
+def _short(metrics: dict[str, Any] | None, key: str) -> str:
+    if not metrics or not isinstance(metrics.get(key), int | float):
+        return "-"
+    return f"{metrics[key]:.4f}"
+
+
+# ------------------------------------------------------------------ registry
+def cmd_upgrade(args: argparse.Namespace) -> None:
+    settings = RegistrySettings()
+    upgrade(settings.database)
+    print(f"registry schema at head on {settings.database}")
+
+
+def cmd_list(args: argparse.Namespace) -> None:
+    reg = _registry()
+    rows = []
+    for v in reg.list_versions(args.domain):
+        test = v.metrics("test") or {}
+        main = next((k for k in ("accuracy", "r1_mean") if k in test), None)
+        rows.append(
+            {
+                "domain": v.domain,
+                "version": v.number,
+                "method": v.method,
+                "status": v.status,
+                "aliases": ",".join(v.aliases) or "-",
+                "metric": f"{main}={test[main]:.4f}" if main else "-",
+                "data_version": v.data_version[:12],
+                "created": f"{v.created_at:%Y-%m-%d %H:%M}",
+                "by": v.created_by,
+            }
+        )
+    if args.json:
+        emit(args, [v.to_dict() for v in reg.list_versions(args.domain)])
+    else:
+        emit(args, rows)
+
+
+def cmd_show(args: argparse.Namespace) -> None:
+    v = _registry().get_version(args.domain, args.version)
+    if args.json:
+        emit(args, v.to_dict())
+        return
+    print(f"{v.domain} v{v.number}  [{v.status}]  aliases: {', '.join(v.aliases) or '-'}")
+    print(f"  method        {v.method}  (config {v.config_hash[:12]})")
+    print(f"  data version  {v.data_version}")
+    print(
+        f"  backbone      {v.backbone.family}:{v.backbone.name} ({v.backbone.weights_sha256[:12]}…)"
+    )
+    print(f"  code          {v.code_version} commit {v.git_commit or '-'}")
+    print(
+        f"  created       {v.created_at:%Y-%m-%d %H:%M:%S}Z by {v.created_by}, "
+        f"flow run {v.flow_run_id or '-'}"
+    )
+    print(f"  artifact      {v.artifact_uri} ({v.artifact_size} bytes)")
+    for e in v.evaluations:
+        scalars = {k: round(x, 4) for k, x in e.metrics.items() if isinstance(x, int | float)}
+        print(f"  metrics       {e.split} on data {e.data_version[:12]}: {scalars}")
+        for key in ("per_class_accuracy", "per_question_accuracy"):
+            if isinstance(e.metrics.get(key), dict):
+                per = ", ".join(f"{c}={x:.3f}" for c, x in e.metrics[key].items())
+                print(f"                {key}: {per}")
+
+
+def cmd_diff(args: argparse.Namespace) -> None:
+    diff = _registry().diff(args.domain, args.a, args.b, split=args.split)
+    if args.json:
+        emit(args, diff)
+        return
+    print(
+        f"{args.domain} v{args.a} -> v{args.b} on {diff['split']} "
+        f"of data {diff['data_version'][:12]}"
+    )
+    rows = [
+        {"metric": k, f"v{args.a}": f"{a:.4f}", f"v{args.b}": f"{b:.4f}", "delta": f"{d:+.4f}"}
+        for k, (a, b, d) in diff["metrics"].items()
+    ]
+    rows += [
+        {
+            "metric": f"  {k}",
+            f"v{args.a}": f"{a:.4f}",
+            f"v{args.b}": f"{b:.4f}",
+            "delta": f"{d:+.4f}",
+        }
+        for k, (a, b, d) in diff["per_class"].items()
+    ]
+    emit(args, rows)
+
+
+def cmd_history(args: argparse.Namespace) -> None:
+    reg = _registry()
+    if args.at:
+        at = datetime.fromisoformat(args.at)
+        at = at if at.tzinfo else at.replace(tzinfo=UTC)
+        version = reg.alias_at(args.domain, at, args.alias or "production")
+        print(
+            f"{args.domain}:{args.alias or 'production'} at {at.isoformat()}: "
+            + (f"v{version}" if version else "not set")
+        )
+        return
+    entries = reg.history(args.domain, args.alias)
+    emit(
+        args,
+        [e.to_dict() for e in entries]
+        if args.json
+        else [
+            {
+                "at": f"{e.at:%Y-%m-%d %H:%M:%S}Z",
+                "alias": e.alias,
+                "from": f"v{e.from_version}" if e.from_version else "-",
+                "to": f"v{e.to_version}",
+                "kind": e.kind,
+                "actor": e.actor,
+                "request": f"#{e.request_id}" if e.request_id else "-",
+                "reason": e.reason,
+            }
+            for e in entries
+        ],
+    )
+
+
+def cmd_gc(args: argparse.Namespace) -> None:
+    removed = _registry().gc(dry_run=args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    print(f"{verb} {len(removed)} unreferenced artifact blob(s)")
+    for sha in removed:
+        print(f"  {sha}")
+
+
+def cmd_register(args: argparse.Namespace) -> None:
+    """Register an artifact directory by hand (CI, notebooks, the README walk-through)."""
+    reg = _registry()
+    config = json.loads((Path(args.artifact) / "prompt_config.json").read_text())
+    metrics = json.loads(Path(args.metrics).read_text())
+    reg.record_data_version(
+        args.domain,
+        args.data_version,
+        rows=0,
+        row_counts={},
+        validation_passed=True,
+        validation_summary="registered by hand with `mpt registry register`",
+    )
+    v = reg.register_version(
+        args.domain,
+        args.artifact,
+        method=config.get("method") or "custom",
+        config=config.get("prompt_config", config),
+        data_version=args.data_version,
+        backbone=config["backbone"],
+        metrics=metrics,
+        created_by=_user(args),
+    )
+    print(f"registered {v.domain} v{v.number} ({v.artifact_uri})")
+
+
+# ------------------------------------------------------------------ promote
+def _request_row(r) -> dict[str, Any]:
+    return {
+        "id": r.id,
+        "domain": r.domain,
+        "version": f"v{r.version}",
+        "alias": r.alias,
+        "base": f"v{r.base_version}" if r.base_version else "-",
+        "status": r.status,
+        "policy": "passed" if r.policy_passed else "FAILED",
+        "requested_by": r.requested_by,
+        "reviewer": r.reviewer or "-",
+    }
+
+
+def cmd_request(args: argparse.Namespace) -> int:
+    policy = Policy(args.metric, args.min_improvement, args.max_class_regression)
+    r = _registry().request_promotion(
+        args.domain, args.version, requested_by=_user(args), policy=policy, alias=args.alias
+    )
+    emit(args, r.to_dict() if args.json else _request_row(r))
+    if not args.json:
+        for reason in r.policy_report.get("reasons", []):
+            print(f"policy: {reason}")
+    return 0
+
+
+def cmd_requests(args: argparse.Namespace) -> None:
+    rows = _registry().requests(args.domain, args.status)
+    emit(args, [r.to_dict() for r in rows] if args.json else [_request_row(r) for r in rows])
+
+
+def cmd_approve(args: argparse.Namespace) -> None:
+    r = _registry().approve(
+        args.request,
+        reviewer=_user(args),
+        comment=args.comment or "",
+        override_reason=args.override,
+    )
+    print(
+        f"approved #{r.id}: {r.domain}:{r.alias} -> v{r.version}"
+        + (" (override)" if args.override else "")
+    )
+
+
+def cmd_reject(args: argparse.Namespace) -> None:
+    r = _registry().reject(args.request, reviewer=_user(args), comment=args.comment)
+    print(f"rejected #{r.id} ({r.domain} v{r.version})")
+
+
+def cmd_rollback(args: argparse.Namespace) -> None:
+    e = _registry().rollback(
+        args.domain, args.version, actor=_user(args), reason=args.reason, alias=args.alias
+    )
+    print(f"rolled back {e.domain}:{e.alias} v{e.from_version} -> v{e.to_version}")
+
+
+def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    who = argparse.ArgumentParser(add_help=False)
+    who.add_argument("--user", help="who acts (default: $MPT_USER or the login name)")
+
+    group = sub.add_parser("registry", help="prompt versions, lineage, history").add_subparsers(
+        dest="registry_command", required=True
+    )
+    p = group.add_parser(
+        "upgrade", help="create/upgrade the registry schema (Alembic)", parents=[common]
+    )
+    p.set_defaults(func=cmd_upgrade)
+    p = group.add_parser("list", help="list prompt versions", parents=[common])
+    p.add_argument("domain", nargs="?")
+    p.set_defaults(func=cmd_list)
+    p = group.add_parser("show", help="a version with lineage and metrics", parents=[common])
+    p.add_argument("domain")
+    p.add_argument("version", type=int)
+    p.set_defaults(func=cmd_show)
+    p = group.add_parser(
+        "diff", help="compare two versions metric by metric and per class", parents=[common]
+    )
+    p.add_argument("domain")
+    p.add_argument("a", type=int)
+    p.add_argument("b", type=int)
+    p.add_argument("--split", default="test")
+    p.set_defaults(func=cmd_diff)
+    p = group.add_parser(
+        "history", help="alias moves; --at T: what an alias pointed at, at T", parents=[common]
+    )
+    p.add_argument("domain")
+    p.add_argument("--alias")
+    p.add_argument("--at", help="ISO time, e.g. 2026-11-27T10:00 (UTC unless it says otherwise)")
+    p.set_defaults(func=cmd_history)
+    p = group.add_parser("gc", help="delete artifact blobs no version references", parents=[common])
+    p.add_argument("--dry-run", action="store_true")
+    p.set_defaults(func=cmd_gc)
+    p = group.add_parser(
+        "register", help="register a prompt artifact directory by hand", parents=[common, who]
+    )
+    p.add_argument("domain")
+    p.add_argument("artifact", help="directory written by mpt_core.save_prompts")
+    p.add_argument("--data-version", required=True, help="DVC md5 of the data it was evaluated on")
+    p.add_argument("--metrics", required=True, help='JSON file: {"test": {"accuracy": 0.9, ...}}')
+    p.set_defaults(func=cmd_register)
+
+    group = sub.add_parser("promote", help="request, approve, reject, roll back").add_subparsers(
+        dest="promote_command", required=True
+    )
+    p = group.add_parser("request", help="ask to move an alias to a version", parents=[common, who])
+    p.add_argument("domain")
+    p.add_argument("version", type=int)
+    p.add_argument("--alias", default="production")
+    p.add_argument("--metric", default="accuracy")
+    p.add_argument("--min-improvement", type=float, default=0.0)
+    p.add_argument("--max-class-regression", type=float, default=0.05)
+    p.set_defaults(func=cmd_request)
+    p = group.add_parser("list", help="promotion requests", parents=[common])
+    p.add_argument("domain", nargs="?")
+    p.add_argument("--status", choices=["pending", "approved", "rejected"])
+    p.set_defaults(func=cmd_requests)
+    p = group.add_parser("approve", help="approve a request (not your own)", parents=[common, who])
+    p.add_argument("request", type=int)
+    p.add_argument("--comment")
+    p.add_argument("--override", metavar="REASON", help="promote although the policy failed")
+    p.set_defaults(func=cmd_approve)
+    p = group.add_parser("reject", help="reject a request (not your own)", parents=[common, who])
+    p.add_argument("request", type=int)
+    p.add_argument("--comment", required=True)
+    p.set_defaults(func=cmd_reject)
+    p = group.add_parser(
+        "rollback", help="move production back to an earlier version", parents=[common, who]
+    )
+    p.add_argument("domain")
+    p.add_argument("version", type=int)
+    p.add_argument("--reason", required=True)
+    p.add_argument("--alias", default="production")
+    p.set_defaults(func=cmd_rollback)

@@ -1,0 +1,1 @@
+"""Alembic migrations of the registry schema; `registry.migrate.upgrade(url)` applies them."""

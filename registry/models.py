@@ -1,0 +1,186 @@
+"""The registry's tables: SQLAlchemy 2 typed models on one DeclarativeBase.
+
+Constraint names follow one naming convention so Alembic migrations stay stable on
+SQLite and PostgreSQL. Every schema change goes through a migration in `migrations/`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+VERSION_STATUSES = ("candidate", "rejected", "archived")
+REQUEST_STATUSES = ("pending", "approved", "rejected")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores them naive)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the registry; use timezone-aware UTC")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map: ClassVar[dict] = {datetime: UTCDateTime(), dict[str, Any]: JSON}
+
+
+class Domain(Base):
+    __tablename__ = "domains"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Backbone(Base):
+    __tablename__ = "backbones"
+    __table_args__ = (
+        UniqueConstraint("family", "name", "weights_sha256", name="uq_backbones_identity"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    family: Mapped[str] = mapped_column(String(100))
+    name: Mapped[str] = mapped_column(String(500))
+    weights_sha256: Mapped[str] = mapped_column(String(64))
+
+
+class DataVersion(Base):
+    __tablename__ = "data_versions"
+    __table_args__ = (UniqueConstraint("domain_id", "md5", name="uq_data_versions_domain_md5"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    domain_id: Mapped[int] = mapped_column(ForeignKey("domains.id"))
+    md5: Mapped[str] = mapped_column(String(32))
+    rows: Mapped[int] = mapped_column(Integer)
+    row_counts: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    validation_passed: Mapped[bool] = mapped_column(Boolean)
+    validation_summary: Mapped[str] = mapped_column(Text, default="")
+    report_uri: Mapped[str | None] = mapped_column(String(1000))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PromptVersion(Base):
+    """Immutable once written (the API has no update path except `status`)."""
+
+    __tablename__ = "prompt_versions"
+    __table_args__ = (
+        UniqueConstraint("domain_id", "number", name="uq_prompt_versions_domain_number"),
+        CheckConstraint(f"status IN {VERSION_STATUSES}", name="status"),
+        CheckConstraint("number >= 1", name="number_positive"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    domain_id: Mapped[int] = mapped_column(ForeignKey("domains.id"))
+    number: Mapped[int] = mapped_column(Integer)
+    method: Mapped[str] = mapped_column(String(100))
+    config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    config_hash: Mapped[str] = mapped_column(String(64))
+    artifact_uri: Mapped[str] = mapped_column(String(1000))
+    artifact_sha256: Mapped[str] = mapped_column(String(64))
+    artifact_size: Mapped[int] = mapped_column(BigInteger)
+    data_version_id: Mapped[int] = mapped_column(ForeignKey("data_versions.id"))
+    backbone_id: Mapped[int] = mapped_column(ForeignKey("backbones.id"))
+    code_version: Mapped[str] = mapped_column(String(100))
+    git_commit: Mapped[str | None] = mapped_column(String(40))
+    flow_run_id: Mapped[str | None] = mapped_column(String(100))
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    status: Mapped[str] = mapped_column(String(20), default="candidate")
+
+
+class Evaluation(Base):
+    """Metrics of one prompt version on one split of one data version."""
+
+    __tablename__ = "evaluations"
+    __table_args__ = (
+        UniqueConstraint("version_id", "data_version_id", "split", name="uq_evaluations_once"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("prompt_versions.id"))
+    data_version_id: Mapped[int] = mapped_column(ForeignKey("data_versions.id"))
+    split: Mapped[str] = mapped_column(String(20))
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Alias(Base):
+    """A mutable name (production, staging, ...) pointing at exactly one version."""
+
+    __tablename__ = "aliases"
+    __table_args__ = (UniqueConstraint("domain_id", "name", name="uq_aliases_domain_name"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    domain_id: Mapped[int] = mapped_column(ForeignKey("domains.id"))
+    name: Mapped[str] = mapped_column(String(100))
+    version_id: Mapped[int] = mapped_column(ForeignKey("prompt_versions.id"))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PromotionRequest(Base):
+    __tablename__ = "promotion_requests"
+    __table_args__ = (CheckConstraint(f"status IN {REQUEST_STATUSES}", name="status"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    domain_id: Mapped[int] = mapped_column(ForeignKey("domains.id"))
+    version_id: Mapped[int] = mapped_column(ForeignKey("prompt_versions.id"))
+    alias: Mapped[str] = mapped_column(String(100))
+    base_version_id: Mapped[int | None] = mapped_column(ForeignKey("prompt_versions.id"))
+    """What the alias pointed at when the request was opened (the policy's baseline)."""
+    requested_by: Mapped[str] = mapped_column(String(200))
+    requested_at: Mapped[datetime] = mapped_column(default=utcnow)
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    policy_passed: Mapped[bool] = mapped_column(Boolean)
+    policy_report: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    reviewer: Mapped[str | None] = mapped_column(String(200))
+    comment: Mapped[str | None] = mapped_column(Text)
+    decided_at: Mapped[datetime | None] = mapped_column()
+
+
+class AliasHistory(Base):
+    """Append-only: one row per alias move. Never updated or deleted."""
+
+    __tablename__ = "alias_history"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    domain_id: Mapped[int] = mapped_column(ForeignKey("domains.id"))
+    alias: Mapped[str] = mapped_column(String(100))
+    from_version_id: Mapped[int | None] = mapped_column(ForeignKey("prompt_versions.id"))
+    to_version_id: Mapped[int] = mapped_column(ForeignKey("prompt_versions.id"))
+    kind: Mapped[str] = mapped_column(String(20))
+    """promotion | override | rollback | set"""
+    actor: Mapped[str] = mapped_column(String(200))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    request_id: Mapped[int | None] = mapped_column(ForeignKey("promotion_requests.id"))
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

@@ -1,0 +1,120 @@
+"""What the registry returns: frozen dataclasses, never ORM rows."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+class _Record:
+    def to_dict(self) -> dict[str, Any]:
+        return _jsonable(asdict(self))  # type: ignore[call-overload]
+
+
+@dataclass(frozen=True)
+class DataVersionInfo(_Record):
+    domain: str
+    md5: str
+    rows: int
+    row_counts: dict[str, int]
+    validation_passed: bool
+    validation_summary: str
+    report_uri: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class BackboneInfo(_Record):
+    family: str
+    name: str
+    weights_sha256: str
+
+
+@dataclass(frozen=True)
+class EvaluationInfo(_Record):
+    data_version: str
+    split: str
+    metrics: dict[str, Any]
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class VersionInfo(_Record):
+    domain: str
+    number: int
+    status: str
+    method: str
+    config: dict[str, Any]
+    config_hash: str
+    artifact_uri: str
+    artifact_sha256: str
+    artifact_size: int
+    data_version: str
+    backbone: BackboneInfo
+    code_version: str
+    git_commit: str | None
+    flow_run_id: str | None
+    created_by: str
+    created_at: datetime
+    aliases: list[str] = field(default_factory=list)
+    evaluations: list[EvaluationInfo] = field(default_factory=list)
+
+    def metrics(
+        self, split: str = "test", data_version: str | None = None
+    ) -> dict[str, Any] | None:
+        """Metrics on `split` of `data_version` (default: the version's own data)."""
+        wanted = data_version or self.data_version
+        for e in self.evaluations:
+            if e.data_version == wanted and e.split == split:
+                return e.metrics
+        return None
+
+
+@dataclass(frozen=True)
+class AliasInfo(_Record):
+    domain: str
+    alias: str
+    version: int
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class RequestInfo(_Record):
+    id: int
+    domain: str
+    version: int
+    alias: str
+    base_version: int | None
+    requested_by: str
+    requested_at: datetime
+    status: str
+    policy_passed: bool
+    policy_report: dict[str, Any]
+    reviewer: str | None
+    comment: str | None
+    decided_at: datetime | None
+
+
+@dataclass(frozen=True)
+class HistoryEntry(_Record):
+    id: int
+    domain: str
+    alias: str
+    from_version: int | None
+    to_version: int
+    kind: str
+    actor: str
+    reason: str
+    request_id: int | None
+    at: datetime

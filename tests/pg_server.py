@@ -1,0 +1,391 @@
+"""A real PostgreSQL server for tests: `initdb` + `postgres` on 127.0.0.1, one per session.
+
+`pg_server` (session) starts it in a fresh temp dir and stops it by the PID it started;
+`pg_url` (function) hands each test the SQLAlchemy URL of a fresh database and drops it after.
+
+When we run as root the server runs as the `postgres` system user (PostgreSQL refuses root).
+Nothing here touches `os.environ`: every subprocess gets its own env.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import functools
+import os
+import pwd
+import re
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+START_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 20.0
+MAX_CONNECTIONS = 100
+SUPERUSER = "postgres"
+HOST = "127.0.0.1"
+INSTALL_HINT = "install PostgreSQL with `apt-get install postgresql` (as root)"
+SERVER_SETTINGS = {  # a throwaway test cluster: speed over durability
+    "listen_addresses": HOST,
+    "max_connections": str(MAX_CONNECTIONS),
+    "fsync": "off",
+    "synchronous_commit": "off",
+    "full_page_writes": "off",
+    "jit": "off",
+}
+
+
+def _has_server(bindir: Path) -> bool:
+    return all((bindir / name).is_file() for name in ("initdb", "postgres"))
+
+
+def _version_key(bindir: Path) -> tuple[int, ...]:
+    parts = re.findall(r"\d+", bindir.parent.name)
+    return tuple(int(p) for p in parts) or (-1,)
+
+
+def find_bindir() -> Path:
+    """The server binaries: `pg_config --bindir` if it has them, else the newest Debian ones."""
+    pg_config = shutil.which("pg_config")
+    if pg_config:
+        try:
+            out = subprocess.run(
+                [pg_config, "--bindir"], capture_output=True, text=True, timeout=10, check=True
+            ).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            out = ""
+        if out and _has_server(Path(out)):
+            return Path(out)
+    candidates = [p for p in Path("/usr/lib/postgresql").glob("*/bin") if _has_server(p)]
+    if candidates:
+        return max(candidates, key=_version_key)
+    pytest.fail(
+        "PostgreSQL server binaries (initdb, postgres) not found via `pg_config --bindir` "
+        f"or in /usr/lib/postgresql/*/bin; {INSTALL_HINT}",
+        pytrace=False,
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def _traversable_by(path: Path, user: pwd.struct_passwd) -> bool:
+    """Whether `user` can search every directory from / down to `path`."""
+    groups = {user.pw_gid, *os.getgrouplist(user.pw_name, user.pw_gid)}
+    for directory in [path, *path.parents]:
+        st = directory.stat()
+        if st.st_uid == user.pw_uid:
+            ok = st.st_mode & stat.S_IXUSR
+        elif st.st_gid in groups:
+            ok = st.st_mode & stat.S_IXGRP
+        else:
+            ok = st.st_mode & stat.S_IXOTH
+        if not ok:
+            return False
+    return True
+
+
+def _run_as() -> pwd.struct_passwd | None:
+    """The user to run the server as: `postgres` when we are root, else ourselves (None)."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        return pwd.getpwnam(SUPERUSER)
+    except KeyError:
+        pytest.fail(
+            f"running as root, but there is no `{SUPERUSER}` system user to run the server as; "
+            f"{INSTALL_HINT}, which creates it",
+            pytrace=False,
+        )
+
+
+def _make_base(user: pwd.struct_passwd | None) -> Path:
+    parent = Path(tempfile.gettempdir()).resolve()
+    # the socket path (<base>/sock/.s.PGSQL.<port>) must fit in sun_path (107 bytes)
+    if len(str(parent)) > 60 or (user is not None and not _traversable_by(parent, user)):
+        parent = Path("/tmp")
+    base = Path(tempfile.mkdtemp(prefix="mpt-pg-", dir=parent))
+    (base / "sock").mkdir()
+    if user is not None:
+        for path in (base, base / "sock"):
+            os.chown(path, user.pw_uid, user.pw_gid)
+    return base
+
+
+def _env(user: pwd.struct_passwd | None, base: Path) -> dict[str, str]:
+    """A clean env for the server: no PG* overrides, C locale, UTC."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    env.update(LC_ALL="C", LANG="C", TZ="UTC")
+    if user is not None:
+        env.update(HOME=str(base), USER=user.pw_name, LOGNAME=user.pw_name)
+    return env
+
+
+def _user_kwargs(user: pwd.struct_passwd | None) -> dict:
+    if user is None:
+        return {}
+    return {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
+
+
+def _initdb(bindir: Path, datadir: Path, user, env: dict[str, str], log: Path) -> None:
+    cmd = [
+        str(bindir / "initdb"),
+        "-D",
+        str(datadir),
+        "-U",
+        SUPERUSER,
+        "--auth=trust",  # pg_hba only lists the local socket and 127.0.0.1/::1
+        "--encoding=UTF8",
+        "--locale=C",
+        "--no-sync",
+        "--no-instructions",
+    ]
+    with open(log, "ab") as out:
+        result = subprocess.run(
+            cmd,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            timeout=120,
+            **_user_kwargs(user),
+        )
+    if result.returncode != 0:
+        pytest.fail(
+            f"initdb failed with exit code {result.returncode}; log:\n{_tail(log)}",
+            pytrace=False,
+        )
+
+
+def _tail(log: Path, chars: int = 4000) -> str:
+    try:
+        return log.read_text(errors="replace")[-chars:]
+    except OSError as exc:
+        return f"<could not read {log}: {exc}>"
+
+
+def _conninfo(port: int, dbname: str = "postgres", timeout: int = 5) -> str:
+    from psycopg.conninfo import make_conninfo
+
+    return make_conninfo(
+        host=HOST, port=port, user=SUPERUSER, dbname=dbname, connect_timeout=timeout
+    )
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Fast shutdown (SIGINT) of the postmaster we started; SIGQUIT, then SIGKILL if stuck.
+
+    Not SIGTERM: that is a "smart" shutdown, which waits for every client to disconnect.
+    """
+    for sig, timeout in (
+        (signal.SIGINT, STOP_TIMEOUT_S),
+        (signal.SIGQUIT, 5.0),
+        (signal.SIGKILL, 5.0),
+    ):
+        if proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=timeout)
+
+
+@functools.cache
+def _setpriv() -> str | None:
+    """util-linux `setpriv`, if it has --pdeathsig (2.33+)."""
+    path = shutil.which("setpriv")
+    if not path:
+        return None
+    try:
+        usage = subprocess.run([path, "--help"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return path if "--pdeathsig" in usage.stdout else None
+
+
+def _stop_and_remove(proc: subprocess.Popen, base: Path) -> None:
+    _stop(proc)
+    shutil.rmtree(base, ignore_errors=True)
+
+
+class _Exited(RuntimeError):
+    """postgres stopped before it was ready (e.g. the port was taken since we picked it)."""
+
+
+def _start(bindir: Path, base: Path, user, env: dict[str, str], log: Path):
+    port = _free_port()
+    cmd = [str(bindir / "postgres"), "-D", str(base / "data"), "-p", str(port)]
+    cmd += ["-k", str(base / "sock")]
+    for key, value in SERVER_SETTINGS.items():
+        cmd += ["-c", f"{key}={value}"]
+    setpriv = _setpriv()
+    if setpriv:  # if pytest dies without running atexit (SIGKILL), postgres gets SIGINT
+        cmd = [setpriv, "--pdeathsig", "INT", "--", *cmd]
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            cmd,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # a Ctrl-C in the terminal reaches pytest, not postgres
+            **_user_kwargs(user),
+        )
+    try:
+        _wait_ready(proc, port, log)
+    except BaseException:
+        _stop(proc)
+        raise
+    return proc, port
+
+
+def _wait_ready(proc: subprocess.Popen, port: int, log: Path) -> None:
+    import psycopg
+
+    deadline = time.monotonic() + START_TIMEOUT_S
+    conninfo = _conninfo(port, timeout=2)
+    while True:
+        if proc.poll() is not None:
+            raise _Exited(f"postgres exited with {proc.returncode}; log:\n{_tail(log)}")
+        try:
+            with psycopg.connect(conninfo) as conn:
+                conn.execute("SELECT 1")
+            return
+        except psycopg.OperationalError as exc:
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"postgres on {HOST}:{port} not ready after {START_TIMEOUT_S}s ({exc}); "
+                    f"log:\n{_tail(log)}"
+                ) from exc
+        time.sleep(0.05)
+
+
+_NAME_OK = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+@dataclass
+class PgServer:
+    """A running test server. Connect as `postgres` without a password (trust auth)."""
+
+    host: str
+    port: int
+    pid: int
+    datadir: Path
+    log: Path
+    bindir: Path
+    user: str = SUPERUSER
+    started_s: float = field(default=0.0, repr=False)  # seconds initdb + start took
+
+    @property
+    def admin_url(self) -> str:
+        return self.url("postgres")
+
+    def url(self, dbname: str) -> str:
+        """SQLAlchemy URL (psycopg 3 driver) of database `dbname` on this server."""
+        return f"postgresql+psycopg://{self.user}@{self.host}:{self.port}/{dbname}"
+
+    def conninfo(self, dbname: str = "postgres") -> str:
+        """libpq conninfo string, for `psycopg.connect`."""
+        return _conninfo(self.port, dbname)
+
+    def create_database(self, name: str) -> str:
+        """CREATE DATABASE `name` (from template1); return its SQLAlchemy URL."""
+        import psycopg
+        from psycopg import sql
+
+        _check_name(name)
+        with psycopg.connect(self.conninfo(), autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        return self.url(name)
+
+    def drop_database(self, name: str) -> None:
+        """Terminate every connection to `name`, then DROP DATABASE IF EXISTS."""
+        import psycopg
+        from psycopg import sql
+
+        _check_name(name)
+        with psycopg.connect(self.conninfo(), autocommit=True) as conn:
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid()",
+                (name,),
+            )
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+def _check_name(name: str) -> None:
+    # plain identifiers only: no quoting surprises in the URL, and no silent 63-byte truncation
+    if not _NAME_OK.fullmatch(name) or len(name) > 63:
+        raise ValueError(f"database name must match [A-Za-z_][A-Za-z0-9_]{{0,62}}: {name!r}")
+
+
+@contextlib.contextmanager
+def running_server() -> Iterator[PgServer]:
+    """Start a fresh server in a temp dir; stop it (by PID) and remove the dir on exit."""
+    bindir = find_bindir()  # fails with the install hint before anything is created
+    user = _run_as()
+    t0 = time.monotonic()
+    base = _make_base(user)
+    try:
+        env = _env(user, base)
+        log = base / "postgres.log"
+        _initdb(bindir, base / "data", user, env, log)
+        for attempt in range(3):
+            try:
+                proc, port = _start(bindir, base, user, env, log)
+                break
+            except _Exited:
+                if attempt == 2:
+                    raise
+        # safeguard: a session that never reaches teardown still stops the server at exit
+        guard = functools.partial(_stop_and_remove, proc, base)
+        atexit.register(guard)
+        try:
+            yield PgServer(
+                host=HOST,
+                port=port,
+                pid=proc.pid,
+                datadir=base / "data",
+                log=log,
+                bindir=bindir,
+                started_s=time.monotonic() - t0,
+            )
+        finally:
+            _stop(proc)
+            atexit.unregister(guard)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """A PostgreSQL server on 127.0.0.1 (trust auth, user `postgres`) for the whole session."""
+    with running_server() as server:
+        yield server
+
+
+@pytest.fixture
+def pg_url(pg_server: PgServer, request: pytest.FixtureRequest) -> Iterator[str]:
+    """SQLAlchemy URL of a fresh, uniquely named database, dropped after the test."""
+    stem = re.sub(r"[^a-z0-9_]+", "_", request.node.name.lower()).strip("_")[:40]
+    name = f"t_{stem}_{uuid.uuid4().hex[:12]}"
+    url = pg_server.create_database(name)
+    try:
+        yield url
+    finally:
+        pg_server.drop_database(name)
