@@ -14,7 +14,7 @@ export TOKENIZERS_PARALLELISM := false
 export DVC_NO_ANALYTICS := 1
 export GX_ANALYTICS_ENABLED := false
 
-.PHONY: setup test lint demo bench clean
+.PHONY: setup test lint demo quickstart bench clean
 
 setup: $(STAMP) $(APT_STAMP)
 
@@ -42,7 +42,16 @@ lint: setup
 test: setup lint
 	$(PY) -m pytest -q
 
+# The main job on the embedded defaults: prepare the demo domains' data, run the retrain
+# flow (DVC, Great Expectations, Ray, Prefect ephemeral mode, SQLite registry under
+# $$MPT_HOME, default ~/.mpt), then print the registry.
 demo: setup
+	$(VENV)/bin/mpt domain prepare retail manufacturing medical
+	$(VENV)/bin/mpt run
+	$(VENV)/bin/mpt registry list
+	$(VENV)/bin/mpt promote list --status pending
+
+quickstart: setup
 	$(PY) examples/quickstart.py
 
 bench: setup

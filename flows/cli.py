@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from mpt_core.errors import MptError
 from registry.errors import RegistryError
 
-from .commands import core, domain, registry
+from .commands import core, domain, registry, run
 
-GROUPS = (core, domain, registry)
+GROUPS = (core, domain, registry, run)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,7 +9,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class PlatformSettings(BaseSettings):
-    """`MPT_HOME`, `MPT_DOMAINS_DIR`, `MPT_DVC_REMOTE`, `MPT_DVC_S3_ENDPOINT`."""
+    """`MPT_HOME`, `MPT_DOMAINS_DIR`, `MPT_DVC_REMOTE`, `MPT_DVC_S3_ENDPOINT`, `MPT_RAY_ADDRESS`."""
 
     model_config = SettingsConfigDict(env_prefix="MPT_", extra="ignore")
 
@@ -21,6 +21,8 @@ class PlatformSettings(BaseSettings):
     """DVC remote: a directory or s3://bucket/prefix; default: <home>/dvc-remote."""
     dvc_s3_endpoint: str | None = None
     """S3 endpoint URL for an s3:// remote (e.g. http://127.0.0.1:8333)."""
+    ray_address: str | None = None
+    """Existing Ray cluster (e.g. 127.0.0.1:6379); default: start a local Ray."""
 
     @property
     def dvc_remote_url(self) -> str:
