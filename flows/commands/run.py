@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from pathlib import Path
 
 from ..settings import load_settings
 from .output import emit, table
@@ -14,6 +15,7 @@ def _embedded_prefect(home) -> None:
     """Prefect's ephemeral mode with its home under the platform home, unless the user
     points at a server (PREFECT_API_URL) or a home of their own. Set before importing it."""
     os.environ.setdefault("PREFECT_HOME", str(home / "prefect"))
+    Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 

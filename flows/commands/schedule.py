@@ -38,13 +38,18 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
-    from ..schedules import apply_deployments
+    from ..schedules import DEPLOYMENT_PREFIX, apply_deployments
 
     result = apply_deployments(domains_dir(args))
-    rows = [{"deployment": n, "action": "created"} for n in result.created]
-    rows += [{"deployment": n, "action": "updated"} for n in result.updated]
-    rows += [{"deployment": n, "action": "stale: its domain folder is gone"} for n in result.stale]
-    rows += [{"deployment": n, "action": "skipped: broken domain"} for n in result.skipped]
+
+    def row(domain: str, deployment: str, action: str) -> dict[str, str]:
+        return {"domain": domain, "deployment": deployment, "action": action}
+
+    prefix = len(DEPLOYMENT_PREFIX)
+    rows = [row(n[prefix:], n, "created") for n in result.created]
+    rows += [row(n[prefix:], n, "updated") for n in result.updated]
+    rows += [row(n[prefix:], n, "stale: its domain folder is gone") for n in result.stale]
+    rows += [row(n, "-", "skipped: broken domain") for n in result.skipped]
     if args.json:
         emit(args, {"api_url": result.api_url, "deployments": rows, "skipped": result.skipped})
     else:

@@ -1,0 +1,23 @@
+"""Tiny domains in a temp git repo, on the tiny shipped backbone, for flow tests."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from .domain_factory import make_domain
+
+
+def tiny_repo(root: Path, tasks=("classification", "vqa"), epochs: int = 2) -> Path:
+    """A git repo with one small domain per task; returns its domains/ folder."""
+    root.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    for task in tasks:
+        domain = make_domain(root, task, per_class=3)
+        config = yaml.safe_load((domain.root / "domain.yaml").read_text())
+        config["backbone"] = {"family": "shipped", "name": "tiny"}
+        config["tuning"] = {"epochs": epochs, "batch_size": 8}
+        (domain.root / "domain.yaml").write_text(yaml.safe_dump(config))
+    return root / "domains"

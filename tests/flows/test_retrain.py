@@ -1,0 +1,100 @@
+"""The retrain flow end to end under Prefect's test harness, on a local Ray, with tiny
+domains: registered with lineage, an invalid domain among valid ones, skip on no change,
+a new data version after one image changed."""
+
+from __future__ import annotations
+
+import pytest
+from PIL import Image
+
+from registry import PromptRegistry, RegistrySettings
+
+from .domain_factory import read_rows, write_rows
+from .retrain_fixtures import tiny_repo
+
+
+@pytest.fixture(scope="module")
+def harness():
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture
+def run(harness, local_ray):
+    from flows.retrain import retrain_flow
+
+    def _run(domains_dir, **kwargs):
+        return {r["domain"]: r for r in retrain_flow(domains_dir=str(domains_dir), **kwargs)}
+
+    return _run
+
+
+def test_registers_each_domain_with_full_lineage_and_opens_requests(run, tmp_path):
+    domains_dir = tiny_repo(tmp_path / "repo")
+    results = run(domains_dir)
+    assert {r["status"] for r in results.values()} == {"registered"}
+    reg = PromptRegistry.from_settings(RegistrySettings())
+    for name, result in results.items():
+        v = reg.get_version(name, result["version"])
+        assert v.data_version == result["data_version"] and v.backbone.name == "tiny"
+        assert v.flow_run_id and v.created_by == "retrain-flow" and v.code_version
+        assert v.metrics("test") is not None and v.metrics("val") is not None
+        (request,) = reg.requests(name)
+        assert request.id == result["request_id"] and request.status == "pending"
+    assert (domains_dir / "test-vqa" / "data.dvc").exists()
+
+
+def test_an_invalid_domain_stops_alone(run, tmp_path):
+    domains_dir = tiny_repo(tmp_path / "repo")
+    broken = domains_dir / "test-vqa"
+    rows = read_rows_from(broken)
+    rows[0]["answer"] = "maybe"
+    write_rows_to(broken, rows)
+    (domains_dir / "typo").mkdir()
+    (domains_dir / "typo" / "domain.yaml").write_text("task: clasification\n")
+    results = run(domains_dir)
+    assert results["test-classification"]["status"] == "registered"
+    assert (
+        results["test-vqa"]["status"] == "invalid" and results["test-vqa"]["validation"] == "FAILED"
+    )
+    assert results["typo"]["status"] == "invalid"
+    assert PromptRegistry.from_settings(RegistrySettings()).list_versions("test-classification")
+
+
+def test_skips_when_nothing_changed_and_retunes_after_one_image_changed(run, tmp_path):
+    domains_dir = tiny_repo(tmp_path / "repo", tasks=("classification",))
+    first = run(domains_dir)["test-classification"]
+    second = run(domains_dir)["test-classification"]
+    assert second["status"] == "skipped" and second["version"] == first["version"]
+    forced = run(domains_dir, force=True)["test-classification"]
+    assert forced["status"] == "registered" and forced["version"] == first["version"] + 1
+
+    image = next((domains_dir / "test-classification" / "data" / "images").rglob("*.png"))
+    Image.new("RGB", (32, 32), (1, 2, 3)).save(image)
+    changed = run(domains_dir)["test-classification"]
+    assert changed["status"] == "registered"
+    assert changed["data_version"] != first["data_version"]
+    assert changed["production_version"] is None  # nothing approved yet
+
+
+def read_rows_from(folder):
+    from flows.domains import get_domain
+
+    return read_rows(get_domain(folder.parent, folder.name))
+
+
+def write_rows_to(folder, rows):
+    from flows.domains import get_domain
+
+    write_rows(get_domain(folder.parent, folder.name), rows)

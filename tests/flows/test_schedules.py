@@ -1,0 +1,233 @@
+"""Schedules: each domain's cron becomes a deployment on a real `prefect server start`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import shutil
+import socket
+import uuid
+from pathlib import Path
+
+import pytest
+from prefect import flow
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from flows import cli, schedules
+from flows.commands import schedule as schedule_commands
+from flows.schedules import ScheduleError, apply_deployments, build_deployments, next_run
+
+BERLIN = ("15 4 * * 2", "Europe/Berlin")
+NEW_YORK = ("30 22 1 * *", "America/New_York")
+TOKYO = ("0 9 * * 1-5", "Asia/Tokyo")
+
+
+@flow(name="retrain")
+def retrain_flow(
+    domains: list[str] | None = None,
+    force: bool = False,
+    ray_address: str | None = None,
+    domains_dir: str | None = None,
+) -> list[str]:
+    """Stands in for flows.retrain.retrain_flow (same parameters)."""
+    return domains or []
+
+
+def write_domain(domains_dir: Path, name: str, cron: str, timezone: str) -> None:
+    folder = domains_dir / name
+    folder.mkdir(parents=True)
+    (folder / "domain.yaml").write_text(
+        f'task: retrieval\nschedule: {{cron: "{cron}", timezone: {timezone}}}\n'
+    )
+
+
+def write_broken(domains_dir: Path, name: str = "broken") -> None:
+    (domains_dir / name).mkdir(parents=True)
+    (domains_dir / name / "domain.yaml").write_text("task: segmentation\n")
+
+
+@pytest.fixture
+def test_flow() -> object:
+    """The flow under a name of its own, so tests sharing the session's server never see
+    each other's deployments."""
+    return retrain_flow.with_options(name=f"retrain-{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture
+def server(prefect_server, monkeypatch, tmp_path):
+    """Point this test's Prefect client at the session's server (undone after the test)."""
+    for key, value in prefect_server.client_env(tmp_path / "prefect-home").items():
+        monkeypatch.setenv(key, value)
+    return prefect_server
+
+
+def read_deployments(api_url: str, flow_name: str) -> dict:
+    with (
+        temporary_settings(updates={PREFECT_API_URL: api_url}),
+        get_client(sync_client=True) as client,
+    ):
+        found = client.read_deployments(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=[flow_name]))
+        )
+    return {d.name: d for d in found}
+
+
+def test_apply_creates_a_deployment_per_domain_with_its_cron_and_skips_broken_ones(
+    server, tmp_path, test_flow
+):
+    domains_dir = tmp_path / "domains"
+    write_domain(domains_dir, "alpha", *BERLIN)
+    write_domain(domains_dir, "beta", *NEW_YORK)
+    write_broken(domains_dir)
+
+    result = apply_deployments(domains_dir, test_flow)
+
+    assert result.api_url == server.api_url
+    assert sorted(result.created) == ["retrain-alpha", "retrain-beta"] and not result.updated
+    assert list(result.skipped) == ["broken"] and "segmentation" in result.skipped["broken"]
+    found = read_deployments(server.api_url, test_flow.name)
+    assert sorted(found) == ["retrain-alpha", "retrain-beta"]
+    for name, (cron, timezone) in (("alpha", BERLIN), ("beta", NEW_YORK)):
+        deployment = found[f"retrain-{name}"]
+        [schedule] = deployment.schedules
+        assert (schedule.schedule.cron, schedule.schedule.timezone) == (cron, timezone)
+        assert schedule.active
+        assert deployment.parameters == {"domains": [name], "domains_dir": str(domains_dir)}
+        assert deployment.tags == ["mpt", "retrain", name]
+        assert name in deployment.description and cron in deployment.description
+        assert deployment.work_pool_name is None  # a served deployment: no pool, no image
+
+
+def test_a_domain_added_later_is_created_on_the_next_apply_without_duplicates(
+    server, tmp_path, test_flow
+):
+    domains_dir = tmp_path / "domains"
+    write_domain(domains_dir, "alpha", *BERLIN)
+    write_domain(domains_dir, "beta", *NEW_YORK)
+    first = apply_deployments(domains_dir, test_flow)
+
+    write_domain(domains_dir, "gamma", *TOKYO)
+    (domains_dir / "beta" / "domain.yaml").write_text(
+        'task: retrieval\nschedule: {cron: "45 5 * * 0", timezone: UTC}\n'
+    )
+    second = apply_deployments(domains_dir, test_flow)
+
+    assert second.created == ["retrain-gamma"]
+    assert sorted(second.updated) == ["retrain-alpha", "retrain-beta"]
+    assert {k: second.ids[k] for k in first.ids} == first.ids  # same deployments, updated
+    found = read_deployments(server.api_url, test_flow.name)
+    assert sorted(found) == ["retrain-alpha", "retrain-beta", "retrain-gamma"]
+    assert all(len(d.schedules) == 1 for d in found.values())
+    assert found["retrain-beta"].schedules[0].schedule.cron == "45 5 * * 0"
+    assert found["retrain-gamma"].schedules[0].schedule.timezone == "Asia/Tokyo"
+
+    shutil.rmtree(domains_dir / "gamma")
+    third = apply_deployments(domains_dir, test_flow)
+    assert third.stale == ["retrain-gamma"] and not third.created
+
+
+def test_cli_apply_reports_created_updated_and_skipped(
+    server, tmp_path, test_flow, monkeypatch, capsys
+):
+    monkeypatch.setattr(schedules, "default_flow", lambda: test_flow)
+    with_schedule_group(monkeypatch)
+    domains_dir = tmp_path / "domains"
+    write_domain(domains_dir, "alpha", *BERLIN)
+    write_broken(domains_dir)
+
+    assert cli.main(["schedule", "apply", "--domains-dir", str(domains_dir)]) == 1
+    captured = capsys.readouterr()
+    assert server.api_url in captured.out
+    lines = captured.out.splitlines()
+    assert ["alpha", "retrain-alpha", "created"] in [line.split() for line in lines]
+    assert ["broken", "-", "skipped:", "broken", "domain"] in [line.split() for line in lines]
+    assert "skipped broken:" in captured.err and "segmentation" in captured.err
+
+    assert cli.main(["schedule", "apply", "--domains-dir", str(domains_dir), "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert {"domain": "alpha", "deployment": "retrain-alpha", "action": "updated"} in report[
+        "deployments"
+    ]
+    assert list(report["skipped"]) == ["broken"]
+
+
+def with_schedule_group(monkeypatch) -> None:
+    """`mpt schedule` in `flows.cli.main`, whether or not cli.GROUPS lists it yet."""
+    if schedule_commands not in cli.GROUPS:
+        monkeypatch.setattr(cli, "GROUPS", (*cli.GROUPS, schedule_commands))
+
+
+def test_schedule_list_prints_each_cron_and_its_next_run_in_the_domain_zone(
+    tmp_path, monkeypatch, capsys
+):
+    with_schedule_group(monkeypatch)
+    domains_dir = tmp_path / "domains"
+    write_domain(domains_dir, "alpha", *BERLIN)
+    write_domain(domains_dir, "gamma", *TOKYO)
+
+    assert cli.main(["schedule", "list", "--domains-dir", str(domains_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "15 4 * * 2" in out and "Europe/Berlin" in out and "0 9 * * 1-5" in out
+
+    assert cli.main(["schedule", "list", "--domains-dir", str(domains_dir), "--json"]) == 0
+    rows = {r["domain"]: r for r in json.loads(capsys.readouterr().out)}
+    berlin = dt.datetime.fromisoformat(rows["alpha"]["next_run"])
+    assert (berlin.isoweekday(), berlin.hour, berlin.minute) == (2, 4, 15)
+    assert berlin.utcoffset() in (dt.timedelta(hours=1), dt.timedelta(hours=2))
+    assert rows["gamma"]["deployment"] == "retrain-gamma"
+
+
+def test_schedule_list_reports_a_broken_domain(tmp_path, monkeypatch, capsys):
+    with_schedule_group(monkeypatch)
+    write_domain(tmp_path / "domains", "alpha", *BERLIN)
+    write_broken(tmp_path / "domains")
+    assert cli.main(["schedule", "list", "--domains-dir", str(tmp_path / "domains")]) == 1
+    captured = capsys.readouterr()
+    assert "15 4 * * 2" in captured.out and "broken" in captured.out
+    assert "segmentation" in captured.err
+
+
+def test_next_run_follows_daylight_saving_time():
+    # Berlin switches to summer time on 2026-03-29: Tuesday 04:15 is then UTC+2
+    after = dt.datetime(2026, 3, 28, tzinfo=dt.UTC)
+    assert next_run(*BERLIN, after=after).isoformat() == "2026-03-31T04:15:00+02:00"
+
+
+def test_build_deployments_targets_each_domain(tmp_path, test_flow):
+    write_domain(tmp_path / "domains", "alpha", *BERLIN)
+    write_domain(tmp_path / "domains", "zeta", "61 4 * * *", "UTC")  # 5 fields, minute 61
+    [deployment] = build_deployments(tmp_path / "domains", test_flow)
+    assert deployment.name == "retrain-alpha"
+    assert deployment.entrypoint == f"{__name__}.retrain_flow"
+    plan = schedules.plan_deployments(tmp_path / "domains", test_flow)
+    assert "zeta" in plan.skipped and "schedule" in plan.skipped["zeta"]
+
+
+def test_apply_without_api_url_says_how_to_get_a_server(tmp_path, monkeypatch, capsys):
+    with_schedule_group(monkeypatch)
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect-home"))  # no profile sets one
+    monkeypatch.setenv("DO_NOT_TRACK", "1")
+    write_domain(tmp_path / "domains", "alpha", *BERLIN)
+
+    with pytest.raises(ScheduleError, match=r"PREFECT_API_URL is not set.*prefect server start"):
+        apply_deployments(tmp_path / "domains", retrain_flow)
+    assert cli.main(["schedule", "apply", "--domains-dir", str(tmp_path / "domains")]) == 2
+    assert "mpt: error: PREFECT_API_URL is not set" in capsys.readouterr().err
+
+
+def test_apply_to_an_unreachable_server_names_the_url(tmp_path, monkeypatch):
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}/api"
+    monkeypatch.setenv("PREFECT_API_URL", url)
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect-home"))
+    monkeypatch.setenv("DO_NOT_TRACK", "1")
+    write_domain(tmp_path / "domains", "alpha", *BERLIN)
+    with pytest.raises(
+        ScheduleError, match=re.escape(f"server at PREFECT_API_URL={url} is not reachable")
+    ):
+        apply_deployments(tmp_path / "domains", retrain_flow)
