@@ -31,6 +31,13 @@ class ClusterInfo:
     started_here: bool
 
 
+def _restore_env(snapshot: dict[str, str]) -> None:
+    """ray.init exports RAY_* (and PYTHONBREAKPOINT) into this process; undo that."""
+    for key in set(os.environ) - set(snapshot):
+        del os.environ[key]
+    os.environ.update(snapshot)
+
+
 def connect(address: str | None = None) -> bool:
     """Connect to the cluster at `address`, or start a local Ray. True if we started it."""
     import ray
@@ -84,6 +91,7 @@ def tune_on_ray(
     on_dispatch: Callable[[str, int], None] | None = None,
 ) -> tuple[dict[str, TuneOutcome | TuneFailure], ClusterInfo]:
     """Run every job; returns domain -> outcome or failure, and what the cluster was."""
+    env = dict(os.environ)  # before importing Ray, which exports RAY_* variables
     import ray
     from ray.exceptions import RayActorError, RayTaskError
 
@@ -152,3 +160,4 @@ def tune_on_ray(
             ray.kill(actor, no_restart=True)
         if started_here:
             ray.shutdown()
+            _restore_env(env)

@@ -133,6 +133,7 @@ def summary_row(r: pipeline.DomainResult) -> dict[str, Any]:
         "production": fmt(r.production)
         + (f" (v{r.production_version})" if r.production_version else ""),
         "request": f"#{r.request_id}" if r.request_id else "-",
+        "tune_s": "-" if r.tune_seconds is None else f"{r.tune_seconds:.1f}",
         "note": r.message[:80],
     }
 

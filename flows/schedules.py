@@ -107,7 +107,8 @@ def _deployment(domain: Domain, domains_dir: Path, flow: Flow) -> RunnerDeployme
             f"Retrain the prompts of domain {domain.name!r} at cron {schedule.cron!r} "
             f"({schedule.timezone}), from {domain.root / 'domain.yaml'}."
         ),
-        # module path, not a file path relative to the cwd: `flows` is an installed package
+        # served runs start `python -m prefect.engine`, which imports the entrypoint: a module
+        # path works from any working directory (`flows` is an installed package)
         entrypoint_type=EntrypointType.MODULE_PATH,
     )
 
@@ -199,18 +200,19 @@ def apply_deployments(domains_dir: str | Path, flow: Flow | None = None) -> Appl
     """Create or update every valid domain's deployment on the server at PREFECT_API_URL.
 
     Idempotent: a deployment is matched by name (`<flow>/retrain-<domain>`) and updated in
-    place, its schedule replaced by the one in domain.yaml. Domains added since the last
-    apply get created; broken domains are skipped (see `ApplyResult.skipped`).
+    place, its schedule replaced by the one in domain.yaml and made active (as `serve` does
+    when it starts; `serve` pauses them when it stops). Domains added since the last apply get
+    created; broken domains are skipped (see `ApplyResult.skipped`).
     """
     from prefect.client.orchestration import get_client
     from prefect.deployments.runner import DeploymentApplyError
 
+    flow = flow or default_flow()
     plan = plan_deployments(domains_dir, flow)
-    flow_name = (flow or default_flow()).name
     with prefect_settings_from_env() as url:
         result = ApplyResult(api_url=url, skipped=plan.skipped)
         with get_client(sync_client=True) as client:
-            existing = _existing(client, flow_name)
+            existing = _existing(client, flow.name)
         for deployment in plan.deployments:
             try:
                 result.ids[deployment.name] = str(deployment.apply())

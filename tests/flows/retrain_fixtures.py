@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
@@ -21,3 +24,19 @@ def tiny_repo(root: Path, tasks=("classification", "vqa"), epochs: int = 2) -> P
         config["tuning"] = {"epochs": epochs, "batch_size": 8}
         (domain.root / "domain.yaml").write_text(yaml.safe_dump(config))
     return root / "domains"
+
+
+@contextmanager
+def local_ray(**init_kwargs) -> Iterator[None]:
+    """A local Ray for the block; the RAY_* variables ray.init exports are undone."""
+    env = dict(os.environ)  # before the import: importing Ray exports RAY_CLIENT_MODE
+    import ray
+
+    ray.init(include_dashboard=False, log_to_driver=False, **init_kwargs)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+        for key in set(os.environ) - set(env):
+            del os.environ[key]
+        os.environ.update(env)

@@ -1,5 +1,4 @@
 """Ray dispatch: one worker per (fake) GPU, a worker killed mid-job, failures reported."""
-
 from __future__ import annotations
 
 import contextlib
@@ -17,6 +16,9 @@ from flows.versioning import DataVersion
 from mpt_core import tiny_backbone
 
 from .domain_factory import make_domain
+from .retrain_fixtures import local_ray
+
+pytestmark = pytest.mark.slow  # local Ray clusters: about a minute
 
 
 class _NoRegistry:
@@ -44,20 +46,14 @@ def backbone():
 
 @pytest.fixture
 def ray_with_fake_gpus():
-    import ray
-
-    ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
+    with local_ray(num_cpus=2, num_gpus=2):
+        yield
 
 
 @pytest.fixture
 def ray_cpus():
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
+    with local_ray(num_cpus=2):
+        yield
 
 
 def test_one_worker_per_gpu_each_domain_once(tmp_path, ray_with_fake_gpus):

@@ -10,7 +10,9 @@ from PIL import Image
 from registry import PromptRegistry, RegistrySettings
 
 from .domain_factory import read_rows, write_rows
-from .retrain_fixtures import tiny_repo
+from .retrain_fixtures import local_ray, tiny_repo
+
+pytestmark = pytest.mark.slow  # a Prefect test server and a local Ray: about 2 minutes
 
 
 @pytest.fixture(scope="module")
@@ -22,16 +24,13 @@ def harness():
 
 
 @pytest.fixture(scope="module")
-def local_ray():
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
+def shared_ray():
+    with local_ray(num_cpus=2):
+        yield
 
 
 @pytest.fixture
-def run(harness, local_ray):
+def run(harness, shared_ray):
     from flows.retrain import retrain_flow
 
     def _run(domains_dir, **kwargs):

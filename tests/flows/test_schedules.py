@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import re
 import shutil
+import signal
 import socket
+import subprocess
+import sys
+import time
 import uuid
+from inspect import getsource
 from pathlib import Path
 
 import pytest
@@ -23,6 +29,17 @@ from flows.schedules import ScheduleError, apply_deployments, build_deployments,
 BERLIN = ("15 4 * * 2", "Europe/Berlin")
 NEW_YORK = ("30 22 1 * *", "America/New_York")
 TOKYO = ("0 9 * * 1-5", "Asia/Tokyo")
+REPO_ROOT = Path(__file__).resolve().parents[2]
+FAKE_MODULE = "mpt_fake_retrain"
+"""Served runs start `python -m prefect.engine`, which imports the deployment's entrypoint:
+the stand-in flow goes into a small module of this name so that it imports fast."""
+SERVE_PROGRAM = f"""\
+import sys
+from {FAKE_MODULE} import retrain_flow
+from flows.schedules import serve_deployments
+
+serve_deployments(sys.argv[1], retrain_flow.with_options(name=sys.argv[2]), query_seconds=1)
+"""
 
 
 @flow(name="retrain")
@@ -32,7 +49,9 @@ def retrain_flow(
     ray_address: str | None = None,
     domains_dir: str | None = None,
 ) -> list[str]:
-    """Stands in for flows.retrain.retrain_flow (same parameters)."""
+    """Stands in for flows.retrain.retrain_flow (same parameters); leaves a mark per domain."""
+    for domain in domains or []:
+        (Path(domains_dir or ".") / f"ran-{domain}").write_text(f"force={force}")
     return domains or []
 
 
@@ -231,3 +250,58 @@ def test_apply_to_an_unreachable_server_names_the_url(tmp_path, monkeypatch):
         ScheduleError, match=re.escape(f"server at PREFECT_API_URL={url} is not reachable")
     ):
         apply_deployments(tmp_path / "domains", retrain_flow)
+
+
+def test_serve_runs_a_domains_retrain_from_its_deployment(server, tmp_path, test_flow):
+    domains_dir = tmp_path / "domains"
+    write_domain(domains_dir, "alpha", *BERLIN)
+    source = (
+        f"from pathlib import Path\n\nfrom prefect import flow\n\n\n{getsource(retrain_flow.fn)}"
+    )
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / f"{FAKE_MODULE}.py").write_text(source)
+    pythonpath = os.pathsep.join([str(tmp_path / "lib"), str(REPO_ROOT)])
+    env = {**os.environ, "PYTHONPATH": pythonpath}  # a copy: os.environ is not changed
+    log = tmp_path / "serve.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", SERVE_PROGRAM, str(domains_dir), test_flow.name],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        run = wait_for_run(server.api_url, f"{test_flow.name}/retrain-alpha", proc, log)
+        assert run.state.is_completed(), f"{run.state}; serve log:\n{log.read_text()}"
+        assert run.parameters == {"domains": ["alpha"], "domains_dir": str(domains_dir)}
+        assert (domains_dir / "ran-alpha").read_text() == "force=False"
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)  # the serve process we started, and its runs
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def wait_for_run(api_url: str, deployment: str, proc: subprocess.Popen, log: Path, limit=90):
+    """Start a run of `deployment` once `serve` registered it; wait until it is final."""
+    from prefect.deployments import run_deployment
+    from prefect.exceptions import ObjectNotFound
+
+    deadline = time.monotonic() + limit
+    with temporary_settings(updates={PREFECT_API_URL: api_url}):
+        while True:
+            assert proc.poll() is None, f"serve exited with {proc.returncode}:\n{log.read_text()}"
+            assert time.monotonic() < deadline, f"no final run in {limit}s:\n{log.read_text()}"
+            try:
+                run = run_deployment(deployment, timeout=0)
+                break
+            except ObjectNotFound:  # not registered yet
+                time.sleep(0.5)
+        with get_client(sync_client=True) as client:
+            while not (run := client.read_flow_run(run.id)).state.is_final():
+                assert time.monotonic() < deadline, f"run still {run.state}:\n{log.read_text()}"
+                time.sleep(0.5)
+    return run
