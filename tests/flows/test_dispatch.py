@@ -1,4 +1,5 @@
 """Ray dispatch: one worker per (fake) GPU, a worker killed mid-job, failures reported."""
+
 from __future__ import annotations
 
 import contextlib
