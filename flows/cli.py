@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from mpt_core.errors import MptError
 from registry.errors import RegistryError
 
-from .commands import core, domain, registry, run
+from .commands import core, domain, registry, run, schedule
 
-GROUPS = (core, domain, registry, run)
+GROUPS = (core, domain, registry, run, schedule)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -38,6 +38,10 @@ def _loopback_only(self: socket.socket, address) -> None:
 socket.socket.connect = _loopback_only  # type: ignore[method-assign]
 
 
+# Set once per process by the libraries themselves, not by our code or tests.
+SET_BY_LIBRARIES = {"PYTEST_CURRENT_TEST", "TORCHINDUCTOR_CACHE_DIR"}
+
+
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path, monkeypatch):
     """Run in a temp cwd with MPT_HOME inside it; fail a test that leaks env changes."""
@@ -49,6 +53,6 @@ def _isolated(tmp_path, monkeypatch):
     leaked = {
         k
         for k in set(before) | set(os.environ)
-        if before.get(k) != os.environ.get(k) and k != "PYTEST_CURRENT_TEST"
+        if before.get(k) != os.environ.get(k) and k not in SET_BY_LIBRARIES
     }
     assert not leaked, f"test changed environment variables {sorted(leaked)}"

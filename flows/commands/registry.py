@@ -241,6 +241,17 @@ def cmd_rollback(args: argparse.Namespace) -> None:
     print(f"rolled back {e.domain}:{e.alias} v{e.from_version} -> v{e.to_version}")
 
 
+def cmd_await(args: argparse.Namespace) -> None:
+    """Run the promotion flow: it pauses until a reviewer answers in the Prefect UI."""
+    from ..promotion import promotion_flow
+
+    result = promotion_flow(args.request, timeout_seconds=args.timeout)
+    print(
+        f"request #{args.request}: {result['status']}"
+        + (f" ({result['error']})" if "error" in result else "")
+    )
+
+
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     who = argparse.ArgumentParser(add_help=False)
     who.add_argument("--user", help="who acts (default: $MPT_USER or the login name)")
