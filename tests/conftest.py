@@ -11,6 +11,7 @@ import pytest
 
 from .pg_server import pg_server, pg_url  # noqa: F401
 from .prefect_server import prefect_server  # noqa: F401
+from .ray_head import ray_head  # noqa: F401
 from .s3_server import s3_server  # noqa: F401  (session fixture: a real SeaweedFS S3 server)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
