@@ -48,6 +48,7 @@ def connect(address: str | None = None) -> bool:
         ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
         return False
     ray.init(
+        address="local",  # always a fresh local Ray, never one found on the machine
         num_cpus=os.cpu_count() or 1,
         include_dashboard=False,
         log_to_driver=False,

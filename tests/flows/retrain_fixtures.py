@@ -32,8 +32,8 @@ def local_ray(**init_kwargs) -> Iterator[None]:
     env = dict(os.environ)  # before the import: importing Ray exports RAY_CLIENT_MODE
     import ray
 
-    ray.init(include_dashboard=False, log_to_driver=False, **init_kwargs)
     try:
+        ray.init(address="local", include_dashboard=False, log_to_driver=False, **init_kwargs)
         yield
     finally:
         ray.shutdown()
