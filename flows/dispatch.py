@@ -31,7 +31,7 @@ class ClusterInfo:
     started_here: bool
 
 
-def _restore_env(snapshot: dict[str, str]) -> None:
+def restore_env(snapshot: dict[str, str]) -> None:
     """ray.init exports RAY_* (and PYTHONBREAKPOINT) into this process; undo that."""
     for key in set(os.environ) - set(snapshot):
         del os.environ[key]
@@ -161,4 +161,4 @@ def tune_on_ray(
             ray.kill(actor, no_restart=True)
         if started_here:
             ray.shutdown()
-            _restore_env(env)
+            restore_env(env)

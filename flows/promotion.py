@@ -10,9 +10,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 
-from registry import PromptRegistry, RegistryError
-
-from .retrain import open_registry
+from registry import PromptRegistry, RegistryError, open_registry
 
 
 class ReviewDecision(RunInput):

@@ -15,30 +15,14 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 from prefect.runtime import flow_run
 
-from registry import PromptRegistry, RegistrySettings, upgrade
+from registry import PromptRegistry, open_registry
 
 from . import pipeline
 from .dispatch import tune_on_ray
 from .domains import Domain, discover
 from .jobs import TuneFailure
 from .settings import PlatformSettings, load_settings
-from .versioning import DataVersioner, RemoteSpec
-
-
-def repo_root(path: Path) -> Path:
-    for candidate in [path.resolve(), *path.resolve().parents]:
-        if (candidate / ".git").exists():
-            return candidate
-    from .versioning import VersioningError
-
-    raise VersioningError(f"{path} is not inside a git repository; DVC needs one (`git init`)")
-
-
-def open_registry() -> PromptRegistry:
-    settings = RegistrySettings()
-    if settings.database.startswith("sqlite"):
-        upgrade(settings.database)
-    return PromptRegistry.from_settings(settings)
+from .versioning import DataVersioner, RemoteSpec, find_repo_root
 
 
 @task(retries=1, retry_delay_seconds=2, cache_policy=NONE)
@@ -163,7 +147,8 @@ def retrain_flow(
     groups: dict[tuple, list] = defaultdict(list)
     for domain in found.domains.values():
         versioner = DataVersioner(
-            repo_root(domain.root), RemoteSpec(settings.dvc_remote_url, settings.dvc_s3_endpoint)
+            find_repo_root(domain.root),
+            RemoteSpec(settings.dvc_remote_url, settings.dvc_s3_endpoint),
         )
         try:
             prepared = prepare_domain(domain, versioner, registry, report_root)

@@ -41,7 +41,7 @@ from mpt_core.errors import MptError
 if TYPE_CHECKING:
     from dvc.repo import Repo
 
-__all__ = ["DataVersion", "DataVersioner", "RemoteSpec", "VersioningError"]
+__all__ = ["DataVersion", "DataVersioner", "RemoteSpec", "VersioningError", "find_repo_root"]
 
 LOCK_FILE = "mpt-versioning.lock"
 SITE_CACHE = "site_cache"
@@ -67,6 +67,16 @@ def _quiet_dvc_logs() -> Iterator[None]:
 
 class VersioningError(MptError):
     """A data directory could not be tracked, pushed or restored with DVC."""
+
+
+def find_repo_root(path: Path) -> Path:
+    """The git repository holding `path`: DVC keeps its metadata there."""
+    for candidate in [path.resolve(), *path.resolve().parents]:
+        if (candidate / ".git").exists():
+            return candidate
+    raise VersioningError(
+        f"{path} is not inside a git repository; DVC versions data inside one (run `git init`)"
+    )
 
 
 @dataclass(frozen=True)

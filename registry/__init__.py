@@ -5,7 +5,7 @@ alias history) and its content-addressed artifact store. No flows, Prefect, Ray 
     reg = PromptRegistry.from_settings()     # MPT_DATABASE_URL, MPT_ARTIFACT_STORE, MPT_HOME
 """
 
-from .api import PRODUCTION, PromptRegistry
+from .api import PRODUCTION, PromptRegistry, open_registry
 from .errors import ConflictError, NotFoundError, RegistryError, RuleViolation
 from .migrate import upgrade
 from .policy import Policy, evaluate_policy
@@ -27,5 +27,6 @@ __all__ = [
     "RuleViolation",
     "VersionInfo",
     "evaluate_policy",
+    "open_registry",
     "upgrade",
 ]

@@ -38,6 +38,17 @@ def current_user() -> str:
     return getpass.getuser()
 
 
+def open_registry(settings: RegistrySettings | None = None) -> PromptRegistry:
+    """The registry from MPT_* settings. The embedded SQLite default migrates itself;
+    a server database is migrated explicitly (`mpt registry upgrade`)."""
+    from .migrate import upgrade
+
+    settings = settings or RegistrySettings()
+    if settings.database.startswith("sqlite"):
+        upgrade(settings.database)
+    return PromptRegistry.from_settings(settings)
+
+
 class PromptRegistry:
     """Prompt versions, lineage, aliases, reviewed promotions and their history.
 

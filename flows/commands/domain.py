@@ -8,7 +8,6 @@ from pathlib import Path
 from ..domains import discover, get_domain
 from ..domains.scaffold import scaffold_domain
 from ..settings import load_settings
-from ..versioning import VersioningError
 from .output import emit
 
 DOMAINS_DIR_ENV = "MPT_DOMAINS_DIR"
@@ -18,23 +17,13 @@ def domains_dir(args: argparse.Namespace) -> Path:
     return load_settings(domains_dir=args.domains_dir).domains_dir
 
 
-def _repo_root(path: Path) -> Path:
-    """The git repository holding `path` (DVC metadata lives there)."""
-    for candidate in [path.resolve(), *path.resolve().parents]:
-        if (candidate / ".git").exists():
-            return candidate
-    raise VersioningError(
-        f"{path} is not inside a git repository; DVC versions data inside one (run `git init`)"
-    )
-
-
 def cmd_version(args: argparse.Namespace) -> int:
-    from ..versioning import DataVersioner, RemoteSpec
+    from ..versioning import DataVersioner, RemoteSpec, find_repo_root
 
     settings = load_settings(domains_dir=args.domains_dir)
     domain = get_domain(settings.domains_dir, args.name)
     remote = RemoteSpec(settings.dvc_remote_url, endpoint_url=settings.dvc_s3_endpoint)
-    versioner = DataVersioner(_repo_root(domain.root), remote)
+    versioner = DataVersioner(find_repo_root(domain.root), remote)
     version = versioner.track(domain.data_dir)
     pushed = versioner.push(domain.data_dir) if args.push else None
     emit(

@@ -12,17 +12,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from registry import Policy, PromptRegistry, RegistrySettings, upgrade
+from registry import Policy, PromptRegistry, RegistrySettings, open_registry, upgrade
 from registry.api import current_user
 
 from .output import emit
 
 
 def _registry() -> PromptRegistry:
-    settings = RegistrySettings()
-    if settings.database.startswith("sqlite"):
-        upgrade(settings.database)  # the embedded default sets itself up; servers use `upgrade`
-    return PromptRegistry.from_settings(settings)
+    return open_registry()
 
 
 def _user(args: argparse.Namespace) -> str:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import yaml
 
+from flows.dispatch import restore_env
+
 from .domain_factory import make_domain
 
 
@@ -37,6 +39,4 @@ def local_ray(**init_kwargs) -> Iterator[None]:
         yield
     finally:
         ray.shutdown()
-        for key in set(os.environ) - set(env):
-            del os.environ[key]
-        os.environ.update(env)
+        restore_env(env)

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from registry import Policy, PromptRegistry, RegistrySettings
+from registry import Policy, PromptRegistry, RegistrySettings, open_registry
 
 from ..registry.conftest import BACKBONE, make_artifact, metrics
 
@@ -24,8 +24,6 @@ def harness():
 
 
 def pending_request(tmp_path) -> int:
-    from flows.retrain import open_registry
-
     reg: PromptRegistry = open_registry()
     reg.record_data_version("shop", "c" * 32, rows=1, row_counts={}, validation_passed=True)
     reg.register_version(
