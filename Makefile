@@ -14,7 +14,7 @@ export TOKENIZERS_PARALLELISM := false
 export DVC_NO_ANALYTICS := 1
 export GX_ANALYTICS_ENABLED := false
 
-.PHONY: setup test lint demo quickstart bench clean
+.PHONY: setup test lint demo quickstart bench results clean
 
 setup: $(STAMP) $(APT_STAMP)
 
@@ -56,6 +56,11 @@ quickstart: setup
 
 bench: setup
 	$(PY) bench/step_cost.py
+
+# Every method on the three demo domains, 3 seeds: writes docs/results.md (about 30 min).
+results: setup
+	$(VENV)/bin/mpt domain prepare retail manufacturing medical
+	$(PY) bench/results.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
