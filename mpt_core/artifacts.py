@@ -12,7 +12,9 @@ from safetensors.torch import load_file, save_file
 
 from . import __version__
 from .backbones.base import Backbone, BackboneIdentity
+from .backbones.generative import GenerativeBackbone
 from .errors import ArtifactError, BackboneMismatchError
+from .generative.model import GenerativeModel, build_generative
 from .model import PromptedModel
 from .prompts import MultimodalPrompts, PromptConfig
 from .tasks import task_from_dict
@@ -22,7 +24,9 @@ CONFIG = "prompt_config.json"
 FORMAT_VERSION = 1
 
 
-def artifact_config(model: PromptedModel, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def artifact_config(
+    model: PromptedModel | GenerativeModel, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
     slots = model.backbone.slots
     return {
         "format_version": FORMAT_VERSION,
@@ -43,7 +47,9 @@ def artifact_config(model: PromptedModel, extra: dict[str, Any] | None = None) -
 
 
 def save_prompts(
-    model: PromptedModel, directory: str | Path, extra: dict[str, Any] | None = None
+    model: PromptedModel | GenerativeModel,
+    directory: str | Path,
+    extra: dict[str, Any] | None = None,
 ) -> Path:
     """Write the artifact into `directory` (created). Files appear whole or not at all."""
     directory = Path(directory)
@@ -74,8 +80,10 @@ def read_config(directory: str | Path) -> dict[str, Any]:
         raise ArtifactError(f"{path} is not valid JSON ({exc}); the artifact is corrupted") from exc
 
 
-def load_prompts(directory: str | Path, backbone: Backbone) -> PromptedModel:
-    """Rebuild a PromptedModel from an artifact, on the backbone it was trained on."""
+def load_prompts(
+    directory: str | Path, backbone: Backbone | GenerativeBackbone
+) -> PromptedModel | GenerativeModel:
+    """Rebuild a domain's model from an artifact, on the backbone it was trained on."""
     directory = Path(directory)
     config = read_config(directory)
     if config.get("format_version") != FORMAT_VERSION:
@@ -90,11 +98,14 @@ def load_prompts(directory: str | Path, backbone: Backbone) -> PromptedModel:
             f"backbone is {backbone.identity}. HINT: load_backbone({expected.family!r}, "
             f"{expected.name!r}) with the same weights"
         )
-    prompts = MultimodalPrompts(PromptConfig.from_dict(config["prompt_config"]), backbone.slots)
+    prompt_config = PromptConfig.from_dict(config["prompt_config"])
     task_spec = dict(config["task"])
-    model = PromptedModel(
-        backbone, prompts, task_from_dict(task_spec.pop("name"), task_spec), config.get("method")
-    )
+    task = task_from_dict(task_spec.pop("name"), task_spec)
+    if isinstance(backbone, GenerativeBackbone):  # prompts around a language model
+        model = build_generative(backbone, prompt_config, task, config.get("method"))
+    else:
+        prompts = MultimodalPrompts(prompt_config, backbone.slots)
+        model = PromptedModel(backbone, prompts, task, config.get("method"))
     try:
         state = load_file(directory / TENSORS, device=str(backbone.device))
     except FileNotFoundError:

@@ -8,19 +8,26 @@ from threading import Lock
 from typing import Any
 
 from .._registry import Registry
-from . import hf_clip, shipped
+from . import hf_blip2, hf_clip, shipped
 from .base import Backbone, BackboneIdentity, PromptSlots, TowerSlot, state_dict_sha256
+from .generative import GenerativeBackbone
 
 
 @dataclass(frozen=True)
 class BackboneFamily:
-    """load(name, **options) builds a frozen backbone; tiny(seed) a random one for tests."""
+    """load(name, **options) builds a frozen backbone; tiny(seed) a random one for tests.
+
+    kind: the tasks it runs (`Task.backbone_kind`); presets: the preset names it supports
+    (None: every registered preset). `mpt_core.support` answers from these.
+    """
 
     name: str
-    load: Callable[..., Backbone]
-    tiny: Callable[..., Backbone]
+    load: Callable[..., Backbone | GenerativeBackbone]
+    tiny: Callable[..., Backbone | GenerativeBackbone]
     default_name: str
     help: str
+    kind: str = "dual-encoder"
+    presets: tuple[str, ...] | None = None
 
 
 FAMILIES: Registry[BackboneFamily] = Registry("backbone family")
@@ -45,15 +52,32 @@ FAMILIES.register(
     ),
 )
 
-_cache: dict[tuple, Backbone] = {}
+FAMILIES.register(
+    "hf-blip2",
+    BackboneFamily(
+        "hf-blip2",
+        hf_blip2.load,
+        hf_blip2.tiny,
+        "Salesforce/blip2-opt-2.7b",
+        "transformers Blip2ForConditionalGeneration (captioning, open VQA) by cached hub id "
+        "or local path",
+        kind="generative",
+        presets=("coop", "maple", "mpt", "vpt"),
+    ),
+)
+
+_cache: dict[tuple, Backbone | GenerativeBackbone] = {}
 _lock = Lock()
 
 
-def load_backbone(family: str = "shipped", name: str | None = None, **options: Any) -> Backbone:
+def load_backbone(
+    family: str = "shipped", name: str | None = None, **options: Any
+) -> Backbone | GenerativeBackbone:
     """Load (once per process) a frozen backbone. `name="tiny"` gives the tiny random config.
 
     >>> backbone = load_backbone("shipped")            # offline default
     >>> clip = load_backbone("hf-clip", "/models/clip-vit-b32")
+    >>> blip2 = load_backbone("hf-blip2", "/models/blip2-opt-2.7b", dtype="bfloat16")
     """
     spec = FAMILIES.get(family)
     name = name or spec.default_name
@@ -64,7 +88,7 @@ def load_backbone(family: str = "shipped", name: str | None = None, **options: A
         return _cache[key]
 
 
-def tiny_backbone(family: str, seed: int = 0) -> Backbone:
+def tiny_backbone(family: str, seed: int = 0) -> Backbone | GenerativeBackbone:
     """A fresh tiny random backbone of `family` (not cached), for tests."""
     return FAMILIES.get(family).tiny(seed)
 
@@ -74,6 +98,7 @@ __all__ = [
     "Backbone",
     "BackboneFamily",
     "BackboneIdentity",
+    "GenerativeBackbone",
     "PromptSlots",
     "TowerSlot",
     "load_backbone",

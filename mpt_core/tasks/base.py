@@ -25,6 +25,9 @@ class Task(ABC):
 
     name: ClassVar[str]
     primary_metric: ClassVar[str]
+    #: The kind of backbone the task runs on (`Backbone.kind`): "dual-encoder" scores texts
+    #: against images, "generative" writes text (see `tasks/generation.py`).
+    backbone_kind: ClassVar[str] = "dual-encoder"
 
     @abstractmethod
     def check(self, examples: Sequence[Example]) -> None:
