@@ -336,8 +336,9 @@ def _dtype(dtype: str | None) -> torch.dtype | None:
 def load(name: str, *, revision: str | None = None, dtype: str | None = None) -> HFBlip2Backbone:
     """Load a BLIP-2 checkpoint from a local directory or the local Hugging Face cache.
 
-    Never touches the network (`local_files_only`). `dtype="bfloat16"` halves memory on a
-    GPU (transformers keeps the Q-Former and its queries in float32 either way).
+    Never touches the network (`local_files_only`). `dtype="bfloat16"` or `"float16"`
+    halves memory on a GPU (with float16 transformers keeps the Q-Former and its queries in
+    float32; with bfloat16 everything is bfloat16). Prompts always train in float32.
     """
     if name in TINY_LANGUAGE_MODELS:
         return tiny(lm=TINY_LANGUAGE_MODELS[name])

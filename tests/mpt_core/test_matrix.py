@@ -21,7 +21,7 @@ from mpt_core import (
     tiny_backbone,
 )
 from mpt_core.backbones.base import state_dict_sha256
-from mpt_core.support import family_presets, family_tasks, supports
+from mpt_core.support import family_presets, family_tasks, supports, trainable_parameters
 
 from .synthetic import examples, make_task
 
@@ -102,6 +102,14 @@ def test_save_load_round_trip_is_exact(family, preset, task, tmp_path):
     images = [e.image for e in data]
     assert torch.equal(model.encode_images(images), loaded.encode_images(images))
     assert loaded.predict(data) == model.predict(data)
+
+
+@pytest.mark.parametrize(("family", "preset", "task"), MATRIX, ids=IDS)
+def test_trainable_parameters_are_counted_without_building_the_task(family, preset, task):
+    assert (
+        trainable_parameters(backbone(family), preset)
+        == model_for(family, preset, task).num_trainable()
+    )
 
 
 def test_every_family_and_task_is_in_the_matrix():
