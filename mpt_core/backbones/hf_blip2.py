@@ -308,7 +308,9 @@ class HFBlip2Backbone(GenerativeBackbone):
         return rows
 
 
-def _tokenizer(backend: Tokenizer, config: Blip2Config, generation_eos) -> GenerativeTokenizer:
+def tokenizer_for(backend: Tokenizer, config: Blip2Config, generation_eos) -> GenerativeTokenizer:
+    """The language model's tokenizer with BLIP-2's start, end (every generation end id) and
+    pad ids; encoder-decoder models have no start token."""
     text = config.text_config
     eos = generation_eos if generation_eos is not None else text.eos_token_id
     stops = list(eos) if isinstance(eos, list | tuple) else [eos]
@@ -367,7 +369,7 @@ def load(name: str, *, revision: str | None = None, dtype: str | None = None) ->
     resolved = str(Path(name).resolve()) if Path(name).exists() else name
     generation_eos = model.language_model.generation_config.eos_token_id
     return HFBlip2Backbone(
-        resolved, model.eval(), _tokenizer(tokenizer.backend_tokenizer, config, generation_eos)
+        resolved, model.eval(), tokenizer_for(tokenizer.backend_tokenizer, config, generation_eos)
     )
 
 
@@ -465,4 +467,4 @@ def tiny(seed: int = 0, lm: str = "opt") -> HFBlip2Backbone:
     torch.nn.init.normal_(model.query_tokens, std=0.02)
     name = next(k for k, v in TINY_LANGUAGE_MODELS.items() if v == lm)
     eos = model.language_model.generation_config.eos_token_id
-    return HFBlip2Backbone(name, model, _tokenizer(tiny_tokenizer(), config, eos))
+    return HFBlip2Backbone(name, model, tokenizer_for(tiny_tokenizer(), config, eos))
