@@ -154,7 +154,7 @@ def build_prompts(
     """
     from .support import check_supported  # late: it imports the task registry
 
-    check_supported(backbone.family, backbone.kind, preset, task.name)
+    check_supported(backbone.family, backbone.kind, preset, task.name, task.backbone_kind)
     config = preset_config(preset, backbone.slots, **overrides)
     if isinstance(backbone, GenerativeBackbone):  # prompts around a language model
         from .generative.model import build_generative

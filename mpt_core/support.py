@@ -36,13 +36,12 @@ def supports(family: str, *, task: str | None = None, preset: str | None = None)
     )
 
 
-def check_supported(family: str, kind: str, preset: str, task: str) -> None:
-    """Raise ConfigError unless a backbone of `family` (of `kind`) runs `preset` + `task`.
+def check_supported(family: str, kind: str, preset: str, task: str, needs: str) -> None:
+    """Raise ConfigError unless a backbone of `family` (of `kind`) runs `preset` and the
+    task `task`, which needs a backbone of kind `needs`.
 
-    `kind` comes from the backbone object, so an unregistered family is checked too.
+    The kinds come from the objects, so unregistered families and tasks are checked too.
     """
-    PRESETS.get(preset)  # an unknown preset lists the known ones
-    needs = TASKS.get(task).backbone_kind
     if needs != kind:
         known = family in FAMILIES
         runs = ", ".join(family_tasks(family)) if known else f"the {kind} tasks"

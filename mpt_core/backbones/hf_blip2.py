@@ -158,7 +158,8 @@ class HFBlip2Backbone(GenerativeBackbone):
             ).last_hidden_state
         finally:
             self._fusion = previous
-        # the Q-Former runs in fp32; transformers casts back to the image dtype, so do we
+        # the Q-Former may run in another dtype (float32 next to float16 weights);
+        # transformers casts its output back to the image dtype, and so do we
         return self.model.language_projection(states.to(image_tokens.dtype))
 
     # --- language model --------------------------------------------------------------
@@ -260,8 +261,9 @@ class HFBlip2Backbone(GenerativeBackbone):
         prompt_ids: Sequence[Sequence[int]],
         target_ids: Sequence[Sequence[int]],
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits (B, L, V) and the labels (B, L) they predict, aligned (no shift needed):
-        decoder-only logits at position t score the label at t + 1, so both come shifted."""
+        """Logits (B, L, V) and the labels (B, L) they score, already aligned (a decoder-only
+        LM's logits lose their last position and its labels their first); unscored
+        positions hold IGNORE."""
         embeds, mask, labels = self._rows(queries, text_prompt, prompt_ids, target_ids, 0)
         assert labels is not None
         if self.is_encoder_decoder:

@@ -24,7 +24,7 @@ class CaptioningTask(GenerativeTask):
     name = "captioning"
     primary_metric = "cider"
     contract = TaskContract(
-        fields=("caption",),
+        fields=("image", "caption"),
         text_fields=(TextField("caption", 1, 500),),
         row_key=("image", "caption"),
         metrics=("cider", "bleu4", "bleu1"),

@@ -49,7 +49,7 @@ class TaskContract:
     """What a task needs of the rows of a domain's table, and what it reports."""
 
     fields: tuple[str, ...]
-    """Example fields every row needs (besides the image)."""
+    """Example fields every row needs."""
     optional_fields: tuple[str, ...] = ()
     value_set: ValueSet | None = None
     """None: open text, nothing declared in domain.yaml."""

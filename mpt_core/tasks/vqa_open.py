@@ -32,7 +32,7 @@ class OpenVQATask(GenerativeTask):
     name = "vqa-open"
     primary_metric = "accuracy"
     contract = TaskContract(
-        fields=("question", "answer"),
+        fields=("image", "question", "answer"),
         optional_fields=("question_type",),
         group_field="question_type",  # the question itself where a row has no type
         group_metric="per_question_type_accuracy",

@@ -63,6 +63,16 @@ def test_a_generative_task_on_a_dual_encoder_is_refused():
         build_prompts(tiny_backbone("hf-clip"), "coop", CaptioningTask())
 
 
+def test_an_unregistered_task_is_checked_by_its_kind_not_looked_up(blip2):
+    class FruitTask(ClassificationTask):
+        name = "fruit"
+
+    model = build_prompts(tiny_backbone("hf-clip"), "coop", FruitTask(["apple", "pear"]))
+    assert model.task.name == "fruit"
+    with pytest.raises(ConfigError, match="task 'fruit' needs a dual-encoder backbone"):
+        build_prompts(blip2, "coop", FruitTask(["apple", "pear"]))
+
+
 def test_presets_outside_the_familys_list_are_refused_with_what_it_supports(blip2, monkeypatch):
     spec = FAMILIES.get("hf-blip2")
     monkeypatch.setitem(FAMILIES._entries, "hf-blip2", dataclasses.replace(spec, presets=("coop",)))
