@@ -25,6 +25,8 @@ class Task(ABC):
 
     name: ClassVar[str]
     primary_metric: ClassVar[str]
+    target_field: ClassVar[str]
+    """The `Example` field a prediction is compared with (label, caption, answer)."""
 
     @abstractmethod
     def check(self, examples: Sequence[Example]) -> None:
@@ -44,6 +46,15 @@ class Task(ABC):
     def predict(
         self, model: PromptedModel, image_emb: torch.Tensor, examples: Sequence[Example]
     ) -> list[str]: ...
+
+    @abstractmethod
+    def predict_scored(
+        self, model: PromptedModel, image_emb: torch.Tensor, examples: Sequence[Example]
+    ) -> list[tuple[str, float]]:
+        """`predict`, with each prediction's softmax probability among its candidates.
+
+        Ranks exactly what `evaluate` ranks, so the share of correct predictions equals the
+        task's top-1 metric on the same examples."""
 
     @abstractmethod
     def to_dict(self) -> dict[str, Any]:

@@ -19,6 +19,7 @@ DEFAULT_TEMPLATE = "a photo of a {}."
 class ClassificationTask(Task):
     name = "classification"
     primary_metric = "accuracy"
+    target_field = "label"
 
     def __init__(self, class_names: Sequence[str], template: str = DEFAULT_TEMPLATE) -> None:
         names = list(class_names)
@@ -68,6 +69,13 @@ class ClassificationTask(Task):
 
     def predict(self, model, image_emb, examples) -> list[str]:
         return [self.class_names[i] for i in self.logits(model, image_emb).argmax(1).tolist()]
+
+    def predict_scored(self, model, image_emb, examples) -> list[tuple[str, float]]:
+        best = self.logits(model, image_emb).softmax(1).max(1)
+        return [
+            (self.class_names[i], p)
+            for i, p in zip(best.indices.tolist(), best.values.tolist(), strict=True)
+        ]
 
     def to_dict(self) -> dict[str, Any]:
         return {"class_names": self.class_names, "template": self.template}

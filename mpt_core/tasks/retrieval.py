@@ -27,6 +27,7 @@ def _caption_groups(captions: Sequence[str]) -> tuple[list[str], torch.Tensor]:
 class RetrievalTask(Task):
     name = "retrieval"
     primary_metric = "r1_mean"
+    target_field = "caption"
 
     def check(self, examples: Sequence[Example]) -> None:
         require(examples, "caption", self.name)
@@ -62,6 +63,16 @@ class RetrievalTask(Task):
         unique = list(dict.fromkeys(captions))
         best = (image_emb @ model.embed_texts(unique).T).argmax(1)
         return [unique[i] for i in best.tolist()]
+
+    def predict_scored(self, model, image_emb, examples) -> list[tuple[str, float]]:
+        """The best of the examples' own captions per image (what i2t R@1 ranks)."""
+        logits, _ = self._scores(model, image_emb, examples)  # (B, distinct captions)
+        captions = list(dict.fromkeys(e.caption for e in examples))
+        best = logits.softmax(1).max(1)
+        return [
+            (captions[i], p)
+            for i, p in zip(best.indices.tolist(), best.values.tolist(), strict=True)
+        ]
 
     def to_dict(self) -> dict[str, Any]:
         return {}

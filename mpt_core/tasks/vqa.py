@@ -20,6 +20,7 @@ DEFAULT_TEMPLATE = "question: {question} answer: {answer}"
 class VQATask(Task):
     name = "vqa"
     primary_metric = "accuracy"
+    target_field = "answer"
 
     def __init__(
         self,
@@ -104,6 +105,13 @@ class VQATask(Task):
     def predict(self, model, image_emb, examples) -> list[str]:
         pred = self.logits(model, image_emb, examples).argmax(1).tolist()
         return [self.candidates(e.question)[i] for e, i in zip(examples, pred, strict=True)]
+
+    def predict_scored(self, model, image_emb, examples) -> list[tuple[str, float]]:
+        best = self.logits(model, image_emb, examples).softmax(1).max(1)  # -inf -> 0
+        return [
+            (self.candidates(e.question)[i], p)
+            for e, i, p in zip(examples, best.indices.tolist(), best.values.tolist(), strict=True)
+        ]
 
     def to_dict(self) -> dict[str, Any]:
         return {
