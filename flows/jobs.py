@@ -7,7 +7,10 @@ worker on another node needs no shared file system.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .predictions import Evidence
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,8 @@ class TuneOutcome:
     """Wall time of the tuning itself (fit), in the worker."""
     worker: str
     trainable_parameters: int
+    evidence: Evidence | None = None
+    """Per-example test predictions of both versions and thumbnails, for reviewers."""
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from registry.lineage import package_version
 
 from .domains import Domain
 from .jobs import ArtifactBlob, Row, TuneJob, TuneOutcome
+from .predictions import record_evidence
 from .validation import ValidationReport, validate_domain
 from .versioning import DataVersion, DataVersioner
 from .worker import blob_to_dir
@@ -181,6 +182,7 @@ def register_outcome(
     promotion request checked against the domain's policy."""
     domain, md5 = prepared.domain, prepared.data.md5
     c = domain.config
+    registry.ensure_service_account(FLOW_USER)  # the flow acts with direct database access
     with tempfile.TemporaryDirectory() as tmp:
         version = registry.register_version(
             domain.name,
@@ -193,6 +195,11 @@ def register_outcome(
             created_by=FLOW_USER,
             flow_run_id=flow_run_id,
             code_version=package_version(),
+            training_history=outcome.history,
+        )
+    if outcome.evidence is not None:
+        record_evidence(
+            registry, domain.name, version.number, production_version, md5, outcome.evidence
         )
     if production_version is not None and outcome.production_metrics is not None:
         registry.record_evaluation(

@@ -18,6 +18,7 @@ from mpt_core.backbones.base import Backbone
 from mpt_core.tasks import task_from_dict
 
 from .jobs import ArtifactBlob, TuneJob, TuneOutcome
+from .predictions import evidence_for
 
 
 def _examples(job: TuneJob, split: str) -> list[Example]:
@@ -64,11 +65,12 @@ def run_tune_job(backbone: Backbone, job: TuneJob, worker: str | None = None) ->
     metrics = {"test": evaluate(model, test)}
     if val:
         metrics["val"] = evaluate(model, val)
-    production_metrics = None
+    production_metrics = production = None
     with tempfile.TemporaryDirectory() as tmp:
         if job.production is not None:
             production = load_prompts(blob_to_dir(job.production, Path(tmp) / "prod"), backbone)
             production_metrics = evaluate(production, test)
+        evidence = evidence_for(model, production, test, [r for r in job.rows if r.split == "test"])
         out = save_prompts(model, Path(tmp) / "candidate", extra=job.extra)
         artifact = _to_blob(out)
     return TuneOutcome(
@@ -80,4 +82,5 @@ def run_tune_job(backbone: Backbone, job: TuneJob, worker: str | None = None) ->
         seconds=seconds,
         worker=worker or f"{socket.gethostname()}:{os.getpid()}",
         trainable_parameters=model.num_trainable(),
+        evidence=evidence,
     )
