@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from mpt_core.errors import MptError
 from registry.errors import RegistryError
 
-from .commands import core, domain, registry, run, schedule
+from .commands import core, domain, registry, review, run, schedule, users
 
-GROUPS = (core, domain, registry, run, schedule)
+GROUPS = (core, domain, registry, run, schedule, users, review)
 
 
 def build_parser() -> argparse.ArgumentParser:
