@@ -127,6 +127,36 @@ def cmd_rotate(args: argparse.Namespace) -> None:
     _print_token(args, "new token for", user, token)
 
 
+def cmd_audit(args: argparse.Namespace) -> None:
+    entries = open_registry().audit_log(domain=args.domain, actor=args.actor, limit=args.limit)
+    if args.json:
+        emit(args, [e.to_dict() for e in entries])
+        return
+    rows = [
+        {
+            "at": f"{e.at:%Y-%m-%d %H:%M:%S}Z",
+            "actor": e.actor,
+            "action": e.action,
+            "outcome": e.outcome,
+            "address": e.address or "-",
+            "what": " ".join(
+                part
+                for part in (
+                    e.domain or "",
+                    f"v{e.version}" if e.version else "",
+                    f"#{e.request_id}" if e.request_id else "",
+                    e.alias or "",
+                    str(e.detail.get("user", "")),
+                )
+                if part
+            ),
+            "error": str(e.detail.get("error", ""))[:90],
+        }
+        for e in entries
+    ]
+    emit(args, rows)
+
+
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     group = sub.add_parser(
         "user", help="users, roles and tokens (review pages, MPT_TOKEN)"
@@ -151,3 +181,12 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p = group.add_parser("rotate", help="a new token; the old one stops working", parents=[common])
     p.add_argument("name")
     p.set_defaults(func=cmd_rotate)
+    p = sub.add_parser(
+        "audit",
+        help="the audit log: who did (or was refused) what, when, from where",
+        parents=[common],
+    )
+    p.add_argument("--domain")
+    p.add_argument("--actor")
+    p.add_argument("--limit", type=int, default=50)
+    p.set_defaults(func=cmd_audit)

@@ -83,6 +83,10 @@ def test_with_auth_on_the_cli_acts_as_the_token_user(capsys, artifacts, tmp_path
     monkeypatch.setenv("MPT_TOKEN", ana)
     code, _, err = run(capsys, "promote", "rollback", "pets", "1", "--reason", "x")
     assert code == 2 and "ana is a requester" in err
+    code, out, _ = run(capsys, "audit", "--domain", "pets")
+    lines = out.splitlines()
+    assert "rollback" in lines[2] and "refused" in lines[2] and "ana is a requester" in lines[2]
+    assert any("approve" in line and "ben" in line and "ok" in line for line in lines)
 
 
 def test_user_administration_with_a_token_needs_an_admin(capsys, monkeypatch):
