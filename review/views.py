@@ -5,6 +5,7 @@ predictions, config diffs, lineage, the domains overview."""
 from __future__ import annotations
 
 import base64
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +21,9 @@ from registry.policy import PER_CLASS_KEYS
 from .charts import training_curve_svg
 
 MAX_SHOWN = 48
+MAX_LABELS = 20
+"""A confusion matrix shows the most frequent true labels; the rest count as '(other)'."""
+OTHER = "(other)"
 DOCS_INDEX = "data_docs/index.html"
 SHADES = 8
 
@@ -129,13 +133,17 @@ def confusions(rows: list[dict[str, Any]] | None, title: str) -> list[Confusion]
         groups.setdefault(row.get("question"), []).append(row)
     out = []
     for question, items in groups.items():
-        labels = list(
-            dict.fromkeys([r["target"] for r in items] + [r["prediction"] for r in items])
-        )
+        seen = [r["target"] for r in items] + [r["prediction"] for r in items]
+        labels = list(dict.fromkeys(seen))
+        if len(labels) > MAX_LABELS:  # e.g. retrieval over hundreds of captions
+            frequent = Counter(r["target"] for r in items).most_common(MAX_LABELS - 1)
+            keep = {label for label, _ in frequent}
+            labels = [label for label in labels if label in keep] + [OTHER]
         index = {label: i for i, label in enumerate(labels)}
         counts = [[0] * len(labels) for _ in labels]
         for r in items:
-            counts[index[r["target"]]][index[r["prediction"]]] += 1
+            t, p = index.get(r["target"], index.get(OTHER)), index.get(r["prediction"])
+            counts[t][index[OTHER] if p is None else p] += 1
         peak = max(max(row) for row in counts) or 1
         shade = [[0 if c == 0 else max(1, round(SHADES * c / peak)) for c in row] for row in counts]
         correct = sum(counts[i][i] for i in range(len(labels)))

@@ -158,6 +158,7 @@ def cmd_gc(args: argparse.Namespace) -> None:
 def cmd_register(args: argparse.Namespace) -> None:
     """Register an artifact directory by hand (CI, notebooks, the README walk-through)."""
     reg = _registry()
+    who = _user(args, reg)  # before anything is written
     config = json.loads((Path(args.artifact) / "prompt_config.json").read_text())
     metrics = json.loads(Path(args.metrics).read_text())
     reg.record_data_version(
@@ -176,7 +177,7 @@ def cmd_register(args: argparse.Namespace) -> None:
         data_version=args.data_version,
         backbone=config["backbone"],
         metrics=metrics,
-        created_by=_user(args, reg),
+        created_by=who,
     )
     print(f"registered {v.domain} v{v.number} ({v.artifact_uri})")
 
