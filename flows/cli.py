@@ -2,16 +2,19 @@
 
 Each command group lives in `flows/commands/<group>.py` and adds its sub-commands with
 `register(subparsers, common)`; a command is a function taking the parsed arguments.
+Command modules import their heavy dependencies (torch, Prefect, Ray, GX) inside the
+commands, so `mpt version` or `mpt registry list` start in well under a second.
+
+Every error reaches the user as one `mpt: error: ...` line with the fix; a traceback only
+with `--debug`.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from collections.abc import Sequence
-
-from mpt_core.errors import MptError
-from registry.errors import RegistryError
 
 from .commands import core, domain, registry, review, run, schedule, users
 
@@ -21,7 +24,11 @@ GROUPS = (core, domain, registry, run, schedule, users, review)
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="machine-readable output")
+    common.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks"
+    )
     parser = argparse.ArgumentParser(prog="mpt", description="mpt-platform command line")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     sub = parser.add_subparsers(dest="command", required=True)
     for group in GROUPS:
         group.register(sub, common)
@@ -32,9 +39,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args) or 0
-    except (MptError, RegistryError) as exc:
-        print(f"mpt: error: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("mpt: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"mpt: error: {_message(exc)}", file=sys.stderr)
         return 2
+
+
+def _message(exc: Exception) -> str:
+    from mpt_core.errors import MptError
+    from registry.errors import RegistryError
+
+    if isinstance(exc, MptError | RegistryError):
+        return str(exc)
+    text = " ".join(str(exc).split()) or "(no message)"
+    return f"unexpected {type(exc).__name__}: {text[:500]} (run with --debug for the traceback)"
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,10 +1,12 @@
 """Tune many domains on Ray workers that share one frozen backbone.
 
-The backbone goes into the object store once; each worker is an actor (one per GPU when
-the cluster has GPUs, else one per CPU slot) that receives it once and tunes domains from
-a queue. Only prompt tensors and metrics come back. A worker that dies mid-job has its
-domain retried on another worker (a replacement is started); after `max_attempts` the
-domain is reported as failed and the others still finish.
+Each worker is an actor (one per GPU when the cluster has GPUs, else one per CPU slot)
+that loads the backbone once by name, checks its weights' sha256 against the driver's, and
+tunes domains from a queue. Jobs are small: the worker materialises each domain's data
+version from the DVC remote itself. Only prompt tensors and metrics come back. A worker
+that dies mid-job has its domain retried on another worker (a replacement is started);
+after `max_attempts` the domain is reported as failed and the others still finish. While
+jobs run, each worker's last finished epoch is polled for progress.
 """
 
 from __future__ import annotations
@@ -15,9 +17,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from mpt_core.backbones.base import Backbone
-
-from .jobs import TuneFailure, TuneJob, TuneOutcome
+from .jobs import BackboneRef, TuneFailure, TuneJob, TuneOutcome
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,11 @@ def connect(address: str | None = None) -> bool:
     if address:
         ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
         return False
+    # A local Ray turns token authentication on by itself (good) and warns that it did on
+    # every start (noise in every run's output): keep the auth, drop the notice.
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(
+        logging.ERROR
+    )
     ray.init(
         address="local",  # always a fresh local Ray, never one found on the machine
         num_cpus=os.cpu_count() or 1,
@@ -57,41 +62,81 @@ def connect(address: str | None = None) -> bool:
     return True
 
 
+class WorkerStartError(RuntimeError):
+    """A tuning worker could not start (its backbone did not load or did not match)."""
+
+
+def _actor_error(exc: BaseException) -> str:
+    cause = getattr(exc, "cause", None) or exc
+    text = str(cause).strip().splitlines()
+    return text[-1] if text else type(cause).__name__
+
+
+def _poll(running: dict, on_epoch: Callable[[dict], None]) -> None:
+    import ray
+
+    refs = [actor.progress.remote() for actor, _, _ in running.values()]
+    ready, _ = ray.wait(refs, num_returns=len(refs), timeout=5)
+    for ref in ready:
+        try:
+            row = ray.get(ref)
+        except Exception:  # a worker that just died is reported by the main loop
+            continue
+        if row:
+            on_epoch(row)
+
+
 def _worker_class():
     import ray
 
-    @ray.remote(max_restarts=0, max_task_retries=0)
+    # Two threads: `progress` answers while `tune` runs.
+    @ray.remote(max_restarts=0, max_task_retries=0, max_concurrency=2)
     class TuningWorker:
         """Holds one copy of the frozen backbone; tunes one domain at a time."""
 
-        def __init__(self, backbone: Backbone, threads: int) -> None:
+        def __init__(self, ref: BackboneRef, threads: int) -> None:
             import torch
 
+            from .worker import load_ref
+
             torch.set_num_threads(max(1, threads))
+            backbone = load_ref(ref)
             self.backbone = backbone.cuda() if torch.cuda.is_available() else backbone
             self.name = f"{ray.get_runtime_context().get_node_id()[:8]}:{os.getpid()}"
+            self.last_epoch: dict | None = None
 
         def pid(self) -> int:
             return os.getpid()
 
+        def progress(self) -> dict | None:
+            return self.last_epoch
+
         def tune(self, job: TuneJob) -> TuneOutcome:
             from .worker import run_tune_job
 
-            return run_tune_job(self.backbone, job, worker=self.name)
+            def on_epoch(row: dict) -> None:
+                self.last_epoch = {"domain": job.domain, **row}
+
+            self.last_epoch = None
+            return run_tune_job(self.backbone, job, worker=self.name, on_epoch=on_epoch)
 
     return TuningWorker
 
 
 def tune_on_ray(
-    backbone: Backbone,
+    backbone: BackboneRef,
     jobs: Sequence[TuneJob],
     *,
     address: str | None = None,
     max_attempts: int = 2,
     max_workers: int | None = None,
     on_dispatch: Callable[[str, int], None] | None = None,
+    on_epoch: Callable[[dict], None] | None = None,
+    poll_seconds: float = 1.0,
 ) -> tuple[dict[str, TuneOutcome | TuneFailure], ClusterInfo]:
-    """Run every job; returns domain -> outcome or failure, and what the cluster was."""
+    """Run every job on workers holding `backbone`; returns domain -> outcome or failure,
+    and what the cluster was. `on_epoch(row)` sees each worker's latest epoch (with its
+    domain) as it is polled."""
     env = dict(os.environ)  # before importing Ray, which exports RAY_* variables
     import ray
     from ray.exceptions import RayActorError, RayTaskError
@@ -106,12 +151,14 @@ def tune_on_ray(
         threads = max(1, cpus // n)
         options = {"num_gpus": 1, "num_cpus": 0} if gpus else {"num_cpus": 1}
         worker_cls = _worker_class().options(**options)
-        backbone_ref = ray.put(backbone)  # the weights enter the object store once
 
         def spawn():
-            actor = worker_cls.remote(backbone_ref, threads)
+            actor = worker_cls.remote(backbone, threads)
             actors.append(actor)
-            return actor, ray.get(actor.pid.remote())
+            try:
+                return actor, ray.get(actor.pid.remote())
+            except RayActorError as exc:  # the backbone failed to load on the worker
+                raise WorkerStartError(_actor_error(exc)) from None
 
         idle = deque(spawn() for _ in range(n))
         queue = deque(jobs)
@@ -126,7 +173,12 @@ def tune_on_ray(
                 running[actor.tune.remote(job)] = (actor, pid, job)
                 if on_dispatch:
                     on_dispatch(job.domain, pid)
-            (done,), _ = ray.wait(list(running), num_returns=1)
+            done_list, _ = ray.wait(list(running), num_returns=1, timeout=poll_seconds)
+            if not done_list:
+                if on_epoch is not None:
+                    _poll(running, on_epoch)
+                continue
+            done = done_list[0]
             actor, pid, job = running.pop(done)
             try:
                 results[job.domain] = ray.get(done)

@@ -1,7 +1,9 @@
-"""What travels between the flow and the tuning workers: plain, picklable data.
+"""What travels between the flow and the tuning workers: small, plain, picklable data.
 
-Only prompt tensors and metrics come back from a worker; images travel as file bytes so a
-worker on another node needs no shared file system.
+No image and no backbone module travels: a job names its backbone (family, name, options
+and the sha256 its weights must have) and its data version (the DVC remote and the md5);
+the worker loads the one and materialises the other itself. Only prompt tensors (bytes),
+metrics and per-example predictions come back.
 """
 
 from __future__ import annotations
@@ -9,42 +11,49 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from mpt_core.artifacts import PromptArtifact
+
+from .datacache import RemoteLocation
+
 if TYPE_CHECKING:
     from .predictions import Evidence
 
 
 @dataclass(frozen=True)
-class Row:
-    """One metadata row: its image file (path relative to data/) and task fields."""
+class BackboneRef:
+    """A backbone by name, with the weights sha256 the worker must find when loading it."""
 
-    image: str
-    split: str
-    label: str | None = None
-    caption: str | None = None
-    question: str | None = None
-    answer: str | None = None
+    family: str
+    name: str | None
+    options: tuple[tuple[str, Any], ...] = ()
+    sha256: str | None = None
+
+    @property
+    def key(self) -> tuple:
+        return (self.family, self.name, self.options)
+
+    def describe(self) -> str:
+        return f"{self.family}:{self.name or 'default'}"
 
 
 @dataclass(frozen=True)
-class ArtifactBlob:
-    """A prompt artifact in memory: the two files `save_prompts` writes."""
+class DataRef:
+    """A data version a worker materialises from the DVC remote: md5 of DVC's listing, and
+    the sha256 of the rows the driver validated (the worker checks it reads the same)."""
 
-    config_json: str
-    tensors: bytes
+    location: RemoteLocation
+    md5: str
+    rows_sha256: str
 
 
 @dataclass(frozen=True)
 class TuneJob:
     domain: str
-    task: dict[str, Any]
-    """{"name": task name, **task spec} as in an artifact's prompt_config.json."""
-    preset: str
-    overrides: dict[str, Any]
-    train_config: dict[str, Any]
-    rows: list[Row]
-    images: dict[str, bytes]
-    """Image path (as in rows) -> file bytes."""
-    production: ArtifactBlob | None = None
+    config: dict[str, Any]
+    """The domain's validated domain.yaml (DomainConfig.model_dump)."""
+    backbone: BackboneRef
+    data: DataRef
+    production: PromptArtifact | None = None
     """The current production prompts, evaluated on the same test split."""
     production_version: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -54,7 +63,7 @@ class TuneJob:
 @dataclass(frozen=True)
 class TuneOutcome:
     domain: str
-    artifact: ArtifactBlob
+    artifact: PromptArtifact
     metrics: dict[str, dict[str, Any]]
     """Candidate metrics per split (val, test)."""
     production_metrics: dict[str, Any] | None
@@ -64,6 +73,8 @@ class TuneOutcome:
     """Wall time of the tuning itself (fit), in the worker."""
     worker: str
     trainable_parameters: int
+    backbone: dict[str, str]
+    """The identity (family, name, weights sha256) of the backbone the worker tuned on."""
     evidence: Evidence | None = None
     """Per-example test predictions of both versions and thumbnails, for reviewers."""
 

@@ -1,25 +1,35 @@
 """The retrain pipeline's steps as plain functions; the Prefect flow (`retrain.py`) wraps
-each in a task, and tests call them directly."""
+them, and tests call them directly.
+
+Per domain: `prepare` (validate, then version with DVC: a refused domain leaves the data
+folder, the DVC cache and the remote untouched) -> `plan` (skip when the same data,
+backbone, config and code are already registered: decided without loading the backbone)
+-> `build_job` -> tuning on Ray (`dispatch`) -> `register_outcome` (candidate, production's
+evaluation and the promotion request in one registry transaction).
+"""
 
 from __future__ import annotations
 
-import csv
-import tempfile
+import hashlib
+import json
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mpt_core import load_backbone
-from mpt_core.backbones.base import Backbone
-from registry import Policy, PromptRegistry
+from mpt_core.artifacts import CONFIG, TENSORS, PromptArtifact, verify_artifact
+from mpt_core.backbones import backbone_sha256
+from mpt_core.backbones.base import BackboneIdentity
+from registry import PromptRegistry
 from registry.lineage import package_version
 
+from .datacache import RemoteLocation
+from .dataset import read_rows, rows_digest, rows_from_table
 from .domains import Domain
-from .jobs import ArtifactBlob, Row, TuneJob, TuneOutcome
+from .jobs import BackboneRef, DataRef, TuneJob, TuneOutcome
 from .predictions import record_evidence
-from .validation import ValidationReport, validate_domain
+from .validation.report import clip
 from .versioning import DataVersion, DataVersioner
-from .worker import blob_to_dir
 
 FLOW_USER = "retrain-flow"
 
@@ -42,41 +52,72 @@ class DomainResult:
     policy_passed: bool | None = None
     tune_seconds: float | None = None
     message: str = ""
+    stage: str = ""
+    """The step a failure happened in: version, validate, plan, job, tune, register."""
     history: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
+NOTE_CHARS = 160
+"""The run table's note column keeps this much of a reason (the row that failed included);
+the full reason is in the JSON output, the Prefect artifacts and the logs."""
+
+
+def note(r: DomainResult) -> str:
+    """The reason shown in the run table: the first problem line, cut to NOTE_CHARS."""
+    lines = [line.strip() for line in r.message.splitlines() if line.strip()]
+    if r.status == "invalid" and len(lines) > 1:
+        text = lines[1].removeprefix("- ")  # the first failed check, with its rows
+        if len(lines) > 2:
+            text += f" (+{len(lines) - 2} more problem(s))"
+    else:
+        text = lines[0] if lines else ""
+    return text if len(text) <= NOTE_CHARS else text[: NOTE_CHARS - 1] + "…"
+
+
+def summary_row(r: DomainResult) -> dict[str, Any]:
+    def fmt(x: float | None) -> str:
+        return "-" if x is None else f"{x:.4f}"
+
+    return {
+        "domain": r.domain,
+        "status": r.status,
+        "data_version": (r.data_version or "-")[:12],
+        "validation": r.validation,
+        "metric": r.metric or "-",
+        "candidate": fmt(r.candidate) + (f" (v{r.version})" if r.version else ""),
+        "production": fmt(r.production)
+        + (f" (v{r.production_version})" if r.production_version else ""),
+        "request": f"#{r.request_id}" if r.request_id else "-",
+        "tune_s": "-" if r.tune_seconds is None else f"{r.tune_seconds:.1f}",
+        "note": note(r),
+    }
+
+
 @dataclass(frozen=True)
 class PreparedDomain:
     domain: Domain
     data: DataVersion
-    report: ValidationReport
+    rows_sha256: str
+    """sha256 of the rows validated (what the worker must read back)."""
+    validation: str = "passed"
+    """passed | unchanged (validated before, same data and rules: not run again)"""
 
 
-def version_and_validate(
-    domain: Domain, versioner: DataVersioner, report_root: Path, push: bool = True
-) -> PreparedDomain:
-    """Track the data with DVC (and push it), then validate that exact version."""
-    data = versioner.track(domain.data_dir)
-    if push:
-        versioner.push(domain.data_dir)
-    report = validate_domain(domain, report_root / domain.name / data.md5)
-    return PreparedDomain(domain, data, report)
-
-
-def record_data(prepared: PreparedDomain, registry: PromptRegistry, report_root: Path) -> None:
-    report = prepared.report
-    registry.record_data_version(
-        prepared.domain.name,
-        prepared.data.md5,
-        rows=report.rows,
-        row_counts=dict(report.counts),
-        validation_passed=report.passed,
-        validation_summary=report.summary,
-        report_uri=str(report_root / prepared.domain.name / prepared.data.md5),
-    )
+def validation_key(domain: Domain) -> str:
+    """What a validation result depends on besides the data: the rules, the task's contract
+    and declaration, the table layout, and the code."""
+    c = domain.config
+    spec = {
+        "validation": c.validation.model_dump(mode="json"),
+        "data": c.data.model_dump(mode="json"),
+        "task": c.task,
+        "declaration": c.declaration(),
+        "code": package_version(),
+    }
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def training_config(domain: Domain) -> dict[str, Any]:
@@ -91,76 +132,171 @@ def training_config(domain: Domain) -> dict[str, Any]:
     }
 
 
-def backbone_for(domain: Domain) -> Backbone:
+# ------------------------------------------------------------------ prepare
+class PrepareFailure(Exception):
+    """A domain's data cannot be used; `result` says why (status invalid or failed)."""
+
+    def __init__(self, result: DomainResult) -> None:
+        super().__init__(result.message)
+        self.result = result
+
+
+def unchanged_data(
+    domain: Domain, versioner: DataVersioner, registry: PromptRegistry
+) -> DataVersion | None:
+    """The data version, if the folder still holds what was recorded and validated under
+    the same rules and code (then validation need not run again)."""
+    from .validation.containment import check_data_folder
+
+    if check_data_folder(domain.data_dir):  # links etc.: validation reports them
+        return None
+    current = versioner.current_version(domain.data_dir)
+    if current is None:
+        return None
+    record = registry.data_version(domain.name, current.md5)
+    if record and record.validation_passed and record.validation_key == validation_key(domain):
+        return current
+    return None
+
+
+def prepare(
+    domain: Domain,
+    versioner: DataVersioner,
+    registry: PromptRegistry,
+    report_root: Path,
+    *,
+    push: bool = True,
+) -> PreparedDomain:
+    """Validate the data folder, then track it with DVC, check DVC recorded exactly the
+    bytes that were validated, push it, and record the data version.
+
+    Raises PrepareFailure (status invalid) before anything is written to the DVC cache or
+    remote when validation fails."""
+    from .validation import validate_data  # Great Expectations imports slowly
+
+    unchanged = unchanged_data(domain, versioner, registry)
+    if unchanged is not None:
+        rows = read_rows(domain.config, domain.data_dir)
+        if push:
+            versioner.push(domain.data_dir)  # cheap when the remote has it
+        return PreparedDomain(domain, unchanged, rows_digest(rows), validation="unchanged")
+    staging = report_root / domain.name / ".validating"
+    shutil.rmtree(staging, ignore_errors=True)
+    checked = validate_data(domain, staging)
+    report = checked.report
+    if not report.passed or checked.table is None:
+        raise PrepareFailure(
+            DomainResult(
+                domain.name,
+                "invalid",
+                validation="FAILED",
+                message=report.summary,
+                stage="validate",
+            )
+        )
+    data = versioner.track(domain.data_dir)
+    listing = versioner.listing(data.md5)
+    changed = sorted(p for p, md5 in checked.md5.items() if listing.get(p) != md5)
+    if changed:
+        raise PrepareFailure(
+            DomainResult(
+                domain.name,
+                "failed",
+                data.md5,
+                "passed",
+                message=f"{len(changed)} file(s) changed while the domain was validated, e.g. "
+                f"{clip(changed[0])}; run again",
+                stage="version",
+            )
+        )
+    report_dir = report_root / domain.name / data.md5
+    shutil.rmtree(report_dir, ignore_errors=True)
+    staging.rename(report_dir)
+    if push:
+        versioner.push(domain.data_dir)
+    registry.record_data_version(
+        domain.name,
+        data.md5,
+        rows=report.rows,
+        row_counts=dict(report.counts),
+        validation_passed=True,
+        validation_summary=report.summary,
+        report_uri=str(report_dir),
+        validation_key=validation_key(domain),
+    )
+    rows = rows_from_table(domain.config, checked.table)
+    return PreparedDomain(domain, data, rows_digest(rows))
+
+
+# ------------------------------------------------------------------ plan and jobs
+def unchanged_version(
+    domain: Domain, versioner: DataVersioner, registry: PromptRegistry
+) -> tuple[str, int] | None:
+    """(data md5, version) when nothing changed since that version was tuned: the same
+    data under the same validation rules, backbone weights, config and code. Decided
+    without validating, without loading the backbone and without Ray."""
+    data = unchanged_data(domain, versioner, registry)
+    if data is None:
+        return None
+    prepared = PreparedDomain(domain, data, rows_sha256="", validation="unchanged")
+    number = existing_version(prepared, backbone_ref(domain), registry)
+    return None if number is None else (data.md5, number)
+
+
+def backbone_ref(domain: Domain) -> BackboneRef:
+    """The domain's backbone by name, with its weights sha256 (cached: no loading when the
+    weight files did not change since the last load)."""
     spec = domain.config.backbone
-    return load_backbone(spec.family, spec.name, **spec.options)
+    options = tuple(sorted(spec.options.items()))
+    sha = backbone_sha256(spec.family, spec.name, **spec.options)
+    return BackboneRef(spec.family, spec.name, options, sha)
 
 
 def existing_version(
-    prepared: PreparedDomain, backbone: Backbone, registry: PromptRegistry
+    prepared: PreparedDomain, ref: BackboneRef, registry: PromptRegistry
 ) -> int | None:
     """The version already tuned from this data, backbone, config and code, if any."""
     found = registry.find_version(
         prepared.domain.name,
         data_version=prepared.data.md5,
-        backbone_sha256=backbone.identity.weights_sha256,
+        backbone_sha256=ref.sha256 or "",
         config=training_config(prepared.domain),
         code_version=package_version(),
     )
     return None if found is None else found.number
 
 
-def _rows(domain: Domain) -> list[Row]:
-    cols = domain.config.data
-    with open(domain.metadata_path, newline="", encoding="utf-8") as f:
-        records = list(csv.DictReader(f))
-    return [
-        Row(
-            image=r[cols.image_column],
-            split=r[cols.split_column],
-            label=r.get(cols.label_column),
-            caption=r.get(cols.caption_column),
-            question=r.get(cols.question_column),
-            answer=r.get(cols.answer_column),
-        )
-        for r in records
-    ]
-
-
-def production_blob(
-    domain: str, backbone: Backbone, registry: PromptRegistry
-) -> tuple[int | None, ArtifactBlob | None]:
-    """The production artifact, if there is one trained on this same backbone."""
+def production_artifact(
+    domain: str, ref: BackboneRef, registry: PromptRegistry
+) -> tuple[int | None, PromptArtifact | None]:
+    """The production artifact (verified), if there is one trained on this same backbone."""
     number = registry.resolve(domain)
     if number is None:
         return None, None
     version = registry.get_version(domain, number)
-    if version.backbone.weights_sha256 != backbone.identity.weights_sha256:
+    if version.backbone.weights_sha256 != ref.sha256:
         return number, None
-    with tempfile.TemporaryDirectory() as tmp:
-        path = registry.fetch_artifact(domain, number, Path(tmp) / "prod")
-        return number, ArtifactBlob(
-            (path / "prompt_config.json").read_text(), (path / "prompts.safetensors").read_bytes()
-        )
+    files = registry.artifact_files(domain, number)
+    artifact = PromptArtifact(files[CONFIG].decode(), files[TENSORS])
+    verify_artifact(artifact, source=f"{domain} v{number} (production)")
+    return number, artifact
 
 
 def build_job(
-    prepared: PreparedDomain, backbone: Backbone, registry: PromptRegistry, flow_run_id: str | None
+    prepared: PreparedDomain,
+    ref: BackboneRef,
+    registry: PromptRegistry,
+    location: RemoteLocation,
+    flow_run_id: str | None,
 ) -> TuneJob:
     domain = prepared.domain
-    rows = _rows(domain)
-    images = {r.image: (domain.data_dir / r.image).read_bytes() for r in rows}
-    prod_number, prod_blob = production_blob(domain.name, backbone, registry)
-    c = domain.config
+    prod_number, prod_artifact = production_artifact(domain.name, ref, registry)
     return TuneJob(
         domain=domain.name,
-        task={"name": c.task, **c.build_task().to_dict()},
-        preset=c.prompts.preset,
-        overrides=dict(c.prompts.overrides),
-        train_config=c.tuning.model_dump(),
-        rows=rows,
-        images=images,
-        production=prod_blob,
+        config=domain.config.model_dump(mode="json"),
+        backbone=ref,
+        data=DataRef(location, prepared.data.md5, prepared.rows_sha256),
+        production=prod_artifact,
         production_version=prod_number,
         extra={
             "domain": domain.name,
@@ -170,59 +306,58 @@ def build_job(
     )
 
 
+# ------------------------------------------------------------------ register
 def register_outcome(
     prepared: PreparedDomain,
     outcome: TuneOutcome,
-    backbone: Backbone,
     registry: PromptRegistry,
     production_version: int | None,
     flow_run_id: str | None,
 ) -> DomainResult:
-    """Register the candidate, record production's metrics on the same data, and open a
-    promotion request checked against the domain's policy."""
+    """Verify the candidate artifact, then register it, production's metrics on the same
+    data and a promotion request checked against the domain's policy: one transaction,
+    idempotent on retry."""
     domain, md5 = prepared.domain, prepared.data.md5
     c = domain.config
+    identity = BackboneIdentity(**outcome.backbone)
+    verify_artifact(outcome.artifact, source=f"{domain.name} candidate", backbone=identity)
+    production = None
+    if production_version is not None and outcome.production_metrics is not None:
+        production = (production_version, outcome.production_metrics)
     registry.ensure_service_account(FLOW_USER)  # the flow acts with direct database access
-    with tempfile.TemporaryDirectory() as tmp:
-        version = registry.register_version(
-            domain.name,
-            blob_to_dir(outcome.artifact, Path(tmp) / "artifact"),
-            method=c.prompts.preset,
-            config=training_config(domain),
-            data_version=md5,
-            backbone=backbone.identity.to_dict(),
-            metrics=outcome.metrics,
-            created_by=FLOW_USER,
-            flow_run_id=flow_run_id,
-            code_version=package_version(),
-            training_history=outcome.history,
-        )
-    if outcome.evidence is not None:
+    version, request = registry.register_candidate(
+        domain.name,
+        {CONFIG: outcome.artifact.config_json.encode(), TENSORS: outcome.artifact.tensors},
+        method=c.prompts.preset,
+        config=training_config(domain),
+        data_version=md5,
+        backbone=outcome.backbone,
+        metrics=outcome.metrics,
+        policy=c.promotion_policy(),
+        production=production,
+        created_by=FLOW_USER,
+        flow_run_id=flow_run_id,
+        code_version=package_version(),
+        training_history=outcome.history,
+    )
+    if outcome.evidence is not None:  # per-example predictions and thumbnails for reviewers
         record_evidence(
             registry, domain.name, version.number, production_version, md5, outcome.evidence
         )
-    if production_version is not None and outcome.production_metrics is not None:
-        registry.record_evaluation(
-            domain.name, production_version, md5, "test", outcome.production_metrics
-        )
-    policy = Policy(c.primary_metric, c.promotion.min_improvement, c.promotion.max_class_regression)
-    request = registry.request_promotion(
-        domain.name, version.number, requested_by=FLOW_USER, policy=policy
-    )
     metric = c.primary_metric
     return DomainResult(
         domain=domain.name,
         status="registered",
         data_version=md5,
-        validation="passed",
+        validation=prepared.validation,
         metric=metric,
         candidate=outcome.metrics["test"].get(metric),
         production=(outcome.production_metrics or {}).get(metric),
         version=version.number,
         production_version=production_version,
-        request_id=request.id,
-        policy_passed=request.policy_passed,
+        request_id=request.id if request else None,
+        policy_passed=request.policy_passed if request else None,
         tune_seconds=outcome.seconds,
-        message="; ".join(request.policy_report.get("reasons", [])),
+        message="; ".join(request.policy_report.get("reasons", [])) if request else "",
         history=outcome.history,
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -18,8 +19,6 @@ from PIL import Image
 
 from mpt_core import Example, PromptedModel
 from mpt_core.data import load_image
-
-from .jobs import Row
 
 if TYPE_CHECKING:
     from registry import PromptRegistry
@@ -42,16 +41,22 @@ class Evidence:
     """Image path (relative to data/) -> JPEG bytes, at most MAX_THUMBNAILS."""
 
 
+def relative_images(examples: Sequence[Example], data_dir: Path) -> list[str]:
+    """Each example's image path relative to its data folder: how rows name images."""
+    return [Path(e.image).relative_to(data_dir).as_posix() for e in examples]
+
+
 @torch.no_grad()
 def predict_rows(
-    model: PromptedModel, examples: Sequence[Example], rows: Sequence[Row], batch_size: int = 64
+    model: PromptedModel, examples: Sequence[Example], images: Sequence[str], batch_size: int = 64
 ) -> list[dict[str, Any]]:
-    """One row per example: image, question (if any), target, prediction, score.
+    """One row per example: image (path relative to data/), question (if any), target,
+    prediction, score.
 
     Images are embedded in batches, then ranked all at once, as `evaluate` does (retrieval
     ranks the whole set), so the rows agree with the stored metrics."""
-    if len(examples) != len(rows):
-        raise ValueError(f"{len(examples)} examples but {len(rows)} rows; they must align")
+    if len(examples) != len(images):
+        raise ValueError(f"{len(examples)} examples but {len(images)} images; they must align")
     prepared = model.prepare_images([e.image for e in examples], batch_size)
     vision = None if model.vision_frozen else model.prompts().vision
     emb = torch.cat(
@@ -62,12 +67,12 @@ def predict_rows(
     )
     scored = model.task.predict_scored(model, emb.float(), examples)
     out = []
-    for example, row, (prediction, score) in zip(examples, rows, scored, strict=True):
-        item: dict[str, Any] = {"image": row.image}
+    for example, image, (prediction, score) in zip(examples, images, scored, strict=True):
+        item: dict[str, Any] = {"image": image}
         if example.question is not None:
             item["question"] = example.question
         item.update(
-            target=getattr(example, model.task.target_field),
+            target=getattr(example, model.task.contract.target),
             prediction=prediction,
             score=round(float(score), 4),
         )
@@ -103,19 +108,19 @@ def evidence_for(
     candidate: PromptedModel,
     production: PromptedModel | None,
     examples: Sequence[Example],
-    rows: Sequence[Row],
+    images: Sequence[str],
     split: str = "test",
 ) -> Evidence:
     """Predictions of both versions on the same examples and thumbnails worth a look.
-    `rows[i]` is the metadata row `examples[i]` was read from."""
-    cand = predict_rows(candidate, examples, rows)
-    prod = None if production is None else predict_rows(production, examples, rows)
+    `images[i]` names the image of `examples[i]` (path relative to data/)."""
+    cand = predict_rows(candidate, examples, images)
+    prod = None if production is None else predict_rows(production, examples, images)
     wanted = set(worth_a_look(cand, prod)[:MAX_THUMBNAILS])
     thumbs = {}
-    for example, row in zip(examples, rows, strict=True):
-        if row.image in wanted and row.image not in thumbs:
-            thumbs[row.image] = thumbnail(example.image)
-    return Evidence(split, candidate.task.target_field, cand, prod, thumbs)
+    for example, image in zip(examples, images, strict=True):
+        if image in wanted and image not in thumbs:
+            thumbs[image] = thumbnail(example.image)
+    return Evidence(split, candidate.task.contract.target, cand, prod, thumbs)
 
 
 def record_evidence(

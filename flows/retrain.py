@@ -1,14 +1,21 @@
-"""The retrain flow (Prefect 3): for each domain, version data (DVC) -> validate (GX) ->
+"""The retrain flow (Prefect 3): for each domain, validate (GX) -> version data (DVC) ->
 skip if nothing changed -> tune on Ray -> evaluate candidate and production on the same
-test split -> register -> open a promotion request. Thin tasks around `pipeline.py`."""
+test split -> register -> open a promotion request. Thin tasks around `pipeline.py`.
+
+Every per-domain step is isolated: a domain that fails gets its status, stage and full
+reason in the run's table, and the others go on. Expected failures (bad data, a backbone
+that does not load) are results, not exceptions, so Prefect logs no traceback for them.
+"""
 
 from __future__ import annotations
 
 import base64
 import io
+import logging
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -18,35 +25,73 @@ from prefect.runtime import flow_run
 from registry import PromptRegistry, open_registry
 
 from . import pipeline
-from .dispatch import tune_on_ray
+from .datacache import RemoteLocation
+from .dispatch import WorkerStartError, tune_on_ray
 from .domains import Domain, discover
-from .jobs import TuneFailure
+from .jobs import BackboneRef, TuneFailure
+from .pipeline import DomainResult, PreparedDomain, PrepareFailure, note, summary_row
+from .preflight import check_services
+from .progress import current
 from .settings import PlatformSettings, load_settings
 from .versioning import DataVersioner, RemoteSpec, find_repo_root
+
+T = TypeVar("T")
+
+
+def _failure(domain: str, stage: str, exc: BaseException, **fields: Any) -> DomainResult:
+    message = f"{stage} failed: {type(exc).__name__}: {exc}"
+    return DomainResult(domain, "failed", message=message, stage=stage, **fields)
+
+
+def guarded(domain: str, stage: str, step: Callable[[], T], **fields: Any) -> T | DomainResult:
+    """Run one domain's step; any error becomes that domain's failed result."""
+    try:
+        return step()
+    except PrepareFailure as failure:
+        return failure.result
+    except Exception as exc:  # one domain's failure never stops the others
+        logging.getLogger("mpt.run").debug("%s: %s failed", domain, stage, exc_info=True)
+        return _failure(domain, stage, exc, **fields)
 
 
 @task(retries=1, retry_delay_seconds=2, cache_policy=NONE)
 def prepare_domain(
     domain: Domain, versioner: DataVersioner, registry: PromptRegistry, report_root: Path
-) -> pipeline.PreparedDomain:
-    prepared = pipeline.version_and_validate(domain, versioner, report_root)
-    pipeline.record_data(prepared, registry, report_root)
-    return prepared
-
-
-@task(cache_policy=NONE)
-def tune_domains(backbone, jobs, ray_address: str | None):
-    return tune_on_ray(backbone, jobs, address=ray_address)
-
-
-@task(retries=1, retry_delay_seconds=2, cache_policy=NONE)
-def register_domain(prepared, outcome, backbone, registry, production_version, run_id):
-    return pipeline.register_outcome(
-        prepared, outcome, backbone, registry, production_version, run_id
+) -> PreparedDomain | DomainResult:
+    current().stage(domain.name, "validating")
+    return guarded(
+        domain.name,
+        "validate",
+        lambda: pipeline.prepare(domain, versioner, registry, report_root),
     )
 
 
-def _curve_png(result: pipeline.DomainResult) -> str | None:
+@task(cache_policy=NONE)
+def tune_domains(ref: BackboneRef, jobs, ray_address: str | None) -> dict | str:
+    """domain -> outcome or failure; or why no worker could start (a string)."""
+    reporter = current()
+    for job in jobs:
+        reporter.stage(job.domain, "tuning", "waiting for a worker")
+    try:
+        outcomes, _ = tune_on_ray(ref, jobs, address=ray_address, on_epoch=reporter.epoch)
+    except WorkerStartError as exc:
+        return str(exc)
+    return outcomes
+
+
+@task(retries=1, retry_delay_seconds=2, cache_policy=NONE)
+def register_domain(prepared, outcome, registry, production_version, run_id) -> DomainResult:
+    current().stage(prepared.domain.name, "registering")
+    return guarded(
+        prepared.domain.name,
+        "register",
+        lambda: pipeline.register_outcome(prepared, outcome, registry, production_version, run_id),
+        data_version=prepared.data.md5,
+        validation=prepared.validation,
+    )
+
+
+def _curve_png(result: DomainResult) -> str | None:
     if not result.history:
         return None
     import matplotlib
@@ -69,13 +114,13 @@ def _curve_png(result: pipeline.DomainResult) -> str | None:
     return base64.b64encode(buf.getvalue()).decode()
 
 
-def publish(results: list[pipeline.DomainResult]) -> None:
+def publish(results: list[DomainResult]) -> None:
     """Prefect artifacts: a markdown summary per domain, a metrics table, training curves."""
     for r in results:
         lines = [
             f"# Retrain: `{r.domain}`",
             "",
-            f"- status: **{r.status}**",
+            f"- status: **{r.status}**" + (f" (in {r.stage})" if r.stage else ""),
             f"- data version: `{r.data_version or '-'}`",
             f"- validation: {r.validation}",
         ]
@@ -89,7 +134,7 @@ def publish(results: list[pipeline.DomainResult]) -> None:
                 f"or `mpt promote reject {r.request_id} --comment ...`",
             ]
         elif r.message:
-            lines.append(f"- {r.message}")
+            lines += ["", "```", r.message, "```"]
         png = _curve_png(r)
         if png:
             lines += ["", f"![training curve](data:image/png;base64,{png})"]
@@ -103,23 +148,13 @@ def publish(results: list[pipeline.DomainResult]) -> None:
     )
 
 
-def summary_row(r: pipeline.DomainResult) -> dict[str, Any]:
-    def fmt(x: float | None) -> str:
-        return "-" if x is None else f"{x:.4f}"
-
-    return {
-        "domain": r.domain,
-        "status": r.status,
-        "data_version": (r.data_version or "-")[:12],
-        "validation": r.validation,
-        "metric": r.metric or "-",
-        "candidate": fmt(r.candidate) + (f" (v{r.version})" if r.version else ""),
-        "production": fmt(r.production)
-        + (f" (v{r.production_version})" if r.production_version else ""),
-        "request": f"#{r.request_id}" if r.request_id else "-",
-        "tune_s": "-" if r.tune_seconds is None else f"{r.tune_seconds:.1f}",
-        "note": r.message[:80],
-    }
+def remote_location(settings: PlatformSettings, repo_root: Path) -> RemoteLocation:
+    """Where workers read data versions: the DVC remote, a local path made absolute."""
+    url = settings.dvc_remote_url
+    if not url.startswith("s3://"):
+        path = Path(url).expanduser()
+        url = str(path if path.is_absolute() else (repo_root / path).resolve())
+    return RemoteLocation(url, settings.dvc_s3_endpoint)
 
 
 @flow(name="retrain", log_prints=True)
@@ -131,93 +166,131 @@ def retrain_flow(
 ) -> list[dict[str, Any]]:
     """Retrain the named domains (default: all discovered) and open promotion requests."""
     logger = get_run_logger()
-    settings: PlatformSettings = load_settings(domains_dir=domains_dir)
+    settings = load_settings(domains_dir=domains_dir)
     ray_address = ray_address or settings.ray_address
     found = discover(settings.domains_dir, domains)
-    results: list[pipeline.DomainResult] = [
-        pipeline.DomainResult(name, "invalid", validation="broken domain.yaml", message=error)
+    results = [
+        DomainResult(name, "invalid", validation="broken domain.yaml", message=error)
         for name, error in found.errors.items()
     ]
     for name, error in found.errors.items():
-        logger.error("domain %s skipped: %s", name, error)
+        logger.error("domain %s skipped: %s", name, error.splitlines()[0])
+    try:
+        repo_root = find_repo_root(settings.domains_dir)
+    except Exception as exc:
+        repo_root = None
+        problems = [str(exc)]
+    else:
+        problems = check_services(settings, repo_root=repo_root)
+    if problems:
+        for problem in problems:
+            logger.error("preflight: %s", problem)
+        message = "services not ready: " + "; ".join(problems)
+        results += [
+            DomainResult(name, "failed", message=message, stage="preflight")
+            for name in found.domains
+        ]
+        return _finish(results)
+    assert repo_root is not None
     registry = open_registry()
-    report_root = settings.home / "reports"
     run_id = str(flow_run.id) if flow_run.id else None
+    versioner = DataVersioner(
+        repo_root, RemoteSpec(settings.dvc_remote_url, settings.dvc_s3_endpoint)
+    )
+    location = remote_location(settings, repo_root)
 
-    groups: dict[tuple, list] = defaultdict(list)
+    groups: dict[tuple, list[tuple[BackboneRef, PreparedDomain]]] = defaultdict(list)
     for domain in found.domains.values():
-        versioner = DataVersioner(
-            find_repo_root(domain.root),
-            RemoteSpec(settings.dvc_remote_url, settings.dvc_s3_endpoint),
-        )
-        try:
-            prepared = prepare_domain(domain, versioner, registry, report_root)
-        except Exception as exc:  # one domain's failure never stops the others
-            logger.error("domain %s: versioning/validation failed: %s", domain.name, exc)
-            results.append(pipeline.DomainResult(domain.name, "failed", message=str(exc)))
+        prepared = prepare_domain(domain, versioner, registry, settings.home / "reports")
+        if isinstance(prepared, DomainResult):
+            logger.error("domain %s: %s", domain.name, note(prepared))
+            results.append(prepared)
+            current().stage(domain.name, prepared.status, note(prepared))
             continue
-        if not prepared.report.passed:
-            logger.error("domain %s: validation failed\n%s", domain.name, prepared.report.summary)
-            results.append(
-                pipeline.DomainResult(
-                    domain.name,
-                    "invalid",
-                    prepared.data.md5,
-                    "FAILED",
-                    message=prepared.report.summary.splitlines()[0],
-                )
-            )
+        ref = guarded(domain.name, "plan", lambda d=domain: pipeline.backbone_ref(d))
+        if isinstance(ref, DomainResult):
+            results.append(ref)
             continue
-        logger.info("domain %s: data %s validated", domain.name, prepared.data.md5[:12])
-        spec = domain.config.backbone
-        groups[(spec.family, spec.name, tuple(sorted(spec.options.items())))].append(prepared)
+        groups[ref.key].append((ref, prepared))
 
     for group in groups.values():
-        backbone = pipeline.backbone_for(group[0].domain)
-        todo, production = [], {}
-        for prepared in group:
-            existing = None if force else pipeline.existing_version(prepared, backbone, registry)
-            if existing is not None:
-                results.append(
-                    pipeline.DomainResult(
-                        prepared.domain.name,
-                        "skipped",
-                        prepared.data.md5,
-                        "passed",
-                        version=existing,
-                        message=f"unchanged since v{existing} (data, backbone, config, code)",
-                    )
-                )
-                continue
-            job = pipeline.build_job(prepared, backbone, registry, run_id)
-            production[job.domain] = job.production_version
-            todo.append((prepared, job))
-        if not todo:
-            continue
-        logger.info("tuning %s on Ray", ", ".join(j.domain for _, j in todo))
-        outcomes, cluster = tune_domains(backbone, [j for _, j in todo], ray_address)
-        logger.info(
-            "Ray: %s workers on %s CPUs / %s GPUs", cluster.workers, cluster.cpus, cluster.gpus
-        )
-        for prepared, job in todo:
-            outcome = outcomes[job.domain]
-            if isinstance(outcome, TuneFailure):
-                results.append(
-                    pipeline.DomainResult(
-                        job.domain,
-                        "failed",
-                        prepared.data.md5,
-                        "passed",
-                        message=f"tuning failed after {outcome.attempts} attempt(s): "
-                        f"{outcome.error}",
-                    )
-                )
-                continue
+        results += _tune_group(group, registry, location, run_id, force, ray_address)
+    return _finish(results)
+
+
+def _tune_group(
+    group: list[tuple[BackboneRef, PreparedDomain]],
+    registry: PromptRegistry,
+    location: RemoteLocation,
+    run_id: str | None,
+    force: bool,
+    ray_address: str | None,
+) -> list[DomainResult]:
+    results, todo = [], []
+    for ref, prepared in group:
+        name, md5 = prepared.domain.name, prepared.data.md5
+        existing = None if force else pipeline.existing_version(prepared, ref, registry)
+        if existing is not None:
             results.append(
-                register_domain(
-                    prepared, outcome, backbone, registry, production[job.domain], run_id
+                DomainResult(
+                    name,
+                    "skipped",
+                    md5,
+                    prepared.validation,
+                    version=existing,
+                    message=f"unchanged since v{existing} (data, backbone, config, code)",
                 )
             )
+            current().stage(name, "skipped", f"unchanged since v{existing}")
+            continue
+        job = guarded(
+            name,
+            "job",
+            lambda p=prepared, r=ref: pipeline.build_job(p, r, registry, location, run_id),
+            data_version=md5,
+            validation=prepared.validation,
+        )
+        if isinstance(job, DomainResult):
+            results.append(job)
+            continue
+        todo.append((prepared, job))
+    if not todo:
+        return results
+    ref = group[0][0]
+    outcomes = tune_domains(ref, [job for _, job in todo], ray_address)
+    if isinstance(outcomes, str):
+        return results + [
+            DomainResult(
+                p.domain.name,
+                "failed",
+                p.data.md5,
+                p.validation,
+                stage="tune",
+                message=f"backbone {ref.describe()} did not start on a worker: {outcomes}",
+            )
+            for p, _ in todo
+        ]
+    for prepared, job in todo:
+        outcome = outcomes[job.domain]
+        if isinstance(outcome, TuneFailure):
+            results.append(
+                DomainResult(
+                    job.domain,
+                    "failed",
+                    prepared.data.md5,
+                    prepared.validation,
+                    stage="tune",
+                    message=f"tuning failed after {outcome.attempts} attempt(s): {outcome.error}",
+                )
+            )
+            continue
+        results.append(register_domain(prepared, outcome, registry, job.production_version, run_id))
+    return results
+
+
+def _finish(results: list[DomainResult]) -> list[dict[str, Any]]:
     results.sort(key=lambda r: r.domain)
+    for r in results:
+        current().stage(r.domain, r.status, note(r))
     publish(results)
     return [r.to_dict() for r in results]

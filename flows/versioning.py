@@ -191,8 +191,12 @@ class DataVersioner:
         self._ready = True
 
     def track(self, data_dir: Path | str) -> DataVersion:
-        """`dvc add` the directory and return its version (unchanged data: same md5, fast)."""
+        """`dvc add` the directory and return its version (unchanged data: same md5, fast).
+
+        A directory holding symbolic links or special files is refused before DVC sees it
+        (DVC would copy a link's target into its cache and replace the link)."""
         data = self._data_dir(data_dir, must_exist=True)
+        self._refuse_links(data)
         self._ensure_ready()
         with self._locked():
             with self._repo(f"track {data}") as repo:
@@ -210,6 +214,29 @@ class DataVersioner:
             self._require_tracked(data)
             with self._repo(f"push {data}", remote_op=True) as repo:
                 return repo.push(targets=[str(_dvc_file(data))], remote=self.remote.name)
+
+    def current_version(self, data_dir: Path | str) -> DataVersion | None:
+        """The version the `.dvc` file records if the directory still holds exactly it
+        (DVC's status, from its hash cache: fast, writes nothing to the cache); None if the
+        directory is untracked or changed since."""
+        data = self._data_dir(data_dir, must_exist=True)
+        self._refuse_links(data)
+        if not (self.root / ".dvc").is_dir() or not _dvc_file(data).exists():
+            return None
+        with self._locked():
+            with self._repo(f"check {data}") as repo:
+                changed = repo.status(targets=[str(_dvc_file(data))])
+            return None if changed else self._read_version(data)
+
+    def listing(self, md5: str) -> dict[str, str]:
+        """{relative path: md5} of every file of a tracked version (from the local cache)."""
+        md5 = _normalise_md5(md5)
+        self._ensure_ready()
+        with self._locked(), self._repo(f"read version {md5}") as repo:
+            entries = _entries(repo, md5)
+        if entries is None:
+            raise VersioningError(f"data version {md5} is not in the local DVC cache")
+        return {e["relpath"]: e["md5"] for e in entries}
 
     def version_of(self, data_dir: Path | str) -> DataVersion | None:
         """The version the directory's `.dvc` file records, or None if it is not tracked."""
@@ -377,6 +404,14 @@ class DataVersioner:
                 f"data directory {data} does not exist or is not a directory; create it first"
             )
         return data
+
+    @staticmethod
+    def _refuse_links(data: Path) -> None:
+        from .validation.containment import check_data_folder
+
+        problems = check_data_folder(data)
+        if problems:
+            raise VersioningError(f"refusing to version {data}: {'; '.join(problems)}")
 
     def _require_tracked(self, data: Path) -> None:
         if not _dvc_file(data).exists():

@@ -1,86 +1,109 @@
-"""The tuning work done inside a worker, as a plain function (tests call it directly)."""
+"""The tuning work done inside a worker, as plain functions (tests call them directly)."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import socket
-import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from PIL import Image
-
-from mpt_core import Example, TrainConfig, build_prompts, evaluate, fit, load_prompts, save_prompts
-from mpt_core.artifacts import CONFIG, TENSORS
+from mpt_core import TrainConfig, build_prompts, evaluate, fit, load_backbone
+from mpt_core.artifacts import prompts_from_bytes, prompts_to_bytes
 from mpt_core.backbones.base import Backbone
-from mpt_core.tasks import task_from_dict
+from mpt_core.errors import BackboneMismatchError, DataError
 
-from .jobs import ArtifactBlob, TuneJob, TuneOutcome
-from .predictions import evidence_for
+from .datacache import DataCache
+from .dataset import read_rows, rows_digest, split_examples
+from .domains.schema import DomainConfig
+from .jobs import BackboneRef, TuneJob, TuneOutcome
+from .predictions import evidence_for, relative_images
 
-
-def _examples(job: TuneJob, split: str) -> list[Example]:
-    out = []
-    for row in job.rows:
-        if row.split != split:
-            continue
-        with Image.open(io.BytesIO(job.images[row.image])) as image:
-            out.append(
-                Example(
-                    image.convert("RGB"),
-                    label=row.label,
-                    caption=row.caption,
-                    question=row.question,
-                    answer=row.answer,
-                )
-            )
-    return out
+EpochCallback = Callable[[dict[str, Any]], None]
 
 
-def _to_blob(directory: Path) -> ArtifactBlob:
-    return ArtifactBlob((directory / CONFIG).read_text(), (directory / TENSORS).read_bytes())
+def node_cache() -> DataCache:
+    """This node's data cache: `$MPT_HOME/cache/data` (default ~/.mpt/cache/data)."""
+    home = Path(os.environ.get("MPT_HOME") or Path.home() / ".mpt").expanduser()
+    return DataCache(home / "cache" / "data")
 
 
-def blob_to_dir(blob: ArtifactBlob, directory: Path) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / CONFIG).write_text(blob.config_json)
-    (directory / TENSORS).write_bytes(blob.tensors)
-    return directory
+def load_ref(ref: BackboneRef) -> Backbone:
+    """Load the backbone a job names, and check its weights are the ones the driver saw."""
+    backbone = load_backbone(ref.family, ref.name, **dict(ref.options))
+    if ref.sha256 and backbone.identity.weights_sha256 != ref.sha256:
+        raise BackboneMismatchError(
+            f"backbone {ref.describe()} on {socket.gethostname()} has weights sha256 "
+            f"{backbone.identity.weights_sha256[:12]}…, not {ref.sha256[:12]}… as on the "
+            "driver: install the same weights on every node"
+        )
+    return backbone
 
 
-def run_tune_job(backbone: Backbone, job: TuneJob, worker: str | None = None) -> TuneOutcome:
+def job_examples(job: TuneJob, cache: DataCache) -> dict[str, list]:
+    """The job's examples per split, from its data version materialised on this node; the
+    rows must be exactly those the driver validated."""
+    data_dir = cache.materialise(job.data.location, job.data.md5)
+    config = DomainConfig.model_validate(job.config)
+    rows = read_rows(config, data_dir)
+    if rows_digest(rows) != job.data.rows_sha256:
+        raise DataError(
+            f"{job.domain}: the rows read from data version {job.data.md5} differ from the "
+            "rows validated on the driver; re-run (the data changed while it was versioned)"
+        )
+    return split_examples(rows, data_dir)
+
+
+def run_tune_job(
+    backbone: Backbone,
+    job: TuneJob,
+    *,
+    cache: DataCache | None = None,
+    worker: str | None = None,
+    on_epoch: EpochCallback | None = None,
+) -> TuneOutcome:
     """Tune the job's prompts on `backbone`, evaluate them (and production) on the same
-    splits, and return the artifact bytes and metrics."""
-    spec = dict(job.task)
-    task = task_from_dict(spec.pop("name"), spec)
-    train, val, test = (_examples(job, s) for s in ("train", "val", "test"))
+    splits, and return the artifact bytes and metrics. Images are read from disk in
+    batches when needed, never all held at once."""
+    config = DomainConfig.model_validate(job.config)
+    cache = cache or node_cache()
+    splits = job_examples(job, cache)
+    train, val, test = splits["train"], splits["val"], splits["test"]
+    tuning = config.tuning.model_dump()
     model = build_prompts(
-        backbone, job.preset, task, seed=job.train_config.get("seed", 0), **job.overrides
+        backbone,
+        config.prompts.preset,
+        config.build_task(),
+        seed=tuning.get("seed", 0),
+        **config.prompts.overrides,
     )
     started = time.perf_counter()
-    result = fit(model, train, val or None, TrainConfig(**{**job.train_config, "progress": False}))
+    result = fit(
+        model, train, val or None, TrainConfig(**{**tuning, "progress": False}), on_epoch=on_epoch
+    )
     seconds = time.perf_counter() - started
     metrics = {"test": evaluate(model, test)}
     if val:
         metrics["val"] = evaluate(model, val)
     production_metrics = production = None
-    with tempfile.TemporaryDirectory() as tmp:
-        if job.production is not None:
-            production = load_prompts(blob_to_dir(job.production, Path(tmp) / "prod"), backbone)
-            production_metrics = evaluate(production, test)
-        evidence = evidence_for(model, production, test, [r for r in job.rows if r.split == "test"])
-        out = save_prompts(model, Path(tmp) / "candidate", extra=job.extra)
-        artifact = _to_blob(out)
+    if job.production is not None:
+        production = prompts_from_bytes(
+            job.production, backbone, source=f"{job.domain} v{job.production_version}"
+        )
+        production_metrics = evaluate(production, test)
+    data_dir = cache.materialise(job.data.location, job.data.md5)  # already there: no copy
+    evidence = evidence_for(model, production, test, relative_images(test, data_dir))
     return TuneOutcome(
         domain=job.domain,
-        artifact=artifact,
+        artifact=prompts_to_bytes(model, extra=job.extra),
         metrics=json.loads(json.dumps(metrics)),
         production_metrics=production_metrics,
         history=result.history,
         seconds=seconds,
         worker=worker or f"{socket.gethostname()}:{os.getpid()}",
         trainable_parameters=model.num_trainable(),
+        backbone=backbone.identity.to_dict(),
         evidence=evidence,
     )

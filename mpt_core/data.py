@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 from .errors import DataError
@@ -27,13 +28,30 @@ class Example:
     answer: str | None = None
 
 
+def to_rgb(image: Image.Image) -> Image.Image:
+    """RGB, with high-bit-depth grayscale scaled to 8 bits first: PIL's own convert clips
+    16-bit values at 255, which turns a 16-bit PNG (medical, scientific) nearly white."""
+    if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        values = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") else max(float(values.max()), 1.0)
+        low = 0.0 if image.mode.startswith("I;16") else min(float(values.min()), 0.0)
+        scaled = np.clip((values - low) / (top - low) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        image = Image.fromarray(scaled, mode="L")
+    elif image.mode == "F":
+        values = np.asarray(image, dtype=np.float64)
+        low, high = float(values.min()), float(values.max())
+        scaled = (values - low) / (high - low if high > low else 1.0) * 255.0 + 0.5
+        image = Image.fromarray(np.clip(scaled, 0, 255).astype(np.uint8), mode="L")
+    return image.convert("RGB")
+
+
 def load_image(source: ImageSource) -> Image.Image:
     """An RGB PIL image from a PIL image or a file path."""
     if isinstance(source, Image.Image):
-        return source.convert("RGB")
+        return to_rgb(source)
     try:
         with Image.open(source) as image:
-            return image.convert("RGB")
+            return to_rgb(image)
     except (OSError, ValueError) as exc:
         raise DataError(f"cannot read image {source}: {exc}") from exc
 

@@ -18,9 +18,9 @@ from . import models as m
 from .db import session_scope
 from .errors import ConflictError, NotFoundError, RuleViolation
 from .evidence import EvidenceAPI
-from .identity import IdentityAPI, alias_role, audited, authorize
+from .identity import IdentityAPI, alias_role, append_audit, audited, authorize
 from .lineage import config_hash, git_commit, package_version
-from .policy import Policy, evaluate_policy
+from .policy import Policy, evaluate_policy, per_group
 from .records import (
     AliasInfo,
     BackboneInfo,
@@ -31,7 +31,7 @@ from .records import (
     VersionInfo,
 )
 from .settings import RegistrySettings
-from .store import ArtifactStore, open_store
+from .store import ArtifactStore, StoredArtifact, open_store, pack_files
 
 PRODUCTION = "production"
 
@@ -206,8 +206,10 @@ class PromptRegistry(IdentityAPI, EvidenceAPI):
         validation_passed: bool,
         validation_summary: str = "",
         report_uri: str | None = None,
+        validation_key: str | None = None,
     ) -> DataVersionInfo:
-        """Record a validated data version (idempotent for the same domain and md5)."""
+        """Record a validated data version. Recording the same domain and md5 again updates
+        its validation result (rules may have changed), never its identity."""
         with session_scope(self.url) as s:
             d = self._domain(s, domain, create=True)
             row = s.scalar(
@@ -216,27 +218,42 @@ class PromptRegistry(IdentityAPI, EvidenceAPI):
                 )
             )
             if row is None:
-                row = m.DataVersion(
-                    domain_id=d.id,
-                    md5=md5,
-                    rows=rows,
-                    row_counts=row_counts,
-                    validation_passed=validation_passed,
-                    validation_summary=validation_summary,
-                    report_uri=report_uri,
-                )
+                row = m.DataVersion(domain_id=d.id, md5=md5)
                 s.add(row)
-                s.flush()
-            return DataVersionInfo(
-                domain,
-                row.md5,
-                row.rows,
-                row.row_counts,
-                row.validation_passed,
-                row.validation_summary,
-                row.report_uri,
-                row.created_at,
+            row.rows, row.row_counts = rows, row_counts
+            row.validation_passed, row.validation_summary = validation_passed, validation_summary
+            row.report_uri, row.validation_key = report_uri, validation_key
+            s.flush()
+            return self._data_info(d, row)
+
+    def data_version(self, domain: str, md5: str) -> DataVersionInfo | None:
+        """The recorded data version `md5` of `domain`, or None."""
+        with session_scope(self.url) as s:
+            d = s.scalar(select(m.Domain).where(m.Domain.name == domain))
+            row = (
+                None
+                if d is None
+                else s.scalar(
+                    select(m.DataVersion).where(
+                        m.DataVersion.domain_id == d.id, m.DataVersion.md5 == md5
+                    )
+                )
             )
+            return None if row is None else self._data_info(d, row)
+
+    @staticmethod
+    def _data_info(d: m.Domain, row: m.DataVersion) -> DataVersionInfo:
+        return DataVersionInfo(
+            d.name,
+            row.md5,
+            row.rows,
+            row.row_counts,
+            row.validation_passed,
+            row.validation_summary,
+            row.report_uri,
+            row.created_at,
+            row.validation_key,
+        )
 
     def register_version(
         self,
@@ -262,58 +279,153 @@ class PromptRegistry(IdentityAPI, EvidenceAPI):
         with session_scope(self.url) as s:
             authorize(s, created_by, "requester", "registering a version")
             d = self._domain(s, domain, create=True)
-            data = self._data_version(s, d, data_version)
-            if not data.validation_passed:
-                raise RuleViolation(
-                    f"data version {data_version} of {domain} failed validation; a prompt "
-                    "version cannot be registered on it"
-                )
-            bb = s.scalar(
-                select(m.Backbone).where(
-                    m.Backbone.family == backbone["family"],
-                    m.Backbone.name == backbone["name"],
-                    m.Backbone.weights_sha256 == backbone["weights_sha256"],
-                )
-            )
-            if bb is None:
-                bb = m.Backbone(**{k: backbone[k] for k in ("family", "name", "weights_sha256")})
-                s.add(bb)
-                s.flush()
-            number = (
-                s.scalar(
-                    select(func.max(m.PromptVersion.number)).where(
-                        m.PromptVersion.domain_id == d.id
-                    )
-                )
-                or 0
-            ) + 1
-            v = m.PromptVersion(
-                domain_id=d.id,
-                number=number,
+            v = self._insert_version(
+                s,
+                d,
+                stored,
                 method=method,
                 config=config,
-                config_hash=config_hash(config),
-                artifact_uri=stored.uri,
-                artifact_sha256=stored.sha256,
-                artifact_size=stored.size,
-                data_version_id=data.id,
-                backbone_id=bb.id,
-                code_version=code_version or package_version(),
-                git_commit=commit if commit is not None else git_commit(),
-                flow_run_id=flow_run_id,
+                data_version=data_version,
+                backbone=backbone,
+                metrics=metrics,
                 created_by=created_by,
+                flow_run_id=flow_run_id,
+                code_version=code_version,
+                commit=commit,
                 training_history=training_history,
             )
-            s.add(v)
-            s.flush()
-            for split, values in metrics.items():
-                s.add(
-                    m.Evaluation(
-                        version_id=v.id, data_version_id=data.id, split=split, metrics=values
+            return self._version_info(s, v)
+
+    def register_candidate(
+        self,
+        domain: str,
+        files: dict[str, bytes],
+        *,
+        method: str,
+        config: dict[str, Any],
+        data_version: str,
+        backbone: dict[str, str],
+        metrics: dict[str, dict[str, Any]],
+        policy: Policy,
+        production: tuple[int, dict[str, Any]] | None = None,
+        created_by: str | None = None,
+        flow_run_id: str | None = None,
+        code_version: str | None = None,
+        split: str = "test",
+        training_history: list[dict[str, Any]] | None = None,
+    ) -> tuple[VersionInfo, RequestInfo | None]:
+        """What a retrain registers, in ONE transaction: the candidate version (artifact
+        files, lineage, metrics), production's metrics on the same data version
+        (`production` = (its number, its `split` metrics)) and a promotion request checked
+        against `policy`. Idempotent on retry: the same flow run, domain and data version
+        give back the version (and request) registered the first time, writing nothing."""
+        stored = self.store.put(pack_files(files))  # content-addressed: a retry reuses it
+        created_by = created_by or current_user()
+        with session_scope(self.url) as s:
+            authorize(s, created_by, "requester", "registering a candidate")
+            d = self._domain(s, domain, create=True)
+            data = self._data_version(s, d, data_version)
+            if flow_run_id:
+                earlier = s.scalar(
+                    select(m.PromptVersion).where(
+                        m.PromptVersion.domain_id == d.id,
+                        m.PromptVersion.flow_run_id == flow_run_id,
+                        m.PromptVersion.data_version_id == data.id,
                     )
                 )
+                if earlier is not None:
+                    request = s.scalar(
+                        select(m.PromotionRequest)
+                        .where(m.PromotionRequest.version_id == earlier.id)
+                        .order_by(m.PromotionRequest.id)
+                    )
+                    info = self._request_info(s, request) if request else None
+                    return self._version_info(s, earlier), info
+            v = self._insert_version(
+                s,
+                d,
+                stored,
+                method=method,
+                config=config,
+                data_version=data_version,
+                backbone=backbone,
+                metrics=metrics,
+                created_by=created_by,
+                flow_run_id=flow_run_id,
+                code_version=code_version,
+                training_history=training_history,
+            )
+            if production is not None:
+                number, prod_metrics = production
+                prod = self._version(s, d, number)
+                self._upsert_evaluation(s, prod, data, split, prod_metrics)
+            r = self._open_request(s, d, v, requested_by=created_by, policy=policy, split=split)
+            what = {"domain": d.name, "alias": r.alias, "version": v.number, "request_id": r.id}
+            append_audit(s, "request", created_by, "ok", None, what)
+            return self._version_info(s, v), self._request_info(s, r)
+
+    def _insert_version(
+        self,
+        s: Session,
+        d: m.Domain,
+        stored: StoredArtifact,
+        *,
+        method: str,
+        config: dict[str, Any],
+        data_version: str,
+        backbone: dict[str, str],
+        metrics: dict[str, dict[str, Any]],
+        created_by: str | None,
+        flow_run_id: str | None,
+        code_version: str | None,
+        commit: str | None = None,
+        training_history: list[dict[str, Any]] | None = None,
+    ) -> m.PromptVersion:
+        data = self._data_version(s, d, data_version)
+        if not data.validation_passed:
+            raise RuleViolation(
+                f"data version {data_version} of {d.name} failed validation; a prompt "
+                "version cannot be registered on it"
+            )
+        bb = s.scalar(
+            select(m.Backbone).where(
+                m.Backbone.family == backbone["family"],
+                m.Backbone.name == backbone["name"],
+                m.Backbone.weights_sha256 == backbone["weights_sha256"],
+            )
+        )
+        if bb is None:
+            bb = m.Backbone(**{k: backbone[k] for k in ("family", "name", "weights_sha256")})
+            s.add(bb)
             s.flush()
-            return self._version_info(s, v)
+        latest = s.scalar(
+            select(func.max(m.PromptVersion.number)).where(m.PromptVersion.domain_id == d.id)
+        )
+        v = m.PromptVersion(
+            domain_id=d.id,
+            number=(latest or 0) + 1,
+            method=method,
+            config=config,
+            config_hash=config_hash(config),
+            artifact_uri=stored.uri,
+            artifact_sha256=stored.sha256,
+            artifact_size=stored.size,
+            data_version_id=data.id,
+            backbone_id=bb.id,
+            code_version=code_version or package_version(),
+            git_commit=commit if commit is not None else git_commit(),
+            flow_run_id=flow_run_id,
+            created_by=created_by or current_user(),
+            training_history=training_history,
+        )
+        s.add(v)
+        s.flush()
+        for split, values in metrics.items():
+            s.add(
+                m.Evaluation(version_id=v.id, data_version_id=data.id, split=split, metrics=values)
+            )
+        s.flush()
+        return v
 
     def record_evaluation(
         self, domain: str, number: int, data_version: str, split: str, metrics: dict[str, Any]
@@ -323,24 +435,27 @@ class PromptRegistry(IdentityAPI, EvidenceAPI):
         with session_scope(self.url) as s:
             d = self._domain(s, domain)
             v = self._version(s, d, number)
-            data = self._data_version(s, d, data_version)
-            row = s.scalar(
-                select(m.Evaluation).where(
-                    m.Evaluation.version_id == v.id,
-                    m.Evaluation.data_version_id == data.id,
-                    m.Evaluation.split == split,
-                )
-            )
-            if row is None:
-                s.add(
-                    m.Evaluation(
-                        version_id=v.id, data_version_id=data.id, split=split, metrics=metrics
-                    )
-                )
-            else:
-                row.metrics = metrics
-            s.flush()
+            self._upsert_evaluation(s, v, self._data_version(s, d, data_version), split, metrics)
             return self._version_info(s, v)
+
+    @staticmethod
+    def _upsert_evaluation(
+        s: Session, v: m.PromptVersion, data: m.DataVersion, split: str, metrics: dict[str, Any]
+    ) -> None:
+        row = s.scalar(
+            select(m.Evaluation).where(
+                m.Evaluation.version_id == v.id,
+                m.Evaluation.data_version_id == data.id,
+                m.Evaluation.split == split,
+            )
+        )
+        if row is None:
+            s.add(
+                m.Evaluation(version_id=v.id, data_version_id=data.id, split=split, metrics=metrics)
+            )
+        else:
+            row.metrics = metrics
+        s.flush()
 
     def find_version(
         self,
@@ -386,6 +501,11 @@ class PromptRegistry(IdentityAPI, EvidenceAPI):
         v = self.get_version(domain, number)
         return self.store.get_dir(v.artifact_sha256, Path(target_dir), label=f"{domain} v{number}")
 
+    def artifact_files(self, domain: str, number: int) -> dict[str, bytes]:
+        """A version's artifact files in memory ({name: bytes}), verified against its sha256."""
+        v = self.get_version(domain, number)
+        return self.store.get_files(v.artifact_sha256, label=f"{domain} v{number}")
+
     def diff(
         self, domain: str, a: int, b: int, split: str = "test", data_version: str | None = None
     ) -> dict[str, Any]:
@@ -404,14 +524,8 @@ class PromptRegistry(IdentityAPI, EvidenceAPI):
             for k in sorted(set(ma) & set(mb))
             if isinstance(ma[k], int | float)
         }
-        per_class = {}
-        for key in ("per_class_accuracy", "per_question_accuracy"):
-            if isinstance(ma.get(key), dict) and isinstance(mb.get(key), dict):
-                per_class = {
-                    c: (ma[key][c], mb[key][c], mb[key][c] - ma[key][c])
-                    for c in ma[key]
-                    if c in mb[key]
-                }
+        ga, gb = per_group(ma), per_group(mb)
+        per_class = {c: (ga[c], gb[c], gb[c] - ga[c]) for c in ga if c in gb}
         return {
             "domain": domain,
             "a": a,
@@ -541,46 +655,68 @@ class PromptRegistry(IdentityAPI, EvidenceAPI):
         ) as (s, what):
             authorize(s, requested_by, "requester", "requesting a promotion")
             d = self._domain(s, domain)
-            v = self._version(s, d, number)
-            if v.status != "candidate":
-                raise RuleViolation(
-                    f"{domain} v{number} is {v.status}; only candidates can be promoted"
-                )
-            current = self._alias(s, d, alias)
-            if current is not None and current.version_id == v.id:
-                raise RuleViolation(f"{domain}:{alias} already points at v{number}")
-            pending = s.scalar(
-                select(m.PromotionRequest.id).where(
-                    m.PromotionRequest.version_id == v.id,
-                    m.PromotionRequest.alias == alias,
-                    m.PromotionRequest.status == "pending",
-                )
-            )
-            if pending is not None:
-                raise RuleViolation(
-                    f"request #{pending} for {domain} v{number} -> {alias} is already pending"
-                )
-            data = s.get(m.DataVersion, v.data_version_id)
-            cand = self._metrics(s, v.id, data.id, split)
-            prod = None if current is None else self._metrics(s, current.version_id, data.id, split)
-            if current is not None and prod is None:
-                prod = {}  # evaluated nowhere on this data: the policy says so
-            report = evaluate_policy(policy, cand or {}, prod, data_version=data.md5, split=split)
-            if current is not None:
-                report["production_version"] = self._number(s, current.version_id)
-            r = m.PromotionRequest(
-                domain_id=d.id,
-                version_id=v.id,
-                alias=alias,
-                base_version_id=current.version_id if current else None,
+            r = self._open_request(
+                s,
+                d,
+                self._version(s, d, number),
                 requested_by=requested_by,
-                policy_passed=report["passed"],
-                policy_report=report,
+                policy=policy,
+                alias=alias,
+                split=split,
             )
-            s.add(r)
-            s.flush()
             what.update(request_id=r.id, policy_passed=r.policy_passed)
             return self._request_info(s, r)
+
+    def _open_request(
+        self,
+        s: Session,
+        d: m.Domain,
+        v: m.PromptVersion,
+        *,
+        requested_by: str,
+        policy: Policy,
+        alias: str = PRODUCTION,
+        split: str = "test",
+    ) -> m.PromotionRequest:
+        domain, number = d.name, v.number
+        if v.status != "candidate":
+            raise RuleViolation(
+                f"{domain} v{number} is {v.status}; only candidates can be promoted"
+            )
+        current = self._alias(s, d, alias)
+        if current is not None and current.version_id == v.id:
+            raise RuleViolation(f"{domain}:{alias} already points at v{number}")
+        pending = s.scalar(
+            select(m.PromotionRequest.id).where(
+                m.PromotionRequest.version_id == v.id,
+                m.PromotionRequest.alias == alias,
+                m.PromotionRequest.status == "pending",
+            )
+        )
+        if pending is not None:
+            raise RuleViolation(
+                f"request #{pending} for {domain} v{number} -> {alias} is already pending"
+            )
+        data = s.get(m.DataVersion, v.data_version_id)
+        cand = self._metrics(s, v.id, data.id, split)
+        prod = None if current is None else self._metrics(s, current.version_id, data.id, split)
+        if current is not None and prod is None:
+            prod = {}  # evaluated nowhere on this data: the policy says so
+        report = evaluate_policy(policy, cand or {}, prod, data_version=data.md5, split=split)
+        if current is not None:
+            report["production_version"] = self._number(s, current.version_id)
+        r = m.PromotionRequest(
+            domain_id=d.id,
+            version_id=v.id,
+            alias=alias,
+            base_version_id=current.version_id if current else None,
+            requested_by=requested_by,
+            policy_passed=report["passed"],
+            policy_report=report,
+        )
+        s.add(r)
+        s.flush()
+        return r
 
     @staticmethod
     def _metrics(
@@ -643,10 +779,12 @@ class PromptRegistry(IdentityAPI, EvidenceAPI):
             current = self._alias(s, d, r.alias)
             now_id = current.version_id if current else None
             if now_id != r.base_version_id:
+                was, now = self._number(s, r.base_version_id), self._number(s, now_id)
                 raise RuleViolation(
-                    f"request #{r.id} is superseded: {d.name}:{r.alias} moved from "
-                    f"v{self._number(s, r.base_version_id)} to v{self._number(s, now_id)} since it "
-                    f"was opened, so its policy report is stale; open a new request for v{v.number}"
+                    f"request #{r.id} is superseded: {d.name}:{r.alias} "
+                    f"{'was unset' if was is None else f'pointed at v{was}'} when it was opened "
+                    f"and now points at {'nothing' if now is None else f'v{now}'}, so its policy "
+                    f"report is stale; nothing was changed: open a new request for v{v.number}"
                 )
             if not r.policy_passed and not override_reason:
                 reasons = "; ".join(r.policy_report.get("reasons", [])) or "policy failed"

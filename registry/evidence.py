@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from . import models as m
 from .db import session_scope
 from .errors import InvalidRecord
-from .records import DataVersionInfo, PredictionSet
+from .records import PredictionSet
 
 MAX_THUMBNAILS = 48
 """Per call of `record_thumbnails` (the flow stores disagreements only)."""
@@ -73,19 +73,6 @@ def check_thumbnails(thumbnails: Any, label: str) -> dict[str, bytes]:
                 f"{MAX_THUMBNAIL_BYTES} (make it smaller)"
             )
     return thumbnails
-
-
-def data_version_info(domain: str, row: m.DataVersion) -> DataVersionInfo:
-    return DataVersionInfo(
-        domain,
-        row.md5,
-        row.rows,
-        row.row_counts,
-        row.validation_passed,
-        row.validation_summary,
-        row.report_uri,
-        row.created_at,
-    )
 
 
 class EvidenceAPI:
@@ -206,12 +193,6 @@ class EvidenceAPI:
             if wanted is not None:
                 query = query.where(m.Thumbnail.image.in_(wanted))
             return {image: bytes(jpeg) for image, jpeg in s.execute(query)}
-
-    def get_data_version(self, domain: str, md5: str) -> DataVersionInfo:
-        """A recorded data version with its validation result and report location."""
-        with session_scope(self.url) as s:
-            d = self._domain(s, domain)
-            return data_version_info(domain, self._data_version(s, d, md5))
 
     def domains(self) -> list[str]:
         """Names of every domain with at least one registered version, sorted."""

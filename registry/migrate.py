@@ -8,8 +8,11 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 from .db import get_engine
+from .errors import RegistryError
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -23,9 +26,17 @@ def alembic_config(url: str) -> Config:
 
 def _with_connection(url: str, action) -> None:
     config = alembic_config(url)
-    with get_engine(url).begin() as connection:
-        config.attributes["connection"] = connection
-        action(config)
+    try:
+        with get_engine(url).begin() as connection:
+            config.attributes["connection"] = connection
+            action(config)
+    except OperationalError as exc:
+        shown = make_url(url).render_as_string(hide_password=True)
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        raise RegistryError(
+            f"registry database {shown} is not reachable: {reason}. Fix: start it, or set "
+            "MPT_DATABASE_URL to a reachable database"
+        ) from None
 
 
 def upgrade(url: str, revision: str = "head") -> None:

@@ -95,6 +95,9 @@ class DataVersion(Base):
     row_counts: Mapped[dict[str, Any]] = mapped_column(default=dict)
     validation_passed: Mapped[bool] = mapped_column(Boolean)
     validation_summary: Mapped[str] = mapped_column(Text, default="")
+    validation_key: Mapped[str | None] = mapped_column(String(64))
+    """Hash of the rules and code it was validated with: unchanged data under unchanged
+    rules need not be validated again."""
     report_uri: Mapped[str | None] = mapped_column(String(1000))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-PER_CLASS_KEYS = ("per_class_accuracy", "per_question_accuracy")
-
 
 @dataclass(frozen=True)
 class Policy:
@@ -19,16 +17,24 @@ class Policy:
     metric: str
     min_improvement: float = 0.0
     max_class_regression: float = 0.05
+    group_metric: str | None = None
+    """The per-group metrics dict checked for regressions ({class: accuracy}), as the task's
+    contract names it; None = every dict-valued metric both versions report."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def _per_class(metrics: dict[str, Any]) -> dict[str, float]:
-    for key in PER_CLASS_KEYS:
-        if isinstance(metrics.get(key), dict):
-            return metrics[key]
-    return {}
+def per_group(metrics: dict[str, Any], key: str | None = None) -> dict[str, float]:
+    """{group: value} from the per-group metrics dict `key` (or from every dict-valued
+    metric, keys prefixed by the metric name when there are several)."""
+    if key is not None:
+        found = metrics.get(key)
+        return dict(found) if isinstance(found, dict) else {}
+    dicts = {k: v for k, v in metrics.items() if isinstance(v, dict)}
+    if len(dicts) == 1:
+        return dict(next(iter(dicts.values())))
+    return {f"{k}:{g}": value for k, d in dicts.items() for g, value in d.items()}
 
 
 def evaluate_policy(
@@ -72,7 +78,8 @@ def evaluate_policy(
             f"{policy.metric} improves by {delta:+.4f}; the policy needs at least "
             f"{policy.min_improvement:+.4f}"
         )
-    cand_classes, prod_classes = _per_class(candidate), _per_class(production)
+    cand_classes = per_group(candidate, policy.group_metric)
+    prod_classes = per_group(production, policy.group_metric)
     per_class = {
         name: {
             "candidate": cand_classes[name],

@@ -32,6 +32,7 @@ class DataVersionInfo(_Record):
     validation_summary: str
     report_uri: str | None
     created_at: datetime
+    validation_key: str | None = None
 
 
 @dataclass(frozen=True)

@@ -134,12 +134,33 @@ def pack_dir(directory: str | os.PathLike[str]) -> bytes:
     Names sorted, mtime 0, uid/gid 0, mode 0644, regular files only (empty folders are
     not kept): the same files give the same bytes, hence the same sha256.
     """
+    return pack_files({name: path.read_bytes() for name, path in _artifact_files(Path(directory))})
+
+
+def pack_files(files: dict[str, bytes]) -> bytes:
+    """`pack_dir` for files in memory ({posix name: bytes}): the same bytes for the same
+    files, so an artifact packed from memory or from its directory has one sha256."""
+    if not files:
+        raise StoreError("cannot pack an artifact with no files; save the prompts first")
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=_TAR_FORMAT) as tar:
-        for name, path in _artifact_files(Path(directory)):
-            data = path.read_bytes()
-            tar.addfile(_tar_member(name, len(data)), io.BytesIO(data))
+        for name in sorted(files):
+            if name.startswith("/") or ".." in name.split("/"):
+                raise StoreError(f"cannot pack {name!r}: names are relative, without '..'")
+            tar.addfile(_tar_member(name, len(files[name])), io.BytesIO(files[name]))
     return buffer.getvalue()
+
+
+def unpack_files(blob: bytes, label: str | None = None) -> dict[str, bytes]:
+    """The {name: bytes} of a packed blob, checked like `unpack` (no links, no escapes)."""
+    with tarfile.open(fileobj=io.BytesIO(blob), mode="r:") as tar:
+        members = _safe_members(tar, sha256_of(blob), label)
+        out = {}
+        for member in members:
+            if member.isfile():
+                handle = tar.extractfile(member)
+                out[member.name] = handle.read() if handle is not None else b""
+        return out
 
 
 def _unsafe_reason(member: tarfile.TarInfo, seen: set[str]) -> str | None:
@@ -266,6 +287,10 @@ class ArtifactStore(ABC):
     ) -> Path:
         """Verified `get`, then `unpack` into `target_dir` (missing or empty); its path."""
         return unpack(self.get(sha256, label), target_dir, label=label)
+
+    def get_files(self, sha256: str, label: str | None = None) -> dict[str, bytes]:
+        """Verified `get`, unpacked in memory: {file name: bytes}."""
+        return unpack_files(self.get(sha256, label), label=label)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r})"

@@ -15,8 +15,7 @@ from urllib.parse import urlsplit
 from markupsafe import Markup
 
 from registry import DataVersionInfo, PromptRegistry, RequestInfo, VersionInfo
-from registry.errors import NotFoundError
-from registry.policy import PER_CLASS_KEYS
+from registry.policy import per_group
 
 from .charts import training_curve_svg
 
@@ -104,18 +103,25 @@ def metric_rows(
     return [MetricRow(n, prod.get(n), cand.get(n), n == primary) for n in names]
 
 
-def per_class(metrics: dict[str, Any] | None) -> tuple[str | None, dict[str, float]]:
-    for key in PER_CLASS_KEYS:
-        if isinstance((metrics or {}).get(key), dict):
-            return key, metrics[key]
-    return None, {}
+def group_key(metrics: dict[str, Any] | None, declared: str | None) -> str | None:
+    """The per-group metrics dict the policy checks: the one it names, else the only one."""
+    if declared:
+        return declared
+    dicts = [k for k, v in (metrics or {}).items() if isinstance(v, dict)]
+    return dicts[0] if len(dicts) == 1 else None
 
 
 def class_rows(
-    candidate: dict[str, Any] | None, production: dict[str, Any] | None, max_regression: float
+    candidate: dict[str, Any] | None,
+    production: dict[str, Any] | None,
+    max_regression: float,
+    group_metric: str | None = None,
 ) -> tuple[str | None, list[ClassRow]]:
-    key, cand = per_class(candidate)
-    _, prod = per_class(production)
+    """Per-group (class, question) rows, a regression being a loss beyond the policy's
+    threshold, read from the policy's group metric as the registry's policy reads it."""
+    key = group_key(candidate, group_metric)
+    cand = per_group(candidate or {}, key)
+    prod = per_group(production or {}, key)
     rows = []
     for name, value in cand.items():
         base = prod.get(name)
@@ -275,16 +281,15 @@ def request_view(reg: PromptRegistry, request_id: int) -> RequestView:
     report = r.policy_report or {}
     split = report.get("split", "test")
     md5 = report.get("data_version") or cand.data_version
-    try:
-        data = reg.get_data_version(r.domain, md5)
-    except NotFoundError:
-        data = None
+    data = reg.data_version(r.domain, md5)
     cand_metrics = cand.metrics(split, md5)
     prod_metrics = prod.metrics(split, md5) if prod else None
     policy = report.get("policy", {})
     max_regression = float(policy.get("max_class_regression", 0.05))
     primary = primary_metric(r, cand_metrics)
-    class_key, classes = class_rows(cand_metrics, prod_metrics, max_regression)
+    class_key, classes = class_rows(
+        cand_metrics, prod_metrics, max_regression, policy.get("group_metric")
+    )
     cand_pred = reg.predictions(r.domain, cand.number, md5, split)
     prod_pred = reg.predictions(r.domain, prod.number, md5, split) if prod else None
     found = None

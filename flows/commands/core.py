@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from mpt_core import FAMILIES, PRESETS, __version__, load_backbone
-from mpt_core.prompts import MultimodalPrompts, preset_config
+from mpt_core import __version__
 
 from .output import emit
 
 
 def _backbone(spec: str):
+    from mpt_core import load_backbone
+
     family, _, name = spec.partition(":")
     return load_backbone(family, name or None)
 
@@ -20,6 +21,8 @@ def cmd_version(args: argparse.Namespace) -> None:
 
 
 def cmd_backbones(args: argparse.Namespace) -> None:
+    from mpt_core import FAMILIES
+
     rows = [
         {
             "family": name,
@@ -53,6 +56,9 @@ def _slot(slot) -> str:
 
 
 def cmd_presets(args: argparse.Namespace) -> None:
+    from mpt_core import PRESETS
+    from mpt_core.prompts import MultimodalPrompts, preset_config
+
     backbone = _backbone(args.backbone)
     total = backbone.num_parameters()
     rows = []

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..domains import discover, get_domain
-from ..domains.scaffold import scaffold_domain
 from ..settings import load_settings
 from .output import emit
 
@@ -18,6 +16,7 @@ def domains_dir(args: argparse.Namespace) -> Path:
 
 
 def cmd_version(args: argparse.Namespace) -> int:
+    from ..domains import get_domain
     from ..versioning import DataVersioner, RemoteSpec, find_repo_root
 
     settings = load_settings(domains_dir=args.domains_dir)
@@ -40,12 +39,16 @@ def cmd_version(args: argparse.Namespace) -> int:
 
 
 def cmd_new(args: argparse.Namespace) -> None:
+    from ..domains.scaffold import scaffold_domain
+
     root = scaffold_domain(domains_dir(args), args.name, args.task)
     print(f"created {root}: edit {root / 'domain.yaml'}, put images in {root / 'data/images'}")
     print(f"and rows in {root / 'data/metadata.csv'}, then run `mpt domain check {args.name}`")
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from ..domains import discover
+
     found = discover(domains_dir(args))
     rows = [
         {
@@ -66,6 +69,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from ..domains import get_domain
     from ..validation import validate_domain  # GX imports slowly: only when checking
 
     domain = get_domain(domains_dir(args), args.name)
@@ -96,7 +100,9 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
     p = domain_sub.add_parser("new", help="scaffold a domain folder", parents=[common, place])
     p.add_argument("name")
-    p.add_argument("--task", required=True, choices=["classification", "retrieval", "vqa"])
+    p.add_argument(
+        "--task", required=True, help="one of mpt_core's tasks (e.g. classification, vqa)"
+    )
     p.set_defaults(func=cmd_new)
 
     p = domain_sub.add_parser(

@@ -6,6 +6,12 @@ import argparse
 import json
 from typing import Any
 
+from mpt_core.errors import MptError
+
+
+class CommandError(MptError):
+    """Bad command-line input; the message names the option, the value and the fix."""
+
 
 def table(rows: list[dict[str, Any]]) -> str:
     if not rows:

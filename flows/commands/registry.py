@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from mpt_core.errors import MptError
 from registry import Policy, PromptRegistry, RegistrySettings, open_registry, upgrade
 
-from .output import emit
+from .output import CommandError, emit
 from .users import acting_user, cli_address
 
 
@@ -24,6 +26,18 @@ def _registry() -> PromptRegistry:
 def _user(args: argparse.Namespace, reg: PromptRegistry) -> str:
     """The token's user when authentication is on (see users.py), else --user/MPT_USER."""
     return acting_user(args, reg)
+
+
+def _primary(config: dict[str, Any], metrics: dict[str, Any]) -> str | None:
+    """The metric a version is judged by: its task's primary metric (from the task name in
+    its config, via mpt_core's contract), else the first scalar it has."""
+    name = (config.get("task") or {}).get("name")
+    if name:
+        from mpt_core import TASKS
+
+        if name in TASKS and TASKS.get(name).primary_metric in metrics:
+            return TASKS.get(name).primary_metric
+    return next((k for k, x in metrics.items() if isinstance(x, int | float)), None)
 
 
 def _short(metrics: dict[str, Any] | None, key: str) -> str:
@@ -44,7 +58,7 @@ def cmd_list(args: argparse.Namespace) -> None:
     rows = []
     for v in reg.list_versions(args.domain):
         test = v.metrics("test") or {}
-        main = next((k for k in ("accuracy", "r1_mean") if k in test), None)
+        main = _primary(v.config, test)
         rows.append(
             {
                 "domain": v.domain,
@@ -84,9 +98,9 @@ def cmd_show(args: argparse.Namespace) -> None:
     for e in v.evaluations:
         scalars = {k: round(x, 4) for k, x in e.metrics.items() if isinstance(x, int | float)}
         print(f"  metrics       {e.split} on data {e.data_version[:12]}: {scalars}")
-        for key in ("per_class_accuracy", "per_question_accuracy"):
-            if isinstance(e.metrics.get(key), dict):
-                per = ", ".join(f"{c}={x:.3f}" for c, x in e.metrics[key].items())
+        for key, groups in e.metrics.items():
+            if isinstance(groups, dict):
+                per = ", ".join(f"{c}={x:.3f}" for c, x in groups.items())
                 print(f"                {key}: {per}")
 
 
@@ -118,8 +132,7 @@ def cmd_diff(args: argparse.Namespace) -> None:
 def cmd_history(args: argparse.Namespace) -> None:
     reg = _registry()
     if args.at:
-        at = datetime.fromisoformat(args.at)
-        at = at if at.tzinfo else at.replace(tzinfo=UTC)
+        at = _when(args.at)
         version = reg.alias_at(args.domain, at, args.alias or "production")
         print(
             f"{args.domain}:{args.alias or 'production'} at {at.isoformat()}: "
@@ -147,6 +160,17 @@ def cmd_history(args: argparse.Namespace) -> None:
     )
 
 
+def _when(text: str) -> datetime:
+    try:
+        at = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise CommandError(
+            f"--at {text!r} is not a time; use ISO 8601, e.g. 2026-11-27T10:00 (UTC) or "
+            "2026-11-27T10:00+01:00"
+        ) from None
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
 def cmd_gc(args: argparse.Namespace) -> None:
     removed = _registry().gc(dry_run=args.dry_run)
     verb = "would remove" if args.dry_run else "removed"
@@ -156,11 +180,25 @@ def cmd_gc(args: argparse.Namespace) -> None:
 
 
 def cmd_register(args: argparse.Namespace) -> None:
-    """Register an artifact directory by hand (CI, notebooks, the README walk-through)."""
+    """Register an artifact directory by hand (CI, notebooks, the README walk-through).
+
+    The artifact is verified at the door (format, tensor checksum, safetensors header,
+    finite float tensors) and, when the domain's folder is found, its backbone must be the
+    one the domain declares."""
+    from mpt_core.artifacts import read_artifact, verify_artifact
+
+    config, _ = verify_artifact(read_artifact(args.artifact), source=str(args.artifact))
+    expected = _declared_backbone(args)
+    if expected is not None and config["backbone"] != expected.to_dict():
+        raise CommandError(
+            f"{args.artifact} was trained on backbone {config['backbone'].get('family')}:"
+            f"{config['backbone'].get('name')} (sha256 "
+            f"{str(config['backbone'].get('weights_sha256'))[:12]}…), but domain "
+            f"{args.domain!r} declares {expected}; register it under a domain using that backbone"
+        )
+    metrics = _metrics_file(args.metrics)
     reg = _registry()
     who = _user(args, reg)  # before anything is written
-    config = json.loads((Path(args.artifact) / "prompt_config.json").read_text())
-    metrics = json.loads(Path(args.metrics).read_text())
     reg.record_data_version(
         args.domain,
         args.data_version,
@@ -182,6 +220,35 @@ def cmd_register(args: argparse.Namespace) -> None:
     print(f"registered {v.domain} v{v.number} ({v.artifact_uri})")
 
 
+def _declared_backbone(args: argparse.Namespace):
+    """The identity of the backbone the domain's domain.yaml declares (None if the domain
+    folder is not here: a registry-only machine)."""
+    from mpt_core.backbones import load_backbone
+
+    from ..domains import discover
+    from ..settings import load_settings
+
+    domain = discover(load_settings().domains_dir, [args.domain]).domains.get(args.domain)
+    if domain is None:
+        return None
+    spec = domain.config.backbone
+    return load_backbone(spec.family, spec.name, **spec.options).identity
+
+
+def _metrics_file(path: str) -> dict[str, Any]:
+    try:
+        metrics = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise CommandError(f"--metrics {path}: file not found") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CommandError(f"--metrics {path}: not a JSON file ({exc})") from None
+    if not isinstance(metrics, dict) or not all(isinstance(v, dict) for v in metrics.values()):
+        raise CommandError(
+            f'--metrics {path}: expected {{"test": {{"accuracy": 0.9, ...}}}} (split -> metrics)'
+        )
+    return metrics
+
+
 # ------------------------------------------------------------------ promote
 def _request_row(r) -> dict[str, Any]:
     return {
@@ -198,7 +265,7 @@ def _request_row(r) -> dict[str, Any]:
 
 
 def cmd_request(args: argparse.Namespace) -> int:
-    policy = Policy(args.metric, args.min_improvement, args.max_class_regression)
+    policy = _domain_policy(args.domain)
     reg = _registry()
     r = reg.request_promotion(
         args.domain,
@@ -213,6 +280,20 @@ def cmd_request(args: argparse.Namespace) -> int:
         for reason in r.policy_report.get("reasons", []):
             print(f"policy: {reason}")
     return 0
+
+
+def _domain_policy(name: str) -> Policy:
+    """The policy in the domain's domain.yaml: the one source of promotion rules."""
+    from ..domains import get_domain
+    from ..settings import load_settings
+
+    try:
+        return get_domain(load_settings().domains_dir, name).config.promotion_policy()
+    except MptError as exc:
+        raise CommandError(
+            f"{exc}\nThe promotion policy comes from the domain's domain.yaml (promotion:); "
+            "run from the repository holding domains/, or set MPT_DOMAINS_DIR"
+        ) from None
 
 
 def cmd_requests(args: argparse.Namespace) -> None:
@@ -270,6 +351,13 @@ def cmd_protect(args: argparse.Namespace) -> None:
 
 def cmd_await(args: argparse.Namespace) -> None:
     """Run the promotion flow: it pauses until a reviewer answers in the Prefect UI."""
+    if not os.environ.get("PREFECT_API_URL"):
+        raise CommandError(
+            "`mpt promote await` waits for a decision typed into the Prefect UI, so it needs "
+            "a Prefect server: start one (`prefect server start --host 127.0.0.1`) and set "
+            "PREFECT_API_URL=http://127.0.0.1:4200/api"
+        )
+    _registry().get_request(args.request)  # an unknown request fails here, not in the flow
     from ..promotion import promotion_flow
 
     result = promotion_flow(args.request, timeout_seconds=args.timeout)
@@ -344,9 +432,6 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("domain")
     p.add_argument("version", type=int)
     p.add_argument("--alias", default="production")
-    p.add_argument("--metric", default="accuracy")
-    p.add_argument("--min-improvement", type=float, default=0.0)
-    p.add_argument("--max-class-regression", type=float, default=0.05)
     p.set_defaults(func=cmd_request)
     p = group.add_parser("list", help="promotion requests", parents=[common])
     p.add_argument("domain", nargs="?")
@@ -369,3 +454,11 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--reason", required=True)
     p.add_argument("--alias", default="production")
     p.set_defaults(func=cmd_rollback)
+    p = group.add_parser(
+        "await",
+        help="run the promotion flow: wait for a reviewer's decision in the Prefect UI",
+        parents=[common],
+    )
+    p.add_argument("request", type=int)
+    p.add_argument("--timeout", type=int, default=3600, help="seconds to wait (default 3600)")
+    p.set_defaults(func=cmd_await)

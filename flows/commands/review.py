@@ -6,7 +6,9 @@ from __future__ import annotations
 import argparse
 import socket
 
-from registry import RegistryError, RegistrySettings, open_registry
+from registry import RegistrySettings, open_registry
+
+from .output import CommandError
 
 
 def _check_free(host: str, port: int) -> None:
@@ -14,15 +16,16 @@ def _check_free(host: str, port: int) -> None:
         try:
             sock.bind((host, port))
         except OSError as exc:
-            raise RegistryError(
+            raise CommandError(
                 f"cannot serve on {host}:{port} ({exc.strerror}); pick another with --port"
             ) from None
 
 
 def cmd_review(args: argparse.Namespace) -> None:
     import uvicorn
-    from review import create_app
     from sqlalchemy.engine import make_url
+
+    from review import create_app
 
     settings = RegistrySettings()
     registry = open_registry(settings)

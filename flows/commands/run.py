@@ -1,9 +1,15 @@
-"""`mpt run [DOMAIN...]`: the retrain flow on the embedded defaults (the main job)."""
+"""`mpt run [DOMAIN...]`: the retrain flow on the embedded defaults (the main job).
+
+Before any work: the services are checked (registry, artifact store, DVC remote: seconds,
+nothing written) and the run is planned; when no domain changed since its last version,
+no flow is started at all.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -11,7 +17,7 @@ from ..settings import load_settings
 from .output import emit, table
 
 
-def _embedded_prefect(home) -> None:
+def _embedded_prefect(home: Path) -> None:
     """Prefect's ephemeral mode with its home under the platform home, unless the user
     points at a server (PREFECT_API_URL) or a home of their own. Set before importing it."""
     os.environ.setdefault("PREFECT_HOME", str(home / "prefect"))
@@ -20,42 +26,128 @@ def _embedded_prefect(home) -> None:
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 
+def _nothing_changed(settings, names: list[str] | None) -> list[dict] | None:
+    """The skipped results when every domain is unchanged since its last version."""
+    from registry import open_registry
+
+    from ..domains import discover
+    from ..pipeline import DomainResult, unchanged_version
+    from ..versioning import DataVersioner, RemoteSpec, find_repo_root
+
+    found = discover(settings.domains_dir, names)
+    if found.errors or not found.domains:
+        return None
+    registry = open_registry()
+    versioner = DataVersioner(
+        find_repo_root(settings.domains_dir),
+        RemoteSpec(settings.dvc_remote_url, settings.dvc_s3_endpoint),
+    )
+    results = []
+    for domain in found.domains.values():
+        try:
+            unchanged = unchanged_version(domain, versioner, registry)
+        except Exception:  # let the flow report it, isolated, with its stage
+            return None
+        if unchanged is None:
+            return None
+        md5, number = unchanged
+        results.append(
+            DomainResult(
+                domain.name,
+                "skipped",
+                md5,
+                "unchanged",
+                version=number,
+                message=f"unchanged since v{number} (data, backbone, config, code)",
+            ).to_dict()
+        )
+    return sorted(results, key=lambda r: r["domain"])
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     settings = load_settings(domains_dir=args.domains_dir)
-    _embedded_prefect(settings.home)
-    os.environ.setdefault("MPT_DOMAINS_DIR", str(settings.domains_dir))
-    from ..pipeline import DomainResult
-    from ..retrain import retrain_flow, summary_row  # Prefect imports slowly
+    from ..preflight import check_services
+    from ..versioning import VersioningError, find_repo_root
 
     started = time.perf_counter()
-    print(
-        f"retraining {', '.join(args.domains) if args.domains else 'all domains'} "
-        f"in {settings.domains_dir} (MPT_HOME={settings.home})",
-        flush=True,
-    )
-    results = retrain_flow(
+    try:
+        repo_root = find_repo_root(settings.domains_dir)
+    except VersioningError as exc:
+        print(f"mpt: error: {exc}", file=sys.stderr)
+        return 2
+    problems = check_services(settings, repo_root=repo_root)
+    if problems:
+        print("mpt: error: the services `mpt run` needs are not ready:", file=sys.stderr)
+        for problem in problems:
+            print(f"  - {problem}", file=sys.stderr)
+        print("nothing was written", file=sys.stderr)
+        return 2
+    results = None if args.force else _nothing_changed(settings, args.domains or None)
+    if results is None:
+        results = _run_flow(args, settings)
+    if args.json:
+        emit(args, results)
+    else:
+        _print_table(results, time.perf_counter() - started)
+    return 0 if all(r["status"] in ("registered", "skipped") for r in results) else 1
+
+
+def _run_flow(args: argparse.Namespace, settings) -> list[dict]:
+    _embedded_prefect(settings.home)
+    os.environ.setdefault("MPT_DOMAINS_DIR", str(settings.domains_dir))
+    from ..progress import LiveTable, LogReporter, reporting
+    from ..retrain import retrain_flow  # Prefect imports slowly
+
+    if not args.json:
+        print(
+            f"retraining {', '.join(args.domains) if args.domains else 'all domains'} "
+            f"in {settings.domains_dir} (MPT_HOME={settings.home})",
+            file=sys.stderr,
+            flush=True,
+        )
+    live = LiveTable() if not args.json and sys.stderr.isatty() else None
+    reporter = live or LogReporter()
+    with reporting(reporter):
+        if live is not None:
+            with live:
+                return _call_flow(args, settings, retrain_flow)
+        return _call_flow(args, settings, retrain_flow)
+
+
+def _call_flow(args, settings, retrain_flow) -> list[dict]:
+    return retrain_flow(
         domains=args.domains or None,
         force=args.force,
         ray_address=args.ray_address,
         domains_dir=str(settings.domains_dir),
     )
-    if args.json:
-        emit(args, results)
-    else:
-        rows = [summary_row(DomainResult(**r)) for r in results]
-        print()
-        print(table(rows))
+
+
+def _print_table(results: list[dict], seconds: float) -> None:
+    from ..pipeline import DomainResult, summary_row
+
+    rows = [summary_row(DomainResult(**r)) for r in results]
+    print()
+    print(table(rows))
+    registered = [r for r in results if r["status"] == "registered"]
+    failed = [r for r in results if r["status"] in ("failed", "invalid")]
+    print(f"\n{len(results)} domain(s) in {seconds:.1f}s")
+    if registered:
         print(
-            f"\n{len(results)} domain(s) in {time.perf_counter() - started:.1f}s; "
-            "review with `mpt promote list --status pending`"
+            f"{len(registered)} candidate(s) registered: review with "
+            "`mpt promote list --status pending`"
         )
-    return 0 if all(r["status"] in ("registered", "skipped") for r in results) else 1
+    if failed:
+        print(
+            f"{len(failed)} domain(s) failed: see the note column; "
+            "`mpt run --json` gives the full reasons"
+        )
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "run",
-        help="retrain domains: version, validate, tune, register, request review",
+        help="retrain domains: validate, version, tune, register, request review",
         parents=[common],
     )
     p.add_argument("domains", nargs="*", help="domain names (default: all)")

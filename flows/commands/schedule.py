@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..domains import discover
 from .domain import DOMAINS_DIR_ENV, domains_dir
 from .output import emit
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from ..domains import discover
     from ..schedules import deployment_name, next_run
 
     found = discover(domains_dir(args))
@@ -38,6 +38,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
+
     from ..schedules import DEPLOYMENT_PREFIX, apply_deployments
 
     result = apply_deployments(domains_dir(args))
@@ -67,6 +68,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+
     from ..schedules import serve_deployments
 
     serve_deployments(domains_dir(args), limit=args.limit)

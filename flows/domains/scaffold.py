@@ -4,32 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mpt_core import FAMILIES, PRESETS, TASKS
+
 from .discovery import CONFIG_FILE, DATA_DIR
-from .schema import NAME_RE, DomainConfigError, TaskName, load_domain_config
-
-_TASK_FIELDS: dict[str, str] = {
-    "classification": """\
-# Class names; every `label` in the metadata must be one of them.
-labels: [first-class, second-class]
-# How a class name becomes text for the text tower ('{}' = the class name).
-template: "a photo of a {}."
-""",
-    "retrieval": """\
-# Retrieval matches images and their `caption` column; no labels needed.
-""",
-    "vqa": """\
-# Questions and their candidate answers; every (question, answer) row must be one of them.
-answers:
-  "Is there a defect?": ["yes", "no"]
-template: "question: {question} answer: {answer}"
-""",
-}
-
-_COLUMNS = {
-    "classification": "image,split,label",
-    "retrieval": "image,split,caption",
-    "vqa": "image,split,question,answer",
-}
+from .schema import NAME_RE, DataLayout, DomainConfigError, load_domain_config
 
 _YAML = """\
 # Domain `{name}`: everything the platform needs to tune, validate and promote its prompts.
@@ -45,9 +23,9 @@ data:
 
 # The frozen backbone and the prompts tuned on it.
 backbone:
-  family: shipped          # shipped (offline default) | hf-clip
+  family: shipped          # {families}
 prompts:
-  preset: mpt              # coop | vpt | maple | mpt
+  preset: mpt              # {presets}
   overrides: {{}}            # PromptConfig fields, e.g. {{text_tokens: 8}}
 tuning:
   epochs: 15
@@ -87,14 +65,22 @@ Check it with `mpt domain check {name}`; train it with `mpt run {name}`.
 """
 
 
-def scaffold_domain(domains_dir: str | Path, name: str, task: TaskName) -> Path:
+def table_columns(task: str) -> list[str]:
+    """The metadata columns a new domain of `task` starts with (default column names)."""
+    layout, contract = DataLayout(), TASKS.get(task).contract
+    fields = ("image", "split", *contract.fields)
+    return [layout.column(f) for f in fields]
+
+
+def scaffold_domain(domains_dir: str | Path, name: str, task: str) -> Path:
     """Create domains_dir/name with domain.yaml, README.md and data/{images/, metadata.csv}."""
     if not NAME_RE.match(name):
         raise DomainConfigError(
             f"{name!r} is not a domain name: use lower case letters, digits, '-', '_'"
         )
-    if task not in _TASK_FIELDS:
-        raise DomainConfigError(f"unknown task {task!r}; allowed: {', '.join(_TASK_FIELDS)}")
+    if task not in TASKS:
+        raise DomainConfigError(f"unknown task {task!r}; allowed: {', '.join(TASKS.names())}")
+    columns = ",".join(table_columns(task))
     root = Path(domains_dir) / name
     if root.exists():
         raise DomainConfigError(f"{root} already exists; choose another name or edit it")
@@ -102,11 +88,13 @@ def scaffold_domain(domains_dir: str | Path, name: str, task: TaskName) -> Path:
     fields = {
         "name": name,
         "task": task,
-        "columns": _COLUMNS[task],
-        "task_fields": _TASK_FIELDS[task],
+        "columns": columns,
+        "task_fields": TASKS.get(task).contract.declaration_help,
+        "families": " | ".join(FAMILIES.names()),
+        "presets": " | ".join(PRESETS.names()),
     }
     (root / CONFIG_FILE).write_text(_YAML.format(**fields))
     (root / "README.md").write_text(_README.format(**fields))
-    (root / DATA_DIR / "metadata.csv").write_text(_COLUMNS[task] + "\n")
+    (root / DATA_DIR / "metadata.csv").write_text(columns + "\n")
     load_domain_config(root / CONFIG_FILE)  # the scaffold itself must be valid
     return root

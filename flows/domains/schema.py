@@ -15,8 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from mpt_core import PRESETS, TASKS
 from mpt_core.errors import ConfigError
+from mpt_core.tasks import Task, TaskContract, task_from_declaration
+from registry.policy import Policy
 
-TaskName = Literal["classification", "retrieval", "vqa"]
 SPLITS = ("train", "val", "test")
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 
@@ -35,6 +36,13 @@ class DataLayout(_Strict):
     caption_column: str = "caption"
     question_column: str = "question"
     answer_column: str = "answer"
+    columns: dict[str, str] = Field(default_factory=dict)
+    """Column of any other Example field a task reads: {field: column}."""
+
+    def column(self, field: str) -> str:
+        """The table column holding Example field `field` (`image`, `split`, `label`...)."""
+        named = getattr(self, f"{field}_column", None)
+        return named if isinstance(named, str) else self.columns.get(field, field)
 
     @field_validator("metadata")
     @classmethod
@@ -131,7 +139,8 @@ class Schedule(_Strict):
 
 class DomainConfig(_Strict):
     name: str
-    task: TaskName
+    task: str
+    """One of mpt_core's TASKS (classification, retrieval, vqa, ...)."""
     description: str = ""
     data: DataLayout = Field(default_factory=DataLayout)
     labels: list[str] | None = None
@@ -140,6 +149,8 @@ class DomainConfig(_Strict):
     """Question -> candidate answers (vqa)."""
     template: str | None = None
     """Prompt template: '{}' for the class name, or '{question}'/'{answer}' for vqa."""
+    task_options: dict[str, Any] = Field(default_factory=dict)
+    """Further options of the task (see its `from_declaration`)."""
     backbone: BackboneSpec = Field(default_factory=BackboneSpec)
     prompts: PromptSpec = Field(default_factory=PromptSpec)
     tuning: TuningSpec = Field(default_factory=TuningSpec)
@@ -149,15 +160,29 @@ class DomainConfig(_Strict):
 
     @field_validator("labels", "answers", mode="before")
     @classmethod
-    def _no_yaml_booleans(cls, v: Any) -> Any:
-        values = v.values() if isinstance(v, dict) else [v]
-        for group in values:
-            for item in group if isinstance(group, list) else [group]:
-                if isinstance(item, bool):
-                    raise ValueError(
-                        "YAML reads unquoted yes/no/on/off/true/false as booleans; "
-                        'quote them, e.g. ["yes", "no"]'
-                    )
+    def _no_yaml_scalars(cls, v: Any) -> Any:
+        groups = v.values() if isinstance(v, dict) else [v]
+        keys = list(v) if isinstance(v, dict) else []
+        items = keys + [i for g in groups for i in (g if isinstance(g, list) else [g])]
+        if any(isinstance(i, bool) for i in items):
+            raise ValueError(
+                "YAML reads unquoted yes/no/on/off/true/false as booleans; "
+                'quote them, e.g. ["yes", "no"]'
+            )
+        numbers = [i for i in items if isinstance(i, int | float)]
+        if numbers:
+            shown = ", ".join(f'"{n}"' for n in numbers[:3])
+            raise ValueError(
+                f"YAML reads unquoted numbers as numbers ({numbers[0]!r}); labels and answers "
+                f"are text: quote them, e.g. [{shown}]"
+            )
+        return v
+
+    @field_validator("task")
+    @classmethod
+    def _known_task(cls, v: str) -> str:
+        if v not in TASKS:
+            raise ValueError(f"unknown task {v!r}; allowed: {', '.join(TASKS.names())}")
         return v
 
     @field_validator("name")
@@ -171,45 +196,46 @@ class DomainConfig(_Strict):
 
     @model_validator(mode="after")
     def _task_fields(self) -> DomainConfig:
-        needs = {"classification": "labels", "vqa": "answers"}.get(self.task)
-        if needs and not getattr(self, needs):
-            raise ValueError(f"task {self.task!r} needs {needs!r}")
-        for other in {"labels", "answers"} - ({needs} if needs else set()):
-            if getattr(self, other):
-                raise ValueError(f"{other!r} is not used by task {self.task!r}; remove it")
         try:
             self.build_task()
         except ConfigError as exc:
             raise ValueError(str(exc)) from None
+        metrics = self.contract.metrics
         metric = self.promotion.metric
-        if metric and metric not in _TASK_METRICS[self.task]:
+        if metric and metric not in metrics:
             raise ValueError(
                 f"promotion.metric {metric!r} is not reported by task {self.task!r}; "
-                f"allowed: {', '.join(_TASK_METRICS[self.task])}"
+                f"allowed: {', '.join(metrics)}"
             )
         return self
 
-    def build_task(self):
+    @property
+    def contract(self) -> TaskContract:
+        """What the task needs from the data and reports (mpt_core's task contract)."""
+        return TASKS.get(self.task).contract
+
+    def declaration(self) -> dict[str, Any]:
+        """What the domain declares for its task: labels / answers / template / options."""
+        declared = {"labels": self.labels, "answers": self.answers, "template": self.template}
+        return {**declared, **self.task_options}
+
+    def build_task(self) -> Task:
         """The mpt_core task this domain trains."""
-        spec: dict[str, Any] = {}
-        if self.task == "classification":
-            spec["class_names"] = self.labels
-        elif self.task == "vqa":
-            spec["answers"] = self.answers
-        if self.template:
-            spec["template"] = self.template
-        return TASKS.get(self.task).from_dict(spec)
+        return task_from_declaration(self.task, self.declaration())
 
     @property
     def primary_metric(self) -> str:
-        return self.promotion.metric or TASKS.get(self.task).primary_metric
+        return self.promotion.metric or self.contract.primary_metric
 
-
-_TASK_METRICS = {
-    "classification": ("accuracy", "macro_f1"),
-    "retrieval": ("r1_mean", "i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10"),
-    "vqa": ("accuracy",),
-}
+    def promotion_policy(self) -> Policy:
+        """The registry policy of this domain: its `promotion:` block is the only source,
+        whoever opens the request (the retrain flow, `mpt promote request`)."""
+        return Policy(
+            self.primary_metric,
+            self.promotion.min_improvement,
+            self.promotion.max_class_regression,
+            self.contract.group_metric,
+        )
 
 
 class DomainConfigError(ConfigError):

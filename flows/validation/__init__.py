@@ -11,16 +11,18 @@ Only this package imports great_expectations, and only when a domain is validate
 from .report import CheckFailure, ValidationReport
 from .suite import Check, ExtraExpectationsError, build_checks, load_extra_expectations
 from .table import TableError, read_table
-from .validate import validate_domain
+from .validate import ValidatedData, validate_data, validate_domain
 
 __all__ = [
     "Check",
     "CheckFailure",
     "ExtraExpectationsError",
     "TableError",
+    "ValidatedData",
     "ValidationReport",
     "build_checks",
     "load_extra_expectations",
     "read_table",
+    "validate_data",
     "validate_domain",
 ]

@@ -4,8 +4,9 @@ Each image goes through the checks in this order and stops at the first that fai
 row is reported once, for its first problem:
 
 1. location: the path is relative and stays inside data/ (decided on the string alone; a
-   path like `../../x.png` or `/etc/passwd` is never opened or even stat'ed);
-2. file: it exists and is a regular file; its sha256 is taken from the bytes;
+   path like `../../x.png` or `/etc/passwd` is never opened or even stat'ed), and no part
+   of it is a symbolic link (checked with lstat; a link is never followed or opened);
+2. file: it exists and is a regular file; its sha256 and md5 are taken from the bytes;
 3. size: width and height come from the header only (PIL opens lazily) and are checked
    against `validation.images` before anything is decoded (decompression bombs);
 4. decodes: the whole image decodes (truncated files fail: LOAD_TRUNCATED_IMAGES is off);
@@ -30,6 +31,8 @@ from typing import TYPE_CHECKING
 import pandas as pd
 from PIL import Image, ImageFile
 
+from .containment import link_on_the_way
+
 if TYPE_CHECKING:
     from flows.domains.schema import ImageBounds
 
@@ -51,6 +54,7 @@ class ImageFacts:
     decodes: str | None = None
     rgb: str | None = None
     sha256: str | None = None
+    md5: str | None = None
 
 
 FACTS = tuple(f.name for f in fields(ImageFacts))
@@ -89,13 +93,18 @@ def inspect_image(raw: str, data_dir: Path, bounds: ImageBounds) -> ImageFacts:
         return ImageFacts(location=problem)
     path = data_dir / posixpath.normpath(raw)
     try:
-        if not _parent_inside(path, data_dir):
-            return ImageFacts(location="resolves outside the data folder through a symbolic link")
+        link = link_on_the_way(path, data_dir)
+        if link is not None:
+            return ImageFacts(
+                location=f"{link.relative_to(data_dir).as_posix()} is a symbolic link; links "
+                "are never followed: put the real file into data/"
+            )
         if not path.is_file():
             missing = "a directory, not a file" if path.is_dir() else "no such file"
             return ImageFacts(location=OK, file=missing)
-        facts = ImageFacts(location=OK, file=OK, sha256=_sha256(path))
-    except (OSError, RuntimeError) as exc:  # unreadable, name too long, symlink loop
+        sha256, md5 = _digests(path)
+        facts = ImageFacts(location=OK, file=OK, sha256=sha256, md5=md5)
+    except (OSError, RuntimeError) as exc:  # unreadable, name too long
         return ImageFacts(location=OK, file=f"cannot be read ({_reason(exc, path)})")
     return _inspect_pixels(path, facts, bounds)
 
@@ -131,17 +140,14 @@ def pil_guard(max_pixels: int) -> Iterator[None]:
         Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES = saved
 
 
-def _parent_inside(path: Path, data_dir: Path) -> bool:
-    # Only the folders are resolved: the file itself may be a link into a DVC cache.
-    return path.parent.resolve().is_relative_to(data_dir.resolve())
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
+def _digests(path: Path) -> tuple[str, str]:
+    """(sha256, md5) of the file's bytes; md5 is what DVC records for it."""
+    sha, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+            sha.update(block)
+            md5.update(block)
+    return sha.hexdigest(), md5.hexdigest()
 
 
 def _inspect_pixels(path: Path, facts: ImageFacts, bounds: ImageBounds) -> ImageFacts:

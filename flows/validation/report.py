@@ -20,6 +20,15 @@ from .suite import Check
 
 FIRST_ROWS = 5
 """Offending rows named per failed check (the count says how many there are in all)."""
+SHOWN_CHARS = 60
+"""User text (captions, labels, paths) is cut to this many characters in messages."""
+
+
+def clip(value: Any, limit: int = SHOWN_CHARS) -> Any:
+    """Long text cut for messages, saying how long it was; anything else unchanged."""
+    if isinstance(value, str) and len(value) > limit:
+        return f"{value[:limit]}…({len(value)} chars)"
+    return value
 
 
 @dataclass(frozen=True)
@@ -80,7 +89,8 @@ def describe(check: Check, result: Any, table: pd.DataFrame, image: str | None) 
         return CheckFailure(check.name, check.column, 1, message, expectation=kind)
     count = int(res.get("unexpected_count") or 0)
     numbers = sorted(_row_number(i) for i in res.get("partial_unexpected_index_list") or [])
-    rows = [_row(table, n, image, check.value_column) for n in numbers[:FIRST_ROWS]]
+    ours = check.show == "reason"
+    rows = [_row(table, n, image, check.value_column, ours) for n in numbers[:FIRST_ROWS]]
     shown = ("; " if check.show == "reason" else ", ").join(_show(r, check.show) for r in rows)
     more = f" ... and {count - len(rows)} more" if count > len(rows) else ""
     noun = "row" if count == 1 else "rows"
@@ -137,10 +147,13 @@ def _row_number(entry: Any) -> int:
     return int(entry["row"] if isinstance(entry, dict) else entry)
 
 
-def _row(table: pd.DataFrame, number: int, image: str | None, column: str | None) -> dict:
+def _row(
+    table: pd.DataFrame, number: int, image: str | None, column: str | None, ours: bool
+) -> dict:
+    """Row number, image path and value; user text is clipped, our own reasons are not."""
     path = table.at[number, image] if image in table else None
-    value = table.at[number, column] if column in table else None
-    return {"row": number, "image": _plain(path), "value": _plain(value)}
+    value = _plain(table.at[number, column] if column in table else None)
+    return {"row": number, "image": clip(_plain(path)), "value": value if ours else clip(value)}
 
 
 def _show(row: dict, show: str) -> str:

@@ -26,11 +26,6 @@ if TYPE_CHECKING:
     from flows.domains.schema import DomainConfig
 
 SPLITS = ("train", "val", "test")
-TASK_COLUMNS = {
-    "classification": ("label_column",),
-    "retrieval": ("caption_column",),
-    "vqa": ("question_column", "answer_column"),
-}
 
 Show = Literal["value", "reason", "rows", "count", "columns", "table"]
 """How a failure is shown: offending rows with their value, rows with the reason held in
@@ -57,16 +52,16 @@ class ExtraExpectationsError(ConfigError):
 
 
 def required_columns(config: DomainConfig) -> list[str]:
-    layout = config.data
-    names = [layout.image_column, layout.split_column]
-    return names + [getattr(layout, field) for field in TASK_COLUMNS[config.task]]
+    """image, split and the columns of every field the task's contract needs."""
+    return [config.data.column(f) for f in ("image", "split", *config.contract.fields)]
 
 
 def declared_values(config: DomainConfig) -> set[str]:
-    """Labels, questions and answers: values the table reader must never take for nulls."""
-    values = set(config.labels or ())
-    for question, answers in (config.answers or {}).items():
-        values |= {question, *answers}
+    """Declared values (labels; questions and their answers): values the table reader must
+    never take for nulls."""
+    values: set[str] = set()
+    for selector, allowed in config.build_task().declared_values().items():
+        values |= {*allowed, *([selector] if selector is not None else [])}
     return values
 
 
@@ -138,59 +133,55 @@ def _value_checks(config: DomainConfig, present: set[str]) -> list[Check]:
 
     split, image = layout.split_column, layout.image_column
     in_set("split_in_set", split, SPLITS, f"not one of the splits {_short(SPLITS)}")
-    if config.task == "classification":
-        labels = config.labels or []
-        in_set(
-            "label_in_set",
-            layout.label_column,
-            labels,
-            f"not in the declared labels {_short(labels)}",
-        )
-    if config.task == "vqa":
-        question, answers = layout.question_column, config.answers or {}
-        questions = list(answers)
-        in_set(
-            "question_in_set",
-            question,
-            questions,
-            f"not one of the declared questions {_short(questions)}",
-        )
-        for q, candidates in answers.items():
+    contract, declared = config.contract, config.build_task().declared_values()
+    value_set = contract.value_set
+    if value_set is not None:
+        column = layout.column(value_set.field)
+        if value_set.per is None:
+            allowed = declared.get(None, [])
             in_set(
-                "answer_in_set",
-                layout.answer_column,
-                candidates,
-                f"not a declared answer to {q!r} {_short(candidates)}",
-                row_condition=Column(question) == q,
-                needs=(question,),
+                f"{value_set.field}_in_set",
+                column,
+                allowed,
+                f"not in the declared {value_set.key} {_short(allowed)}",
             )
-    if config.task == "retrieval" and layout.caption_column in present:
-        low, high = config.validation.caption_length
-        exp = gxe.ExpectColumnValueLengthsToBeBetween(
-            column=layout.caption_column, min_value=low, max_value=high
-        )
+        else:
+            selector = layout.column(value_set.per)
+            keys = [k for k in declared if k is not None]
+            in_set(
+                f"{value_set.per}_in_set",
+                selector,
+                keys,
+                f"not one of the declared {value_set.per}s {_short(keys)}",
+            )
+            for key, allowed in declared.items():
+                in_set(
+                    f"{value_set.field}_in_set",
+                    column,
+                    allowed,
+                    f"not a declared {value_set.field} to {key!r} {_short(allowed)}",
+                    row_condition=Column(selector) == key,
+                    needs=(selector,),
+                )
+    low, high = config.validation.caption_length
+    for field in contract.text_fields:
+        column = layout.column(field)
+        if column not in present:
+            continue
+        exp = gxe.ExpectColumnValueLengthsToBeBetween(column=column, min_value=low, max_value=high)
         problem = (
-            f"with caption length outside {low}..{high} characters (validation.caption_length)"
+            f"with {field} length outside {low}..{high} characters (validation.caption_length)"
         )
-        checks.append(
-            _check(
-                "caption_length",
-                layout.caption_column,
-                problem,
-                exp,
-                "value",
-                layout.caption_column,
-            )
-        )
-    key = [image, layout.question_column] if config.task == "vqa" else [image]
+        checks.append(_check(f"{field}_length", column, problem, exp, "value", column))
+    key = [layout.column(f) for f in contract.row_key]
     if all(c in present for c in key):
         if len(key) == 1:
-            exp = gxe.ExpectColumnValuesToBeUnique(column=image)
-            problem = "repeat an image path"
+            exp = gxe.ExpectColumnValuesToBeUnique(column=key[0])
+            problem = "repeat an image path" if key == [image] else f"repeat a {key[0]!r} value"
         else:
             exp = gxe.ExpectCompoundColumnsToBeUnique(column_list=key)
-            problem = f"repeat an ({image}, {key[1]}) pair"
-        checks.append(_check("unique_image", image, problem, exp, "rows"))
+            problem = f"repeat an ({', '.join(key)}) combination"
+        checks.append(_check("unique_image", key[0], problem, exp, "rows"))
     if len(present) > 1:
         exp = gxe.ExpectCompoundColumnsToBeUnique(column_list=sorted(present))
         checks.append(
@@ -223,34 +214,33 @@ def _count_checks(config: DomainConfig, present: set[str]) -> list[Check]:
             "validation.min_per_split",
             Column(split) == s,
         )
+    value_set = config.contract.value_set
+    if value_set is None:
+        return checks
+    column = layout.column(value_set.field)
+    selector = layout.column(value_set.per) if value_set.per else None
+    if column not in present or (selector and selector not in present):
+        return checks
+    declared = config.build_task().declared_values()
     for s in SPLITS:
         minimum = rules.min_per_class.get(s, 0)
         if minimum < 1:
             continue
-        source = f"validation.min_per_class.{s}"
-        if config.task == "classification" and layout.label_column in present:
-            label = layout.label_column
-            for c in config.labels or []:
+        for key, allowed in declared.items():
+            for value in allowed:
+                condition = (Column(split) == s) & (Column(column) == value)
+                subject = f"{value_set.field} {value!r}"
+                if selector is not None:
+                    condition = condition & (Column(selector) == key)
+                    subject += f" to {key!r}"
                 at_least(
                     "class_rows",
-                    label,
+                    column,
                     minimum,
-                    f"label {c!r} in split {s!r}",
-                    source,
-                    (Column(split) == s) & (Column(label) == c),
+                    f"{subject} in split {s!r}",
+                    f"validation.min_per_class.{s}",
+                    condition,
                 )
-        if config.task == "vqa" and {layout.question_column, layout.answer_column} <= present:
-            question, answer = layout.question_column, layout.answer_column
-            for q, candidates in (config.answers or {}).items():
-                for a in candidates:
-                    at_least(
-                        "class_rows",
-                        answer,
-                        minimum,
-                        f"answer {a!r} to {q!r} in split {s!r}",
-                        source,
-                        (Column(split) == s) & (Column(question) == q) & (Column(answer) == a),
-                    )
     return checks
 
 

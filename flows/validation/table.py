@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import hashlib
 import io
 from collections import Counter
 from collections.abc import Iterable
@@ -36,11 +37,13 @@ class TableError(DataError):
 
 
 def read_table(path: Path, keep: Iterable[str] = ()) -> pd.DataFrame:
-    """The metadata table at `path` as text columns indexed by row number (1 = first data row).
+    """The metadata table at `path` as text columns indexed by row number (1 = first data row);
+    `df.attrs["md5"]` is the md5 of the bytes read.
 
     keep: values that stay values even if they look like a missing value (declared labels).
     """
-    text = _decode(path, _read_bytes(path))
+    raw = _read_bytes(path)
+    text = _decode(path, raw)
     if not text.strip():
         raise TableError(
             f"{path}: the file is empty; it needs a header line with the column names "
@@ -55,7 +58,9 @@ def read_table(path: Path, keep: Iterable[str] = ()) -> pd.DataFrame:
             "quote values that contain commas or line breaks"
         ) from None
     df.index = pd.RangeIndex(1, len(df) + 1, name=ROW_INDEX)
-    return _nulls_to_na(df, frozenset(keep))
+    df = _nulls_to_na(df, frozenset(keep))
+    df.attrs["md5"] = hashlib.md5(raw, usedforsecurity=False).hexdigest()  # as DVC records it
+    return df
 
 
 def _read_bytes(path: Path) -> bytes:

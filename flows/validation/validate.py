@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from .images import PREFIX, image_facts
+from .containment import ContainmentError, check_data_folder, contained_file, link_on_the_way
+from .images import PREFIX, fact_column, image_facts
 from .report import CheckFailure, ValidationReport, describe, summarize, unreadable, write_files
 from .runner import run_checks
 from .suite import (
@@ -25,31 +27,79 @@ if TYPE_CHECKING:
 DOCS_DIR = "data_docs"
 
 
+@dataclass(frozen=True)
+class ValidatedData:
+    """What validation approved: the report, the table it read and what it saw of the bytes.
+
+    `table` is the DataFrame the checks ran on (None if it could not be read); `md5` maps
+    each file validated (metadata table and images, paths relative to data/) to the md5 of
+    the bytes read, so the version DVC tracks can be compared with what was validated.
+    """
+
+    report: ValidationReport
+    table: pd.DataFrame | None = None
+    md5: dict[str, str] = field(default_factory=dict)
+
+
 def validate_domain(domain: Domain, report_dir: str | Path | None = None) -> ValidationReport:
     """Validate `domain`'s metadata table and images against its domain.yaml.
 
     Bad data never raises: it gives a failed report whose summary names the problems and the
     first offending rows. With `report_dir`, Great Expectations Data Docs are built in
     `report_dir/data_docs/` and the report is written to `report_dir/validation.json` and
-    `report_dir/summary.txt`; nothing else is written anywhere.
+    `report_dir/summary.txt`; nothing else is written anywhere. Nothing outside the domain's
+    folder is read: links are refused by name (see `containment`).
     """
+    return validate_data(domain, report_dir).report
+
+
+def validate_data(domain: Domain, report_dir: str | Path | None = None) -> ValidatedData:
+    """`validate_domain`, also returning the table it approved and the md5 of every file."""
     report_dir = Path(report_dir) if report_dir is not None else None
-    try:
-        table = read_table(domain.metadata_path, keep=declared_values(domain.config))
-    except TableError as exc:
-        report = unreadable(domain.name, str(exc), domain.metadata_path)
-    else:
-        docs_dir = report_dir / DOCS_DIR if report_dir is not None else None
-        report = _validate_table(domain, table, docs_dir)
+    data = _read_and_check(domain, report_dir)
     if report_dir is not None:
-        write_files(report, report_dir)
-    return report
+        write_files(data.report, report_dir)
+    return data
 
 
-def _validate_table(domain: Domain, table: pd.DataFrame, docs_dir: Path | None) -> ValidationReport:
+def _read_and_check(domain: Domain, report_dir: Path | None) -> ValidatedData:
+    folder = check_data_folder(domain.data_dir)
+    path = domain.metadata_path
+    if domain.data_dir.is_symlink() or not domain.data_dir.is_dir():
+        reason = folder[0] if folder else f"{domain.data_dir} is not a folder"
+        return ValidatedData(unreadable(domain.name, reason, path))
+    link = link_on_the_way(path, domain.data_dir)
+    if link is not None:
+        reason = (
+            f"{path}: {link} is a symbolic link; refused, never read: the metadata table must "
+            "be a real file inside data/"
+        )
+        return ValidatedData(unreadable(domain.name, reason, path))
+    try:
+        table = read_table(path, keep=declared_values(domain.config))
+    except TableError as exc:
+        return ValidatedData(unreadable(domain.name, str(exc), path))
+    docs_dir = report_dir / DOCS_DIR if report_dir is not None else None
+    report, frame = _validate_table(domain, table, docs_dir, folder)
+    md5 = {domain.config.data.metadata: table.attrs["md5"]}
+    image = domain.config.data.image_column
+    if image in table:
+        md5 |= {
+            p: h
+            for p, h in zip(table[image], frame[fact_column("md5")], strict=True)
+            if isinstance(p, str) and isinstance(h, str)
+        }
+    return ValidatedData(report, table, md5)
+
+
+def _validate_table(
+    domain: Domain, table: pd.DataFrame, docs_dir: Path | None, folder_problems: list[str]
+) -> tuple[ValidationReport, pd.DataFrame]:
     config = domain.config
     image, split = config.data.image_column, config.data.split_column
-    problems: list[CheckFailure] = []
+    problems: list[CheckFailure] = [
+        CheckFailure("data_folder", None, 1, f"data folder: {p}") for p in folder_problems
+    ]
     reserved = [c for c in table.columns if c.startswith(PREFIX)]
     if reserved:
         problems.append(
@@ -65,10 +115,13 @@ def _validate_table(domain: Domain, table: pd.DataFrame, docs_dir: Path | None) 
     extra = []
     if config.validation.extra_expectations:
         try:
-            extra = load_extra_expectations(
-                domain.root / config.validation.extra_expectations, list(table.columns)
+            extra_path = contained_file(
+                domain.root / config.validation.extra_expectations,
+                domain.root,
+                "validation.extra_expectations",
             )
-        except ExtraExpectationsError as exc:
+            extra = load_extra_expectations(extra_path, list(table.columns))
+        except (ExtraExpectationsError, ContainmentError) as exc:
             problems.append(CheckFailure("extra_expectations", None, 1, str(exc)))
     checks = build_checks(config, list(table.columns), extra)
     frame = table
@@ -87,7 +140,7 @@ def _validate_table(domain: Domain, table: pd.DataFrame, docs_dir: Path | None) 
     summary = summarize(
         domain.name, failures, len(table), counts, len(checks), domain.metadata_path
     )
-    return ValidationReport(
+    report = ValidationReport(
         domain=domain.name,
         passed=not failures,
         summary=summary,
@@ -97,6 +150,7 @@ def _validate_table(domain: Domain, table: pd.DataFrame, docs_dir: Path | None) 
         checks=len(checks),
         docs_path=docs_path,
     )
+    return report, frame
 
 
 def _split_counts(splits: pd.Series) -> dict[str, int]:

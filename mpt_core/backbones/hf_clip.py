@@ -131,9 +131,12 @@ def load(name: str, *, revision: str | None = None) -> HFClipBackbone:
         return tiny()
     try:
         with quiet_transformers():
-            model = CLIPModel.from_pretrained(name, revision=revision)
-            tokenizer = AutoTokenizer.from_pretrained(name, revision=revision)
-    except OSError as exc:
+            # Never the network: a hub id must already be in the local cache.
+            model = CLIPModel.from_pretrained(name, revision=revision, local_files_only=True)
+            tokenizer = AutoTokenizer.from_pretrained(
+                name, revision=revision, local_files_only=True
+            )
+    except (OSError, ValueError) as exc:
         raise BackboneLoadError(
             f"hf-clip checkpoint {name!r} could not be loaded: it is neither a local directory "
             "with a CLIPModel and its tokenizer nor in the Hugging Face cache. HINT: pass a "
@@ -144,6 +147,23 @@ def load(name: str, *, revision: str | None = None) -> HFClipBackbone:
     max_length = model.config.text_config.max_position_embeddings
     resolved = str(Path(name).resolve()) if Path(name).exists() else name
     return HFClipBackbone(resolved, model, _clip_text_tokenizer(backend, max_length))
+
+
+def weight_files(name: str, *, revision: str | None = None) -> list[Path] | None:
+    """The files a checkpoint's weights are read from: a local directory's files, or the
+    hub id's snapshot in the local cache; None when neither is there (or `tiny`)."""
+    if name == "tiny":
+        return None
+    folder = Path(name).expanduser()
+    if not folder.is_dir():
+        try:
+            from huggingface_hub import snapshot_download
+
+            folder = Path(snapshot_download(name, revision=revision, local_files_only=True))
+        except Exception:  # not cached (or not a hub id): no stamp, the loader will say why
+            return None
+    files = [p for p in folder.iterdir() if p.is_file() and p.suffix in (".safetensors", ".bin")]
+    return files or None
 
 
 TINY_SPECIALS = ("<|endoftext|>", "<|startoftext|>", "x</w>")

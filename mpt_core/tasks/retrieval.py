@@ -3,7 +3,7 @@ any image with the query's caption counts as a hit, and the loss treats them ali
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from ..data import Example, require
 from ..errors import DataError
-from .base import Metrics, Task
+from .base import Metrics, Task, TaskContract, take_declaration
 from .metrics import recall_at_k
 
 KS = (1, 5, 10)
@@ -26,8 +26,14 @@ def _caption_groups(captions: Sequence[str]) -> tuple[list[str], torch.Tensor]:
 
 class RetrievalTask(Task):
     name = "retrieval"
-    primary_metric = "r1_mean"
-    target_field = "caption"
+    contract = TaskContract(
+        fields=("caption",),
+        metrics=("r1_mean", *(f"{d}_r{k}" for d in ("i2t", "t2i") for k in KS)),
+        primary_metric="r1_mean",
+        target="caption",
+        text_fields=("caption",),
+        declaration_help="# Retrieval matches images to their `caption` column; no labels.\n",
+    )
 
     def check(self, examples: Sequence[Example]) -> None:
         require(examples, "caption", self.name)
@@ -79,4 +85,9 @@ class RetrievalTask(Task):
 
     @classmethod
     def from_dict(cls, spec: dict[str, Any]) -> RetrievalTask:
+        return cls()
+
+    @classmethod
+    def from_declaration(cls, declared: Mapping[str, Any]) -> RetrievalTask:
+        take_declaration(cls, declared, template=False)
         return cls()

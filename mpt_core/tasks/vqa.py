@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from ..data import Example, require
 from ..errors import ConfigError, DataError
-from .base import Metrics, Task
+from .base import Metrics, Task, TaskContract, ValueSet, take_declaration
 from .metrics import accuracy
 
 DEFAULT_TEMPLATE = "question: {question} answer: {answer}"
@@ -19,8 +19,22 @@ DEFAULT_TEMPLATE = "question: {question} answer: {answer}"
 
 class VQATask(Task):
     name = "vqa"
-    primary_metric = "accuracy"
-    target_field = "answer"
+    contract = TaskContract(
+        fields=("question", "answer"),
+        metrics=("accuracy",),
+        primary_metric="accuracy",
+        target="answer",
+        value_set=ValueSet("answer", "answers", per="question"),
+        group_metric="per_question_accuracy",
+        group_field="question",
+        row_key=("image", "question"),
+        declaration_help="""\
+# Questions and their candidate answers; every (question, answer) row must be one of them.
+answers:
+  "Is there a defect?": ["yes", "no"]
+template: "question: {question} answer: {answer}"
+""",
+    )
 
     def __init__(
         self,
@@ -122,3 +136,19 @@ class VQATask(Task):
     @classmethod
     def from_dict(cls, spec: dict[str, Any]) -> VQATask:
         return cls(spec["answers"], spec.get("template", DEFAULT_TEMPLATE))
+
+    @classmethod
+    def from_declaration(cls, declared: Mapping[str, Any]) -> VQATask:
+        values = take_declaration(cls, declared)
+        answers = values["answers"]
+        if not isinstance(answers, Mapping):
+            raise ConfigError(
+                "answers: give each question its candidate answers, e.g. "
+                '{"Is there a defect?": ["yes", "no"]}'
+            )
+        return cls(answers, values.get("template") or DEFAULT_TEMPLATE)
+
+    def declared_values(self) -> dict[str | None, list[str]]:
+        if self.answers is None:
+            return {None: list(self.shared or [])}
+        return {q: list(a) for q, a in self.answers.items()}

@@ -6,7 +6,7 @@ import contextlib
 import copy
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,12 +80,14 @@ def fit(
     train: Sequence[Example],
     val: Sequence[Example] | None = None,
     config: TrainConfig | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
 ) -> TrainResult:
     """Train `model.prompts` with AdamW + warmup/cosine, clipping, early stopping on `val`.
 
     The backbone stays frozen; its image stem (or, without visual prompts, its whole
     image embedding) is computed once for all examples before the first step. The best
-    prompts by validation metric are restored at the end.
+    prompts by validation metric are restored at the end. `on_epoch(row)` is called after
+    each epoch with that epoch's history row (and `epochs`, the budget).
     """
     config = config or TrainConfig()
     if not train:
@@ -155,6 +157,8 @@ def fit(
             result.best_epoch, best_state = epoch, copy.deepcopy(model.state_dict())
         result.history.append(row)
         result.epochs_run = epoch
+        if on_epoch is not None:
+            on_epoch({**row, "epochs": config.epochs})
         bar.set_postfix({k: round(v, 4) for k, v in row.items() if k not in ("epoch", "step")})
         if val and config.patience and stale >= config.patience:
             break

@@ -131,7 +131,9 @@ def resolve_inside(root: Path, relative: str) -> Path | None:
 def report_file(
     request: Request, domain: str, md5: str, path: str, viewer: CurrentViewer
 ) -> Response:
-    data = request.app.state.registry.get_data_version(domain, md5)
+    data = request.app.state.registry.data_version(domain, md5)
+    if data is None:
+        raise HTTPException(404, f"data version {md5} of {domain!r} is not recorded")
     root = local_report_dir(data.report_uri)
     if root is None:
         raise HTTPException(

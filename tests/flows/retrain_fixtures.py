@@ -10,9 +10,17 @@ from pathlib import Path
 
 import yaml
 
+from flows.datacache import RemoteLocation
+from flows.dataset import read_rows, rows_digest
 from flows.dispatch import restore_env
+from flows.jobs import BackboneRef, DataRef, TuneJob
+from flows.versioning import DataVersioner, RemoteSpec
+from mpt_core import load_backbone
 
 from .domain_factory import make_domain
+
+TINY = BackboneRef("shipped", "tiny", (), load_backbone("shipped", "tiny").identity.weights_sha256)
+"""The tiny shipped backbone by name, as workers load it."""
 
 
 def tiny_repo(root: Path, tasks=("classification", "vqa"), epochs: int = 2) -> Path:
@@ -40,3 +48,31 @@ def local_ray(**init_kwargs) -> Iterator[None]:
     finally:
         ray.shutdown()
         restore_env(env)
+
+
+def pushed_job(
+    root: Path, task: str, name: str, *, epochs: int = 2, per_class: int = 3, **tuning
+) -> TuneJob:
+    """A job for a small domain whose data is tracked with DVC and pushed to a local remote
+    under `root`: what a worker materialises by md5."""
+    if not (root / ".git").exists():
+        root.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["git", "init", "-q", str(root)], check=True)
+    domain = make_domain(root, task, per_class=per_class, name=name)
+    remote = root / "remote"
+    versioner = DataVersioner(root, RemoteSpec(str(remote)))
+    data = versioner.track(domain.data_dir)
+    versioner.push(domain.data_dir)
+    config = domain.config.model_dump(mode="json")
+    config["backbone"] = {"family": "shipped", "name": "tiny", "options": {}}
+    config["tuning"] = {**config["tuning"], "epochs": epochs, "patience": 0, **tuning}
+    return TuneJob(
+        domain=name,
+        config=config,
+        backbone=TINY,
+        data=DataRef(
+            RemoteLocation(str(remote)),
+            data.md5,
+            rows_digest(read_rows(domain.config, domain.data_dir)),
+        ),
+    )

@@ -10,39 +10,16 @@ import time
 
 import pytest
 
-from flows.dispatch import tune_on_ray
-from flows.jobs import TuneFailure, TuneOutcome
-from flows.pipeline import PreparedDomain, build_job
-from flows.versioning import DataVersion
-from mpt_core import tiny_backbone
+from flows.dispatch import WorkerStartError, tune_on_ray
+from flows.jobs import BackboneRef, TuneFailure, TuneOutcome
 
-from .domain_factory import make_domain
-from .retrain_fixtures import local_ray
+from .retrain_fixtures import TINY, local_ray, pushed_job
 
 pytestmark = pytest.mark.slow  # local Ray clusters: about a minute
 
 
-class _NoRegistry:
-    def resolve(self, domain):
-        return None
-
-
 def job_for(tmp_path, task, name, epochs=2):
-    domain = make_domain(tmp_path, task, per_class=3, name=name)
-    prepared = PreparedDomain(domain, DataVersion("0" * 32, domain.data_dir, 0, 0, ""), None)
-    job = build_job(prepared, backbone(), _NoRegistry(), None)
-    return type(job)(
-        **{**job.__dict__, "train_config": {**job.train_config, "epochs": epochs, "patience": 0}}
-    )
-
-
-_backbone = None
-
-
-def backbone():
-    global _backbone
-    _backbone = _backbone or tiny_backbone("shipped")
-    return _backbone
+    return pushed_job(tmp_path / "repo", task, name, epochs=epochs)
 
 
 @pytest.fixture
@@ -59,7 +36,7 @@ def ray_cpus():
 
 def test_one_worker_per_gpu_each_domain_once(tmp_path, ray_with_fake_gpus):
     jobs = [job_for(tmp_path, t, f"d-{t}") for t in ("classification", "vqa", "retrieval")]
-    results, info = tune_on_ray(backbone(), jobs)
+    results, info = tune_on_ray(TINY, jobs)
     assert (info.gpus, info.workers) == (2, 2)
     assert all(isinstance(r, TuneOutcome) for r in results.values())
     assert sorted(results) == ["d-classification", "d-retrieval", "d-vqa"]
@@ -93,7 +70,7 @@ def test_a_killed_worker_is_replaced_and_its_domain_retried(tmp_path, ray_cpus):
             killed.append(pid)
             _kill_soon(pid)
 
-    results, _ = tune_on_ray(backbone(), jobs, on_dispatch=on_dispatch)
+    results, _ = tune_on_ray(TINY, jobs, on_dispatch=on_dispatch)
     assert (
         killed
         and isinstance(results["slow"], TuneOutcome)
@@ -112,7 +89,7 @@ def test_a_domain_that_keeps_killing_workers_fails_alone(tmp_path, ray_cpus):
         if domain == "doomed":
             _kill_soon(pid, 0.5)
 
-    results, _ = tune_on_ray(backbone(), jobs, on_dispatch=on_dispatch, max_attempts=2)
+    results, _ = tune_on_ray(TINY, jobs, on_dispatch=on_dispatch, max_attempts=2)
     assert isinstance(results["fine"], TuneOutcome)
     failure = results["doomed"]
     assert (
@@ -120,3 +97,22 @@ def test_a_domain_that_keeps_killing_workers_fails_alone(tmp_path, ray_cpus):
         and failure.attempts == 2
         and "worker died" in failure.error
     )
+
+
+def test_progress_is_polled_while_workers_tune(tmp_path, ray_cpus):
+    seen = []
+    results, _ = tune_on_ray(
+        TINY,
+        [job_for(tmp_path, "classification", "watched", epochs=60)],
+        on_epoch=seen.append,
+        poll_seconds=0.2,
+    )
+    assert isinstance(results["watched"], TuneOutcome)
+    assert seen and all(r["domain"] == "watched" and r["epochs"] == 60 for r in seen)
+    assert 1 <= seen[0]["epoch"] <= seen[-1]["epoch"] <= 60
+
+
+def test_a_worker_whose_backbone_differs_is_refused(tmp_path, ray_cpus):
+    wrong = BackboneRef("shipped", "tiny", (), "0" * 64)
+    with pytest.raises(WorkerStartError, match="install the same weights on every node"):
+        tune_on_ray(wrong, [job_for(tmp_path, "classification", "x")])

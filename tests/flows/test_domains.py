@@ -29,7 +29,14 @@ def write(path: Path, text: str) -> Path:
     [
         (
             "task: classifcation\nlabels: [a, b]\n",
-            ["task: Input should be 'classification', 'retrieval' or 'vqa'", "got 'classifcation'"],
+            [
+                "task: unknown task 'classifcation'; allowed: classification, retrieval, vqa",
+                "got 'classifcation'",
+            ],
+        ),
+        (
+            "task: classification\nlabels: [0, 1, 2]\n",
+            ["labels: YAML reads unquoted numbers as numbers (0)", 'quote them, e.g. ["0", "1"'],
         ),
         ("task: classification\n", ["task 'classification' needs 'labels'"]),
         ("task: vqa\nanswers: {'q?': ['yes']}\n", ["needs at least 2 distinct candidate answers"]),
@@ -107,7 +114,7 @@ def test_cli_list_shows_broken_domains_and_exits_nonzero(tmp_path, capsys):
     write(tmp_path / "broken" / "domain.yaml", "task: nope\n")
     assert main(["domain", "list", "--domains-dir", str(tmp_path)]) == 1
     out = capsys.readouterr().out
-    assert "good" in out and "broken: see below" in out and "Input should be" in out
+    assert "good" in out and "broken: see below" in out and "unknown task 'nope'" in out
 
 
 @pytest.mark.parametrize("task", ["classification", "retrieval", "vqa"])

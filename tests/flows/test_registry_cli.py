@@ -10,6 +10,22 @@ import pytest
 from flows.cli import main
 from mpt_core import ClassificationTask, build_prompts, save_prompts, tiny_backbone
 
+PETS = """\
+task: classification
+labels: [cat, dog]
+backbone: {family: shipped, name: tiny}
+promotion: {metric: accuracy, max_class_regression: 0.05}
+"""
+
+
+@pytest.fixture(autouse=True)
+def pets_domain(tmp_path):
+    """The domain folder whose promotion policy the CLI applies (the cwd is tmp_path)."""
+    folder = tmp_path / "domains" / "pets"
+    folder.mkdir(parents=True)
+    (folder / "domain.yaml").write_text(PETS)
+    return folder
+
 
 @pytest.fixture
 def artifacts(tmp_path):
@@ -119,3 +135,47 @@ def test_failed_policy_needs_an_override(artifacts, tmp_path, capsys):
     )
     assert code == 0 and "(override)" in out
     assert run(capsys, "registry", "gc", "--dry-run")[1].startswith("would remove 0")
+
+
+def test_the_policy_comes_from_domain_yaml_whoever_requests(artifacts, tmp_path, capsys):
+    (tmp_path / "domains" / "pets" / "domain.yaml").write_text(
+        PETS.replace("metric: accuracy", "metric: macro_f1")
+    )
+    metrics = tmp_path / "m.json"
+    metrics.write_text(json.dumps({"test": {"accuracy": 0.9, "macro_f1": 0.7}}))
+    run(
+        capsys,
+        "registry",
+        "register",
+        "pets",
+        str(artifacts[0]),
+        "--data-version",
+        "2" * 32,
+        "--metrics",
+        str(metrics),
+    )
+    code, out, _ = run(capsys, "promote", "request", "pets", "1", "--user", "ana", "--json")
+    assert code == 0 and json.loads(out)["policy_report"]["policy"]["metric"] == "macro_f1"
+
+
+def test_a_request_for_a_domain_without_its_folder_says_where_the_policy_lives(capsys):
+    code, _, err = run(capsys, "promote", "request", "nowhere", "1", "--user", "ana")
+    assert code == 2 and "no domain 'nowhere'" in err and "promotion:" in err
+    assert "Traceback" not in err
+
+
+def test_register_refuses_broken_artifacts_and_other_backbones(artifacts, tmp_path, capsys):
+    metrics = write_metrics(tmp_path / "m.json", 0.8, 0.8, 0.8)
+    base = ["registry", "register", "pets", "--data-version", "3" * 32, "--metrics", metrics]
+    other = build_prompts(tiny_backbone("shipped", seed=5), "coop", ClassificationTask(["a", "b"]))
+    cases = {
+        "missing": (tmp_path / "nowhere", "is not a directory"),
+        "other backbone": (save_prompts(other, tmp_path / "other"), "declares shipped:tiny"),
+    }
+    for name, (artifact, expected) in cases.items():
+        code, _, err = run(capsys, *base[:3], str(artifact), *base[3:])
+        assert code == 2 and expected in err, name
+        assert "Traceback" not in err
+    code, _, err = run(capsys, *base[:3], str(artifacts[0]), *base[3:6], str(tmp_path / "x.json"))
+    assert code == 2 and "--metrics" in err and "file not found" in err
+    assert run(capsys, "registry", "list", "pets")[1].strip() == "(none)"

@@ -10,7 +10,12 @@ import pytest
 from flows.cli import main
 from registry import open_registry
 
-from .test_registry_cli import artifacts, run, write_metrics  # noqa: F401  (fixture)
+from .test_registry_cli import (  # noqa: F401  (fixtures: the pets domain, its artifacts)
+    artifacts,
+    pets_domain,
+    run,
+    write_metrics,
+)
 
 
 def add(capsys, name, role, *extra):

@@ -103,6 +103,6 @@ def test_scored_predictions_match_predict_and_the_top1_metric(task_name):
         metrics = model.task.evaluate(model, emb, batch)
     assert [p for p, _ in scored] == model.task.predict(model, emb, batch)
     assert all(0.0 < s <= 1.0 for _, s in scored)
-    targets = [getattr(e, model.task.target_field) for e in batch]
+    targets = [getattr(e, model.task.contract.target) for e in batch]
     correct = sum(p == t for (p, _), t in zip(scored, targets, strict=True)) / len(batch)
     assert correct == pytest.approx(metrics[TOP1[task_name]])

@@ -201,9 +201,22 @@ def test_superseded_request_is_refused(reg, tmp_path):
     promote(reg, "retail", 1)
     stale = reg.request_promotion("retail", 2, requested_by="ana", policy=POLICY)
     promote(reg, "retail", 3)
-    with pytest.raises(RuleViolation, match="superseded: retail:production moved from v1 to v3"):
+    with pytest.raises(
+        RuleViolation,
+        match="superseded: retail:production pointed at v1 when it was opened and now points at v3",
+    ):
         reg.approve(stale.id, reviewer="ben")
     assert reg.get_request(stale.id).status == "pending" and reg.resolve("retail") == 3
+
+
+def test_superseded_first_request_says_production_was_unset(reg, tmp_path):
+    data(reg)
+    for tag in ("one", "two"):
+        register(reg, tmp_path, tag, acc=0.8)
+    first = reg.request_promotion("retail", 1, requested_by="ana", policy=POLICY)
+    promote(reg, "retail", 2)
+    with pytest.raises(RuleViolation, match="was unset when it was opened and now points at v2"):
+        reg.approve(first.id, reviewer="ben")
 
 
 def test_rollback_returns_to_an_earlier_production_version_and_is_recorded(reg, tmp_path):

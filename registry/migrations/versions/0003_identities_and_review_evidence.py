@@ -1,8 +1,8 @@
 """identities and review evidence: users (roles, token hashes), sessions, audit log,
 protected aliases; per-example predictions, example thumbnails, training history
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: 0003
+Revises: 0002
 Create Date: 2026-12-01
 """
 
@@ -13,8 +13,8 @@ from alembic import op
 
 import registry.models
 
-revision = "0002"
-down_revision = "0001"
+revision = "0003"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
