@@ -1,4 +1,6 @@
-"""mpt_core: multimodal prompt tuning on a frozen, shared dual-encoder backbone.
+"""mpt_core: multimodal prompt tuning on a frozen, shared vision-language backbone
+(dual encoders for classification, retrieval, VQA; generative ones for captioning and
+open VQA).
 
     from mpt_core import load_backbone, build_prompts, ClassificationTask, Example, fit
     backbone = load_backbone("shipped")
@@ -36,7 +38,10 @@ _EXPORTS = {
     "PRESETS": "prompts",
     "PromptConfig": "prompts",
     "TASKS": "tasks",
+    "CaptioningTask": "tasks",
     "ClassificationTask": "tasks",
+    "OpenVQATask": "tasks",
+    "GenerativeModel": "generative",
     "RetrievalTask": "tasks",
     "VQATask": "tasks",
     "TrainConfig": "training",
@@ -52,11 +57,14 @@ __all__ = [
     "ArtifactError",
     "Backbone",
     "BackboneMismatchError",
+    "CaptioningTask",
     "ClassificationTask",
     "ConfigError",
     "DataError",
     "Example",
+    "GenerativeModel",
     "MptError",
+    "OpenVQATask",
     "PromptConfig",
     "PromptServer",
     "PromptedModel",
@@ -102,8 +110,16 @@ if TYPE_CHECKING:  # for type checkers and IDEs
         MptError,
         UnknownNameError,
     )
+    from .generative import GenerativeModel
     from .inference import PromptServer
     from .model import PromptedModel, build_prompts
     from .prompts import PRESETS, PromptConfig
-    from .tasks import TASKS, ClassificationTask, RetrievalTask, VQATask
+    from .tasks import (
+        TASKS,
+        CaptioningTask,
+        ClassificationTask,
+        OpenVQATask,
+        RetrievalTask,
+        VQATask,
+    )
     from .training import TrainConfig, TrainResult, evaluate, fit

@@ -25,7 +25,9 @@ from safetensors.torch import save as save_tensors
 
 from . import __version__
 from .backbones.base import Backbone, BackboneIdentity
+from .backbones.generative import GenerativeBackbone
 from .errors import ArtifactError, BackboneMismatchError
+from .generative.model import GenerativeModel, build_generative
 from .model import PromptedModel
 from .prompts import MultimodalPrompts, PromptConfig
 from .tasks import task_from_dict
@@ -49,7 +51,9 @@ class PromptArtifact:
         return json.loads(self.config_json)
 
 
-def artifact_config(model: PromptedModel, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def artifact_config(
+    model: PromptedModel | GenerativeModel, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
     slots = model.backbone.slots
     return {
         "format_version": FORMAT_VERSION,
@@ -69,7 +73,9 @@ def artifact_config(model: PromptedModel, extra: dict[str, Any] | None = None) -
     }
 
 
-def prompts_to_bytes(model: PromptedModel, extra: dict[str, Any] | None = None) -> PromptArtifact:
+def prompts_to_bytes(
+    model: PromptedModel | GenerativeModel, extra: dict[str, Any] | None = None
+) -> PromptArtifact:
     """The artifact of `model` in memory; the config records the tensors' sha256."""
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     blob = save_tensors(tensors)
@@ -78,7 +84,9 @@ def prompts_to_bytes(model: PromptedModel, extra: dict[str, Any] | None = None) 
 
 
 def save_prompts(
-    model: PromptedModel, directory: str | Path, extra: dict[str, Any] | None = None
+    model: PromptedModel | GenerativeModel,
+    directory: str | Path,
+    extra: dict[str, Any] | None = None,
 ) -> Path:
     """Write the artifact into `directory` (created). Files appear whole or not at all."""
     return write_artifact(prompts_to_bytes(model, extra), directory)
@@ -201,17 +209,24 @@ def _check_backbone(config: dict[str, Any], backbone: BackboneIdentity, source: 
 
 
 def prompts_from_bytes(
-    artifact: PromptArtifact, backbone: Backbone, source: str = "prompt artifact"
-) -> PromptedModel:
-    """Rebuild a PromptedModel from a verified artifact, on the backbone it was trained on."""
+    artifact: PromptArtifact,
+    backbone: Backbone | GenerativeBackbone,
+    source: str = "prompt artifact",
+) -> PromptedModel | GenerativeModel:
+    """Rebuild the prompted model from a verified artifact, on the backbone it was trained on."""
     config, tensors = verify_artifact(artifact, source=source, backbone=backbone.identity)
     try:
-        prompts = MultimodalPrompts(PromptConfig.from_dict(config["prompt_config"]), backbone.slots)
+        prompt_config = PromptConfig.from_dict(config["prompt_config"])
         task_spec = dict(config["task"])
         task = task_from_dict(task_spec.pop("name"), task_spec)
     except (KeyError, TypeError, ValueError) as exc:
         raise ArtifactError(f"{source}: its config cannot be used ({exc})") from None
-    model = PromptedModel(backbone, prompts, task, config.get("method"))
+    model: PromptedModel | GenerativeModel
+    if isinstance(backbone, GenerativeBackbone):  # prompts around a language model
+        model = build_generative(backbone, prompt_config, task, config.get("method"))
+    else:
+        prompts = MultimodalPrompts(prompt_config, backbone.slots)
+        model = PromptedModel(backbone, prompts, task, config.get("method"))
     tensors = {k: v.to(backbone.device) for k, v in tensors.items()}
     missing, unexpected = model.load_state_dict(tensors, strict=False)
     if missing or unexpected:
@@ -223,6 +238,8 @@ def prompts_from_bytes(
     return model
 
 
-def load_prompts(directory: str | Path, backbone: Backbone) -> PromptedModel:
+def load_prompts(
+    directory: str | Path, backbone: Backbone | GenerativeBackbone
+) -> PromptedModel | GenerativeModel:
     """Rebuild a PromptedModel from an artifact directory, on the backbone it was trained on."""
     return prompts_from_bytes(read_artifact(directory), backbone, source=str(directory))

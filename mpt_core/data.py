@@ -18,7 +18,9 @@ ImageSource = Image.Image | str | Path
 class Example:
     """One image and its target; which fields matter depends on the task.
 
-    classification: `label`; retrieval: `caption`; vqa: `question` and `answer`.
+    classification: `label`; retrieval and captioning: `caption`; vqa and vqa-open:
+    `question` and `answer` (vqa-open: optionally `question_type`, which groups its
+    per-question-type accuracy).
     """
 
     image: ImageSource
@@ -26,6 +28,7 @@ class Example:
     caption: str | None = None
     question: str | None = None
     answer: str | None = None
+    question_type: str | None = None
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

@@ -9,9 +9,13 @@ import torch
 
 from .artifacts import load_prompts
 from .backbones.base import Backbone
+from .backbones.generative import GenerativeBackbone
 from .data import Example
 from .errors import ConfigError, UnknownNameError
+from .generative.model import GenerativeModel
 from .model import PromptedModel
+
+DomainModel = PromptedModel | GenerativeModel
 
 
 class PromptServer:
@@ -22,12 +26,13 @@ class PromptServer:
     >>> server.predict([("retail", Example(image)), ("medical", Example(image2, caption=...))])
     """
 
-    def __init__(self, backbone: Backbone) -> None:
+    def __init__(self, backbone: Backbone | GenerativeBackbone) -> None:
         self.backbone = backbone
-        self.models: dict[str, PromptedModel] = {}
+        self.models: dict[str, DomainModel] = {}
 
-    def add(self, domain: str, source: PromptedModel | str | Path) -> PromptedModel:
-        model = source if isinstance(source, PromptedModel) else load_prompts(source, self.backbone)
+    def add(self, domain: str, source: DomainModel | str | Path) -> DomainModel:
+        is_path = isinstance(source, str | Path)
+        model = load_prompts(source, self.backbone) if is_path else source
         if model.backbone is not self.backbone:
             raise ConfigError(
                 f"domain {domain!r}: its prompts hold another backbone object; "
@@ -39,7 +44,7 @@ class PromptServer:
     def domains(self) -> list[str]:
         return sorted(self.models)
 
-    def _model(self, domain: str) -> PromptedModel:
+    def _model(self, domain: str) -> DomainModel:
         try:
             return self.models[domain]
         except KeyError:
@@ -49,8 +54,9 @@ class PromptServer:
 
     @torch.no_grad()
     def predict(self, items: Sequence[tuple[str, Example]]) -> list[str]:
-        """Predictions in input order; examples are grouped per domain internally, so each
-        domain's candidate texts and prompts are computed once per call."""
+        """Predictions in input order (class names, answers or generated text); examples are
+        grouped per domain internally, so each domain's candidate texts and prompts are
+        computed once per call."""
         out: list[str | None] = [None] * len(items)
         groups: dict[str, list[int]] = {}
         for i, (domain, _) in enumerate(items):

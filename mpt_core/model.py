@@ -10,10 +10,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from .backbones.base import Backbone
+from .backbones.generative import GenerativeBackbone
 from .data import Example, ImageSource, load_image
 from .prompts import MultimodalPrompts, PromptConfig, preset_config
 
 if TYPE_CHECKING:
+    from .generative.model import GenerativeModel
     from .tasks.base import Task
 
 
@@ -138,16 +140,24 @@ class PromptedModel(nn.Module):
 
 
 def build_prompts(
-    backbone: Backbone,
+    backbone: Backbone | GenerativeBackbone,
     preset: str,
     task: Task,
     *,
     seed: int = 0,
     **overrides: object,
-) -> PromptedModel:
+) -> PromptedModel | GenerativeModel:
     """Prompts of `preset` (with config field overrides) for `task` on `backbone`.
 
     >>> model = build_prompts(load_backbone("shipped"), "mpt", ClassificationTask(["cat", "dog"]))
+    >>> captioner = build_prompts(load_backbone("hf-blip2", path), "mpt", CaptioningTask())
     """
+    from .support import check_supported  # late: it imports the task registry
+
+    check_supported(backbone.family, backbone.kind, preset, task.name, task.backbone_kind)
     config = preset_config(preset, backbone.slots, **overrides)
+    if isinstance(backbone, GenerativeBackbone):  # prompts around a language model
+        from .generative.model import build_generative
+
+        return build_generative(backbone, config, task, preset, seed)
     return PromptedModel(backbone, MultimodalPrompts(config, backbone.slots, seed), task, preset)

@@ -163,16 +163,20 @@ def _value_checks(config: DomainConfig, present: set[str]) -> list[Check]:
                     row_condition=Column(selector) == key,
                     needs=(selector,),
                 )
-    low, high = config.validation.caption_length
-    for field in contract.text_fields:
-        column = layout.column(field)
+    for text in contract.text_fields:
+        column = layout.column(text.field)
         if column not in present:
             continue
+        if text.field == "caption":
+            low, high = config.validation.caption_length
+            source = "validation.caption_length"
+        else:
+            low, high, source = text.min_chars, text.max_chars, f"task {config.task!r}"
         exp = gxe.ExpectColumnValueLengthsToBeBetween(column=column, min_value=low, max_value=high)
-        problem = (
-            f"with {field} length outside {low}..{high} characters (validation.caption_length)"
-        )
-        checks.append(_check(f"{field}_length", column, problem, exp, "value", column))
+        problem = f"with {text.field} length outside {low}..{high} characters ({source})"
+        checks.append(_check(f"{text.field}_length", column, problem, exp, "value", column))
+    if contract.row_key is None:  # identical rows are meaningful (several annotators)
+        return checks
     key = [layout.column(f) for f in contract.row_key]
     if all(c in present for c in key):
         if len(key) == 1:

@@ -1,36 +1,56 @@
-"""Backbone families: one adapter module each, registered in `FAMILIES`."""
+"""Backbone families: one adapter module each, registered in `FAMILIES`.
+
+A family's adapter module is imported on first use (transformers imports take seconds), so
+looking up a family, or the cached sha256 of its weights, loads nothing.
+"""
 
 from __future__ import annotations
 
+import importlib
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from threading import Lock
+from types import ModuleType
 from typing import Any
 
 from .._registry import Registry
 from ..cache import file_stamp, read_json, update_json
-from . import hf_clip, shipped
 from .base import Backbone, BackboneIdentity, PromptSlots, TowerSlot, state_dict_sha256
-
-
-def _no_files(name: str, **options: Any) -> list[Path] | None:
-    return None
+from .generative import GenerativeBackbone
 
 
 @dataclass(frozen=True)
 class BackboneFamily:
-    """load(name, **options) builds a frozen backbone; tiny(seed) a random one for tests;
-    weight_files(name, **options) lists the files its weights come from (None: unknown),
-    which keys the cached sha256 of those weights."""
+    """A family of backbones and the adapter module (in this package) that builds them.
+
+    The adapter has `load(name, **options)` (a frozen backbone), `tiny(seed)` (a random
+    one for tests) and optionally `weight_files(name, **options)` (the files its weights
+    come from, which key the cached sha256 of those weights; None: unknown).
+    kind: the tasks it runs (`Task.backbone_kind`); presets: the preset names it supports
+    (None: every registered preset). `mpt_core.support` answers from these.
+    """
 
     name: str
-    load: Callable[..., Backbone]
-    tiny: Callable[..., Backbone]
+    module: str
     default_name: str
     help: str
-    weight_files: Callable[..., list[Path] | None] = _no_files
+    kind: str = "dual-encoder"
+    presets: tuple[str, ...] | None = None
+
+    @property
+    def adapter(self) -> ModuleType:
+        return importlib.import_module(f"{__name__}.{self.module}")
+
+    def load(self, name: str, **options: Any) -> Backbone | GenerativeBackbone:
+        return self.adapter.load(name, **options)
+
+    def tiny(self, seed: int = 0) -> Backbone | GenerativeBackbone:
+        return self.adapter.tiny(seed)
+
+    def weight_files(self, name: str, **options: Any) -> list[Path] | None:
+        files = getattr(self.adapter, "weight_files", None)
+        return None if files is None else files(name, **options)
 
 
 FAMILIES: Registry[BackboneFamily] = Registry("backbone family")
@@ -38,34 +58,45 @@ FAMILIES.register(
     "hf-clip",
     BackboneFamily(
         "hf-clip",
-        hf_clip.load,
-        hf_clip.tiny,
+        "hf_clip",
         "openai/clip-vit-base-patch32",
         "transformers CLIPModel by hub id (local cache) or local path",
-        hf_clip.weight_files,
     ),
 )
 FAMILIES.register(
     "shipped",
     BackboneFamily(
         "shipped",
-        shipped.load,
-        shipped.tiny,
+        "shipped",
         "default",
         "offline default: MiniLM-L6 text tower + EfficientNet-Lite0 image tower + frozen bridge",
-        shipped.weight_files,
+    ),
+)
+FAMILIES.register(
+    "hf-blip2",
+    BackboneFamily(
+        "hf-blip2",
+        "hf_blip2",
+        "Salesforce/blip2-opt-2.7b",
+        "transformers Blip2ForConditionalGeneration (captioning, open VQA) by cached hub id "
+        "or local path",
+        kind="generative",
+        presets=("coop", "maple", "mpt", "vpt"),
     ),
 )
 
-_cache: dict[tuple, Backbone] = {}
+_cache: dict[tuple, Backbone | GenerativeBackbone] = {}
 _lock = Lock()
 
 
-def load_backbone(family: str = "shipped", name: str | None = None, **options: Any) -> Backbone:
+def load_backbone(
+    family: str = "shipped", name: str | None = None, **options: Any
+) -> Backbone | GenerativeBackbone:
     """Load (once per process) a frozen backbone. `name="tiny"` gives the tiny random config.
 
     >>> backbone = load_backbone("shipped")            # offline default
     >>> clip = load_backbone("hf-clip", "/models/clip-vit-b32")
+    >>> blip2 = load_backbone("hf-blip2", "/models/blip2-opt-2.7b", dtype="bfloat16")
     """
     spec = FAMILIES.get(family)
     name = name or spec.default_name
@@ -110,7 +141,7 @@ def backbone_sha256(family: str = "shipped", name: str | None = None, **options:
     return load_backbone(family, name, **options).identity.weights_sha256
 
 
-def tiny_backbone(family: str, seed: int = 0) -> Backbone:
+def tiny_backbone(family: str, seed: int = 0) -> Backbone | GenerativeBackbone:
     """A fresh tiny random backbone of `family` (not cached), for tests."""
     return FAMILIES.get(family).tiny(seed)
 
@@ -120,6 +151,7 @@ __all__ = [
     "Backbone",
     "BackboneFamily",
     "BackboneIdentity",
+    "GenerativeBackbone",
     "PromptSlots",
     "TowerSlot",
     "backbone_sha256",

@@ -78,6 +78,7 @@ class Backbone(nn.Module, ABC):
     """
 
     family: ClassVar[str]
+    kind: ClassVar[str] = "dual-encoder"  # see `Task.backbone_kind`; generative.py has the other
     #: The shipped bridge puts every image near one point; subtracting the domain's mean
     #: image embedding before normalising is what makes its zero-shot space usable.
     centers_images: ClassVar[bool] = False

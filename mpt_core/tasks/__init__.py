@@ -1,4 +1,5 @@
-"""Tasks, registered by name: classification, retrieval, vqa."""
+"""Tasks, registered by name: classification, retrieval, vqa (dual encoders) and
+captioning, vqa-open (generative backbones)."""
 
 from __future__ import annotations
 
@@ -6,13 +7,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from .._registry import Registry
-from .base import Metrics, Task, TaskContract, ValueSet
+from .base import Metrics, Task, TaskContract, TextField, ValueSet
+from .captioning import CaptioningTask
 from .classification import ClassificationTask
 from .retrieval import RetrievalTask
 from .vqa import VQATask
+from .vqa_open import OpenVQATask
 
 TASKS: Registry[type[Task]] = Registry("task")
-for _cls in (ClassificationTask, RetrievalTask, VQATask):
+for _cls in (ClassificationTask, RetrievalTask, VQATask, CaptioningTask, OpenVQATask):
     TASKS.register(_cls.name, _cls)
 
 
@@ -27,11 +30,14 @@ def task_from_declaration(name: str, declared: Mapping[str, Any]) -> Task:
 
 __all__ = [
     "TASKS",
+    "CaptioningTask",
     "ClassificationTask",
     "Metrics",
+    "OpenVQATask",
     "RetrievalTask",
     "Task",
     "TaskContract",
+    "TextField",
     "VQATask",
     "ValueSet",
     "task_from_declaration",

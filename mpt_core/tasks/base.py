@@ -35,6 +35,16 @@ class ValueSet:
 
 
 @dataclass(frozen=True)
+class TextField:
+    """A free-text Example field and the length (characters, stripped) a value may have.
+    For `caption`, a domain's `validation.caption_length` overrides these bounds."""
+
+    field: str
+    min_chars: int
+    max_chars: int
+
+
+@dataclass(frozen=True)
 class TaskContract:
     """What a task needs from a domain's data and declaration, and what it reports.
 
@@ -54,10 +64,11 @@ class TaskContract:
     """Metrics key of the per-group dict ({class: accuracy}) a policy checks for regressions."""
     group_field: str | None = None
     """The Example field whose values key `group_metric` (label, question)."""
-    text_fields: tuple[str, ...] = ()
-    """Free-text fields whose length is bounded by validation (captions)."""
-    row_key: tuple[str, ...] = ("image",)
-    """Fields that identify a row: no two rows may share them."""
+    text_fields: tuple[TextField, ...] = ()
+    """Free-text fields whose length validation bounds (captions, open answers)."""
+    row_key: tuple[str, ...] | None = ("image",)
+    """Fields that identify a row: no two rows may share them. None: identical rows are
+    meaningful (several annotators giving the same answer) and allowed."""
     optional_fields: tuple[str, ...] = ()
     """Example fields read when present, never required."""
     declaration_help: str = ""
@@ -65,7 +76,8 @@ class TaskContract:
 
     def __post_init__(self) -> None:
         known = {"image", *EXAMPLE_FIELDS}
-        named = [*self.fields, *self.optional_fields, *self.text_fields, *self.row_key]
+        named = [*self.fields, *self.optional_fields, *(t.field for t in self.text_fields)]
+        named += list(self.row_key or ())
         if self.target not in self.fields:
             raise ValueError(f"target {self.target!r} is not one of the fields {self.fields}")
         if self.value_set is not None:
@@ -95,6 +107,9 @@ class Task(ABC):
     contract: ClassVar[TaskContract]
     primary_metric: ClassVar[str]
     """Set from the contract."""
+    #: The kind of backbone the task runs on (`Backbone.kind`): "dual-encoder" scores texts
+    #: against images, "generative" writes text (see `tasks/generation.py`).
+    backbone_kind: ClassVar[str] = "dual-encoder"
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -133,11 +148,12 @@ class Task(ABC):
     @abstractmethod
     def predict_scored(
         self, model: PromptedModel, image_emb: torch.Tensor, examples: Sequence[Example]
-    ) -> list[tuple[str, float]]:
-        """`predict`, with each prediction's softmax probability among its candidates.
+    ) -> list[tuple[str, float | None]]:
+        """`predict`, with each prediction's probability among its candidates (None where
+        there is no cheap one, as for generated text).
 
-        Ranks exactly what `evaluate` ranks, so the share of correct predictions equals the
-        task's top-1 metric on the same examples."""
+        A ranking task ranks exactly what `evaluate` ranks, so the share of correct
+        predictions equals its top-1 metric on the same examples."""
 
     @abstractmethod
     def to_dict(self) -> dict[str, Any]:
@@ -149,13 +165,19 @@ class Task(ABC):
 
 
 def take_declaration(
-    task: type[Task], declared: Mapping[str, Any], *, template: bool = True
+    task: type[Task],
+    declared: Mapping[str, Any],
+    *,
+    template: bool = True,
+    options: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """The declared keys a task reads, checked: its value-set key is present, nothing else
-    is (an unused `labels` on a retrieval domain is a mistake worth saying)."""
+    is (an unused `labels` on a retrieval domain, a misspelt option, are mistakes worth
+    saying). `options`: the task options it accepts (domain.yaml `task_options`)."""
     from ..errors import ConfigError
 
     wanted = set(task.contract.declaration_keys) | ({"template"} if template else set())
+    wanted |= set(options)
     given = {k: v for k, v in declared.items() if v is not None}
     for key in task.contract.declaration_keys:
         if not given.get(key):

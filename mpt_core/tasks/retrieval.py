@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from ..data import Example, require
 from ..errors import DataError
-from .base import Metrics, Task, TaskContract, take_declaration
+from .base import Metrics, Task, TaskContract, TextField, take_declaration
 from .metrics import recall_at_k
 
 KS = (1, 5, 10)
@@ -31,7 +31,7 @@ class RetrievalTask(Task):
         metrics=("r1_mean", *(f"{d}_r{k}" for d in ("i2t", "t2i") for k in KS)),
         primary_metric="r1_mean",
         target="caption",
-        text_fields=("caption",),
+        text_fields=(TextField("caption", 3, 500),),
         declaration_help="# Retrieval matches images to their `caption` column; no labels.\n",
     )
 

@@ -22,7 +22,8 @@ def test_backbone_show_prints_identity_and_slots(capsys):
 
 def test_unknown_family_is_an_error_not_a_traceback(capsys):
     assert main(["backbone", "nope"]) == 2
-    assert "unknown backbone family 'nope'; known: hf-clip, shipped" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "unknown backbone family 'nope'; known: hf-blip2, hf-clip, shipped" in err
 
 
 def test_version(capsys):

@@ -1,0 +1,12 @@
+"""Prompt tuning on a frozen generative backbone (image -> text): prompts and the model."""
+
+from .model import GenerativeModel, build_generative
+from .prompts import GenerativePrompts, GenerativePromptSet, QFormerFusion
+
+__all__ = [
+    "GenerativeModel",
+    "GenerativePromptSet",
+    "GenerativePrompts",
+    "QFormerFusion",
+    "build_generative",
+]

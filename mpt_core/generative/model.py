@@ -1,0 +1,164 @@
+"""`GenerativeModel`: a shared frozen generative backbone + one domain's prompts + its task.
+
+It offers the trainer and the artifacts what `PromptedModel` offers them (prepare the
+images once, embed a prepared batch, `prompts()`, `predict`, `state_dict`), so `fit`,
+`evaluate`, `save_prompts`, `load_prompts` and `PromptServer` serve both. What a
+prepared batch embeds into is the language model's input: (B, Q, d_lm) query embeddings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from ..backbones.generative import GenerativeBackbone
+from ..data import Example, ImageSource, load_image
+from ..prompts.config import PromptConfig
+from .prompts import GenerativePrompts
+
+if TYPE_CHECKING:
+    from ..tasks.base import Task
+
+GENERATION_BATCH = 32
+
+
+class GenerativeModel(nn.Module):
+    """Only `prompts` belong to this module; the backbone is held, not registered, so
+    `parameters()`, `state_dict()` and the optimizer see the prompts alone."""
+
+    centered = False  # no shared embedding space, nothing to centre
+
+    def __init__(
+        self,
+        backbone: GenerativeBackbone,
+        prompts: GenerativePrompts,
+        task: Task,
+        preset: str | None = None,
+    ) -> None:
+        super().__init__()
+        object.__setattr__(self, "backbone", backbone)
+        self.prompts = prompts
+        self.task = task
+        self.preset = preset
+        self.to(backbone.device)
+
+    # --- what trains ---------------------------------------------------------------
+    @property
+    def config(self) -> PromptConfig:
+        return self.prompts.config
+
+    def num_trainable(self) -> int:
+        return self.prompts.num_trainable()
+
+    def trainable_fraction(self) -> float:
+        """Trainable prompt parameters / backbone parameters."""
+        return self.num_trainable() / self.backbone.num_parameters()
+
+    @property
+    def text_frozen(self) -> bool:
+        return not self.config.has_text
+
+    @property
+    def vision_frozen(self) -> bool:
+        """No visual prompt (and so no fusion): the whole image side is frozen."""
+        return not self.config.has_vision
+
+    # --- images ---------------------------------------------------------------------
+    @torch.no_grad()
+    def prepare_images(self, images: Sequence[ImageSource], batch_size: int = 64) -> torch.Tensor:
+        """What a training step starts from, computed once: pixels, or, when no visual
+        prompt exists, the finished query embeddings (B, Q, d_lm)."""
+        out = []
+        for start in range(0, len(images), batch_size):
+            chunk = [load_image(x) for x in images[start : start + batch_size]]
+            pixels = self.backbone.preprocess(chunk)
+            if self.vision_frozen:
+                pixels = self.backbone.query_embeds(self.backbone.encode_image(pixels).tokens)
+            out.append(pixels)
+        return torch.cat(out)
+
+    def embed_prepared(
+        self, prepared: torch.Tensor, vision: Sequence[torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """Prepared images -> (B, Q, d_lm) query embeddings for the language model.
+        `vision`: the per-layer visual prompts, when the caller computed them already."""
+        if self.vision_frozen:
+            return prepared
+        prompts = self.prompts()
+        image = self.backbone.encode_image(prepared, prompts.vision if vision is None else vision)
+        fusion = self.prompts.query_fusion(prompts, image.prompt_states)
+        return self.backbone.query_embeds(image.tokens, fusion)
+
+    def encode_images(self, images: Sequence[ImageSource]) -> torch.Tensor:
+        return self.embed_prepared(self.prepare_images(images))
+
+    # --- text -----------------------------------------------------------------------
+    def _prompt_ids(self, prompts: Sequence[str]) -> list[list[int]]:
+        return self.backbone.tokenizer.encode(prompts)
+
+    def _target_ids(self, prompts: Sequence[str], targets: Sequence[str]) -> list[list[int]]:
+        # A decoder-only LM reads the target right after the prompt text: its tokenizer
+        # (byte-level BPE) marks a new word by a leading space, as in "Answer: yes".
+        sep = "" if self.backbone.is_encoder_decoder else " "
+        return self.backbone.tokenizer.encode(
+            [(sep if p else "") + t for p, t in zip(prompts, targets, strict=True)]
+        )
+
+    def lm_loss(
+        self, queries: torch.Tensor, prompts: Sequence[str], targets: Sequence[str]
+    ) -> torch.Tensor:
+        """Teacher-forced cross-entropy of `targets` given the images and text prompts."""
+        return self.backbone.lm_loss(
+            queries,
+            self.prompts().text,
+            self._prompt_ids(prompts),
+            self._target_ids(prompts, targets),
+        )
+
+    @torch.no_grad()
+    def generate(
+        self,
+        queries: torch.Tensor,
+        prompts: Sequence[str],
+        *,
+        max_new_tokens: int,
+        num_beams: int = 1,
+        batch_size: int = GENERATION_BATCH,
+    ) -> list[str]:
+        """Generated text for each (query embeddings, prompt) pair, greedy or beam search."""
+        text = self.prompts().text
+        out: list[str] = []
+        for start in range(0, len(prompts), batch_size):
+            ids = self.backbone.generate(
+                queries[start : start + batch_size],
+                text,
+                self._prompt_ids(prompts[start : start + batch_size]),
+                max_new_tokens=max_new_tokens,
+                num_beams=num_beams,
+            )
+            out += self.backbone.tokenizer.decode(ids)
+        return out
+
+    # --- task-level -----------------------------------------------------------------
+    def predict(self, examples: Sequence[Example]) -> list[str]:
+        """The generated caption or answer for each example."""
+        with torch.no_grad():
+            emb = self.encode_images([e.image for e in examples])
+            return self.task.predict(self, emb, examples)
+
+    def extra_repr(self) -> str:
+        return f"preset={self.preset}, backbone={self.backbone.identity}, task={self.task.name}"
+
+
+def build_generative(
+    backbone: GenerativeBackbone,
+    config: PromptConfig,
+    task: Task,
+    preset: str | None = None,
+    seed: int = 0,
+) -> GenerativeModel:
+    """A domain's model on a generative backbone (`build_prompts` and `load_prompts` call it)."""
+    return GenerativeModel(backbone, GenerativePrompts(config, backbone, seed), task, preset)

@@ -1,0 +1,84 @@
+"""What the generative tasks (captioning, vqa-open) share: decoding options and the
+grouping of rows that describe the same image."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+from PIL import Image
+
+from ..data import ImageSource
+from ..errors import ConfigError
+from .base import Task, TaskContract
+
+if TYPE_CHECKING:
+    from ..generative.model import GenerativeModel
+
+
+def image_key(source: ImageSource) -> str:
+    """The same image, however it was handed over: a normalised path, or the pixels' hash
+    (rows of one image are separate PIL objects once read from storage)."""
+    if isinstance(source, Image.Image):
+        digest = hashlib.sha1(f"{source.mode}{source.size}".encode())
+        digest.update(source.tobytes())
+        return f"pixels:{digest.hexdigest()}"
+    return f"path:{os.path.normpath(str(source))}"
+
+
+def group_rows(keys: Sequence[Any]) -> dict[Any, list[int]]:
+    """key -> the indices of the rows with that key, in first-seen order."""
+    groups: dict[Any, list[int]] = {}
+    for i, key in enumerate(keys):
+        groups.setdefault(key, []).append(i)
+    return groups
+
+
+class GenerativeTask(Task):
+    """A task whose predictions are generated text (needs a generative backbone).
+
+    The loss is teacher-forced cross-entropy of the target text; evaluation generates
+    once per distinct input (an image, or an image and its question) and scores the
+    generation against every row's reference for it.
+    """
+
+    backbone_kind: ClassVar[str] = "generative"
+    contract: ClassVar[TaskContract]
+
+    def __init__(self, num_beams: int, max_new_tokens: int) -> None:
+        for field, value in (("num_beams", num_beams), ("max_new_tokens", max_new_tokens)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(
+                    f"{self.name} {field}={value!r}: must be an integer >= 1 "
+                    "(num_beams=1 is greedy decoding)"
+                )
+        self.num_beams = num_beams
+        self.max_new_tokens = max_new_tokens
+
+    def predict_scored(self, model, image_emb, examples) -> list[tuple[str, float | None]]:
+        """Generated text has no probability among candidates: the score is None."""
+        return [(text, None) for text in self.predict(model, image_emb, examples)]
+
+    def decoding(self) -> dict[str, int]:
+        return {"num_beams": self.num_beams, "max_new_tokens": self.max_new_tokens}
+
+    def generate_groups(
+        self,
+        model: GenerativeModel,
+        queries: torch.Tensor,
+        groups: dict[Any, list[int]],
+        prompts: Sequence[str],
+    ) -> dict[Any, str]:
+        """One generation per group, from its first row's (query embeddings, prompt)."""
+        first = [rows[0] for rows in groups.values()]
+        texts = model.generate(queries[first], [prompts[i] for i in first], **self.decoding())
+        return dict(zip(groups, texts, strict=True))
+
+    @staticmethod
+    def _reject(declaration: dict[str, Any], task: str, keys: Sequence[str], why: str) -> None:
+        for key in keys:
+            if declaration.get(key):
+                raise ConfigError(f"{key!r} is not used by task {task!r}: {why}; remove it")
