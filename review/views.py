@@ -23,6 +23,8 @@ MAX_SHOWN = 48
 MAX_LABELS = 20
 """A confusion matrix shows the most frequent true labels; the rest count as '(other)'."""
 OTHER = "(other)"
+OPEN_ENDED = 50
+"""More distinct true values than this (captions, open answers): no confusion matrix."""
 DOCS_INDEX = "data_docs/index.html"
 SHADES = 8
 
@@ -131,7 +133,8 @@ def class_rows(
 
 
 def confusions(rows: list[dict[str, Any]] | None, title: str) -> list[Confusion]:
-    """One matrix per question (VQA), else one; labels: targets first, then predictions."""
+    """One matrix per question (VQA), else one; labels: targets first, then predictions.
+    Open-ended groups (more than OPEN_ENDED distinct targets) get none."""
     if not rows:
         return []
     groups: dict[str | None, list[dict[str, Any]]] = {}
@@ -139,6 +142,8 @@ def confusions(rows: list[dict[str, Any]] | None, title: str) -> list[Confusion]
         groups.setdefault(row.get("question"), []).append(row)
     out = []
     for question, items in groups.items():
+        if len({r["target"] for r in items}) > OPEN_ENDED:
+            continue
         seen = [r["target"] for r in items] + [r["prediction"] for r in items]
         labels = list(dict.fromkeys(seen))
         if len(labels) > MAX_LABELS:  # e.g. retrieval over hundreds of captions
