@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 APT_STAMP := $(VENV)/.apt-installed
-APT_PACKAGES := dataset-fashion-mnist postgresql
+APT_PACKAGES := dataset-fashion-mnist postgresql chromium chromium-driver
 TORCH_PIN := torch==2.13.0
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
@@ -14,11 +14,12 @@ export TOKENIZERS_PARALLELISM := false
 export DVC_NO_ANALYTICS := 1
 export GX_ANALYTICS_ENABLED := false
 
-.PHONY: setup test lint demo quickstart bench results clean
+.PHONY: setup test lint demo review screenshots quickstart bench results clean
 
 setup: $(STAMP) $(APT_STAMP)
 
-# System packages (real demo data). Needs root; skipped with a note otherwise.
+# System packages (real demo data, PostgreSQL and the browser for the tests). Needs root;
+# skipped with a note otherwise.
 $(APT_STAMP): | $(STAMP)
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
@@ -44,12 +45,30 @@ test: setup lint
 
 # The main job on the embedded defaults: prepare the demo domains' data, run the retrain
 # flow (DVC, Great Expectations, Ray, Prefect ephemeral mode, SQLite registry under
-# $$MPT_HOME, default ~/.mpt), then print the registry.
+# $$MPT_HOME, default ~/.mpt), print the registry, then make (or on a re-run, give new
+# tokens to) a demo requester and reviewer and print how to review in the browser.
+MPT := $(VENV)/bin/mpt
+TOKEN_OF := $(PY) -c 'import json, sys; print(json.loads(sys.argv[1])["token"])'
 demo: setup
-	$(VENV)/bin/mpt domain prepare retail manufacturing medical
-	$(VENV)/bin/mpt run
-	$(VENV)/bin/mpt registry list
-	$(VENV)/bin/mpt promote list --status pending
+	$(MPT) domain prepare retail manufacturing medical
+	$(MPT) run
+	$(MPT) registry list
+	$(MPT) promote list --status pending
+	@req=$$($(MPT) user add demo-requester --role requester --if-exists rotate --json) && \
+	rev=$$($(MPT) user add demo-reviewer --role reviewer --if-exists rotate --json) && \
+	printf '\nReview the candidates in the browser: `make review` serves http://127.0.0.1:8001/\n' && \
+	printf 'Log in there with the reviewer token (the CLI takes them as MPT_TOKEN=...):\n\n' && \
+	printf '  reviewer   demo-reviewer    %s\n' "$$($(TOKEN_OF) "$$rev")" && \
+	printf '  requester  demo-requester   %s\n\n' "$$($(TOKEN_OF) "$$req")" && \
+	printf 'Tokens are shown once (only their hashes are kept); `make demo` again gives new ones.\n'
+
+# The review pages on 127.0.0.1:8001 against the registry of $$MPT_HOME (Ctrl+C stops).
+review: setup
+	$(VENV)/bin/mpt review
+
+# Refresh the README's screenshots (docs/review-*.png) from the browser tests.
+screenshots: setup
+	MPT_SCREENSHOT_DIR=$(CURDIR)/docs $(PY) -m pytest -q tests/review/test_browser.py -k sqlite
 
 quickstart: setup
 	$(PY) examples/quickstart.py

@@ -16,9 +16,9 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from .commands import core, domain, registry, run, schedule
+from .commands import core, domain, registry, review, run, schedule, users
 
-GROUPS = (core, domain, registry, run, schedule)
+GROUPS = (core, domain, registry, run, schedule, users, review)
 
 
 def build_parser() -> argparse.ArgumentParser:

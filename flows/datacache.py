@@ -57,7 +57,8 @@ class _Reader:
             import boto3
             from botocore.config import Config
 
-            self._s3 = boto3.client(
+            # A session of its own: the default one caches the first credentials it finds.
+            self._s3 = boto3.session.Session().client(
                 "s3",
                 endpoint_url=location.endpoint_url,
                 region_name=DEFAULT_S3_REGION if location.endpoint_url else None,

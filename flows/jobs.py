@@ -9,11 +9,14 @@ metrics and per-example predictions come back.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mpt_core.artifacts import PromptArtifact
 
 from .datacache import RemoteLocation
+
+if TYPE_CHECKING:
+    from .predictions import Evidence
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,8 @@ class TuneOutcome:
     trainable_parameters: int
     backbone: dict[str, str]
     """The identity (family, name, weights sha256) of the backbone the worker tuned on."""
+    evidence: Evidence | None = None
+    """Per-example test predictions of both versions and thumbnails, for reviewers."""
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from .datacache import RemoteLocation
 from .dataset import read_rows, rows_digest, rows_from_table
 from .domains import Domain
 from .jobs import BackboneRef, DataRef, TuneJob, TuneOutcome
+from .predictions import record_evidence
 from .validation.report import clip
 from .versioning import DataVersion, DataVersioner
 
@@ -323,6 +324,7 @@ def register_outcome(
     production = None
     if production_version is not None and outcome.production_metrics is not None:
         production = (production_version, outcome.production_metrics)
+    registry.ensure_service_account(FLOW_USER)  # the flow acts with direct database access
     version, request = registry.register_candidate(
         domain.name,
         {CONFIG: outcome.artifact.config_json.encode(), TENSORS: outcome.artifact.tensors},
@@ -336,7 +338,12 @@ def register_outcome(
         created_by=FLOW_USER,
         flow_run_id=flow_run_id,
         code_version=package_version(),
+        training_history=outcome.history,
     )
+    if outcome.evidence is not None:  # per-example predictions and thumbnails for reviewers
+        record_evidence(
+            registry, domain.name, version.number, production_version, md5, outcome.evidence
+        )
     metric = c.primary_metric
     return DomainResult(
         domain=domain.name,

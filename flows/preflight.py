@@ -88,7 +88,7 @@ def check_dvc_remote(url: str, endpoint_url: str | None, repo_root: Path | None)
 
     bucket, _, prefix = url.removeprefix("s3://").partition("/")
     key = "/".join(p for p in (prefix.strip("/"), f".mpt-preflight-{os.getpid()}") if p)
-    client = boto3.client(
+    client = boto3.session.Session().client(  # fresh credentials, not a cached session
         "s3",
         endpoint_url=endpoint_url,
         region_name="us-east-1" if endpoint_url else None,

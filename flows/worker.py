@@ -19,6 +19,7 @@ from .datacache import DataCache
 from .dataset import read_rows, rows_digest, split_examples
 from .domains.schema import DomainConfig
 from .jobs import BackboneRef, TuneJob, TuneOutcome
+from .predictions import evidence_for, relative_images
 
 EpochCallback = Callable[[dict[str, Any]], None]
 
@@ -67,7 +68,8 @@ def run_tune_job(
     splits, and return the artifact bytes and metrics. Images are read from disk in
     batches when needed, never all held at once."""
     config = DomainConfig.model_validate(job.config)
-    splits = job_examples(job, cache or node_cache())
+    cache = cache or node_cache()
+    splits = job_examples(job, cache)
     train, val, test = splits["train"], splits["val"], splits["test"]
     tuning = config.tuning.model_dump()
     model = build_prompts(
@@ -85,12 +87,14 @@ def run_tune_job(
     metrics = {"test": evaluate(model, test)}
     if val:
         metrics["val"] = evaluate(model, val)
-    production_metrics = None
+    production_metrics = production = None
     if job.production is not None:
         production = prompts_from_bytes(
             job.production, backbone, source=f"{job.domain} v{job.production_version}"
         )
         production_metrics = evaluate(production, test)
+    data_dir = cache.materialise(job.data.location, job.data.md5)  # already there: no copy
+    evidence = evidence_for(model, production, test, relative_images(test, data_dir))
     return TuneOutcome(
         domain=job.domain,
         artifact=prompts_to_bytes(model, extra=job.extra),
@@ -101,4 +105,5 @@ def run_tune_job(
         worker=worker or f"{socket.gethostname()}:{os.getpid()}",
         trainable_parameters=model.num_trainable(),
         backbone=backbone.identity.to_dict(),
+        evidence=evidence,
     )

@@ -17,6 +17,8 @@ from sqlalchemy.orm import Session
 from . import models as m
 from .db import session_scope
 from .errors import ConflictError, NotFoundError, RuleViolation
+from .evidence import EvidenceAPI
+from .identity import IdentityAPI, alias_role, append_audit, audited, authorize
 from .lineage import config_hash, git_commit, package_version
 from .policy import Policy, evaluate_policy, per_group
 from .records import (
@@ -49,8 +51,9 @@ def open_registry(settings: RegistrySettings | None = None) -> PromptRegistry:
     return PromptRegistry.from_settings(settings)
 
 
-class PromptRegistry:
-    """Prompt versions, lineage, aliases, reviewed promotions and their history.
+class PromptRegistry(IdentityAPI, EvidenceAPI):
+    """Prompt versions, lineage, aliases, reviewed promotions and their history; users,
+    roles and the audit log (`identity.py`); review evidence (`evidence.py`).
 
     >>> reg = PromptRegistry.from_settings()          # MPT_DATABASE_URL, MPT_ARTIFACT_STORE
     >>> v = reg.register_version("retail", "out/retail", method="mpt", ...)
@@ -158,6 +161,7 @@ class PromptRegistry:
             created_at=v.created_at,
             aliases=aliases,
             evaluations=evaluations,
+            training_history=v.training_history or [],
         )
 
     def _request_info(self, s: Session, r: m.PromotionRequest) -> RequestInfo:
@@ -265,12 +269,15 @@ class PromptRegistry:
         flow_run_id: str | None = None,
         code_version: str | None = None,
         commit: str | None = None,
+        training_history: list[dict[str, Any]] | None = None,
     ) -> VersionInfo:
         """Store the artifact (content-addressed) and write version N+1 with its lineage and
         its metrics per split on its own data version, all-or-nothing. If the database
         write fails the uploaded blob is an orphan that `gc()` removes."""
         stored = self.store.put_dir(Path(artifact_dir))
+        created_by = created_by or current_user()
         with session_scope(self.url) as s:
+            authorize(s, created_by, "requester", "registering a version")
             d = self._domain(s, domain, create=True)
             v = self._insert_version(
                 s,
@@ -285,6 +292,7 @@ class PromptRegistry:
                 flow_run_id=flow_run_id,
                 code_version=code_version,
                 commit=commit,
+                training_history=training_history,
             )
             return self._version_info(s, v)
 
@@ -304,6 +312,7 @@ class PromptRegistry:
         flow_run_id: str | None = None,
         code_version: str | None = None,
         split: str = "test",
+        training_history: list[dict[str, Any]] | None = None,
     ) -> tuple[VersionInfo, RequestInfo | None]:
         """What a retrain registers, in ONE transaction: the candidate version (artifact
         files, lineage, metrics), production's metrics on the same data version
@@ -311,7 +320,9 @@ class PromptRegistry:
         against `policy`. Idempotent on retry: the same flow run, domain and data version
         give back the version (and request) registered the first time, writing nothing."""
         stored = self.store.put(pack_files(files))  # content-addressed: a retry reuses it
+        created_by = created_by or current_user()
         with session_scope(self.url) as s:
+            authorize(s, created_by, "requester", "registering a candidate")
             d = self._domain(s, domain, create=True)
             data = self._data_version(s, d, data_version)
             if flow_run_id:
@@ -342,14 +353,15 @@ class PromptRegistry:
                 created_by=created_by,
                 flow_run_id=flow_run_id,
                 code_version=code_version,
+                training_history=training_history,
             )
             if production is not None:
                 number, prod_metrics = production
                 prod = self._version(s, d, number)
                 self._upsert_evaluation(s, prod, data, split, prod_metrics)
-            r = self._open_request(
-                s, d, v, requested_by=created_by or current_user(), policy=policy, split=split
-            )
+            r = self._open_request(s, d, v, requested_by=created_by, policy=policy, split=split)
+            what = {"domain": d.name, "alias": r.alias, "version": v.number, "request_id": r.id}
+            append_audit(s, "request", created_by, "ok", None, what)
             return self._version_info(s, v), self._request_info(s, r)
 
     def _insert_version(
@@ -367,6 +379,7 @@ class PromptRegistry:
         flow_run_id: str | None,
         code_version: str | None,
         commit: str | None = None,
+        training_history: list[dict[str, Any]] | None = None,
     ) -> m.PromptVersion:
         data = self._data_version(s, d, data_version)
         if not data.validation_passed:
@@ -403,6 +416,7 @@ class PromptRegistry:
             git_commit=commit if commit is not None else git_commit(),
             flow_run_id=flow_run_id,
             created_by=created_by or current_user(),
+            training_history=training_history,
         )
         s.add(v)
         s.flush()
@@ -588,7 +602,14 @@ class PromptRegistry:
         )
 
     def set_alias(
-        self, domain: str, alias: str, number: int, *, actor: str, reason: str = ""
+        self,
+        domain: str,
+        alias: str,
+        number: int,
+        *,
+        actor: str,
+        reason: str = "",
+        address: str | None = None,
     ) -> AliasInfo:
         """Point a non-production alias (staging, any free name) at a version."""
         if alias == PRODUCTION:
@@ -596,8 +617,11 @@ class PromptRegistry:
                 "production moves only through an approved promotion request "
                 "(`mpt promote request` + `mpt promote approve`) or a rollback"
             )
-        with session_scope(self.url) as s:
+        with audited(
+            self.url, "set_alias", actor, address, domain=domain, alias=alias, version=number
+        ) as (s, _):
             d = self._domain(s, domain)
+            authorize(s, actor, alias_role(s, d, alias), f"moving {domain}:{alias}")
             v = self._version(s, d, number)
             current = self._alias(s, d, alias)
             self._move(
@@ -622,10 +646,14 @@ class PromptRegistry:
         policy: Policy,
         alias: str = PRODUCTION,
         split: str = "test",
+        address: str | None = None,
     ) -> RequestInfo:
         """Open a request; the policy is evaluated now, candidate vs the alias's current
         version on the candidate's data version, and the report is stored with it."""
-        with session_scope(self.url) as s:
+        with audited(
+            self.url, "request", requested_by, address, domain=domain, alias=alias, version=number
+        ) as (s, what):
+            authorize(s, requested_by, "requester", "requesting a promotion")
             d = self._domain(s, domain)
             r = self._open_request(
                 s,
@@ -636,6 +664,7 @@ class PromptRegistry:
                 alias=alias,
                 split=split,
             )
+            what.update(request_id=r.id, policy_passed=r.policy_passed)
             return self._request_info(s, r)
 
     def _open_request(
@@ -735,12 +764,17 @@ class PromptRegistry:
         reviewer: str,
         comment: str = "",
         override_reason: str | None = None,
+        address: str | None = None,
     ) -> RequestInfo:
         """Approve and move the alias atomically. Refused if the policy failed (unless
         `override_reason`, recorded as an override) or the request is superseded."""
-        with session_scope(self.url) as s:
+        with audited(
+            self.url, "approve", reviewer, address, request_id=request_id, comment=comment
+        ) as (s, what):
             r = self._pending(s, request_id, reviewer)
             d = s.get(m.Domain, r.domain_id)
+            what.update(domain=d.name, alias=r.alias, override_reason=override_reason)
+            authorize(s, reviewer, "reviewer", f"approving request #{r.id}")
             v = s.get(m.PromptVersion, r.version_id)
             current = self._alias(s, d, r.alias)
             now_id = current.version_id if current else None
@@ -759,6 +793,7 @@ class PromptRegistry:
                     "override reason (--override REASON) to promote anyway, recorded as an override"
                 )
             kind = "override" if not r.policy_passed else "promotion"
+            what.update(version=v.number, kind=kind, from_version=self._number(s, now_id))
             reason = override_reason or comment or f"approved request #{r.id}"
             self._decide(s, r, "approved", reviewer, comment or (override_reason or ""))
             self._move(
@@ -776,11 +811,18 @@ class PromptRegistry:
             s.refresh(r)
             return self._request_info(s, r)
 
-    def reject(self, request_id: int, *, reviewer: str, comment: str) -> RequestInfo:
-        if not comment.strip():
-            raise RuleViolation("a rejection needs a comment saying why")
-        with session_scope(self.url) as s:
+    def reject(
+        self, request_id: int, *, reviewer: str, comment: str, address: str | None = None
+    ) -> RequestInfo:
+        with audited(
+            self.url, "reject", reviewer, address, request_id=request_id, comment=comment
+        ) as (s, what):
+            if not comment.strip():
+                raise RuleViolation("a rejection needs a comment saying why")
             r = self._pending(s, request_id, reviewer)
+            what.update(domain=s.get(m.Domain, r.domain_id).name, alias=r.alias)
+            what.update(version=self._number(s, r.version_id))
+            authorize(s, reviewer, "reviewer", f"rejecting request #{r.id}")
             self._decide(s, r, "rejected", reviewer, comment)
             s.flush()
             s.refresh(r)
@@ -807,13 +849,24 @@ class PromptRegistry:
             return self._request_info(s, r)
 
     def rollback(
-        self, domain: str, number: int, *, actor: str, reason: str, alias: str = PRODUCTION
+        self,
+        domain: str,
+        number: int,
+        *,
+        actor: str,
+        reason: str,
+        alias: str = PRODUCTION,
+        address: str | None = None,
     ) -> HistoryEntry:
         """Move the alias back to a version it pointed at before; recorded as a rollback."""
-        if not reason.strip():
-            raise RuleViolation("a rollback needs a reason")
-        with session_scope(self.url) as s:
+        with audited(
+            self.url, "rollback", actor, address, domain=domain, alias=alias, version=number
+        ) as (s, what):
+            if not reason.strip():
+                raise RuleViolation("a rollback needs a reason")
+            what["reason"] = reason
             d = self._domain(s, domain)
+            authorize(s, actor, alias_role(s, d, alias), f"rolling back {domain}:{alias}")
             v = self._version(s, d, number)
             current = self._alias(s, d, alias)
             if current is None:

@@ -16,6 +16,15 @@ class RuleViolation(RegistryError):
     """An action breaks a registry rule (reviewer is the requester, decision is final...)."""
 
 
+class PermissionDenied(RuleViolation):
+    """Authentication is on and the acting user's role does not allow the action (or the
+    actor is not an active user)."""
+
+
+class InvalidRecord(RegistryError, ValueError):
+    """Data handed to the registry is malformed (a prediction row, a thumbnail, a name)."""
+
+
 class ConflictError(RegistryError):
     """A concurrent change won; the action was not applied. Retry after re-reading."""
 

@@ -17,6 +17,7 @@ from sqlalchemy import (
     DateTime,
     ForeignKey,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -35,6 +36,9 @@ NAMING = {
 
 VERSION_STATUSES = ("candidate", "rejected", "archived")
 REQUEST_STATUSES = ("pending", "approved", "rejected")
+ROLES = ("viewer", "requester", "reviewer", "admin")
+"""Ordered: each role may do what the ones before it may."""
+AUDIT_OUTCOMES = ("ok", "refused")
 
 
 def utcnow() -> datetime:
@@ -124,6 +128,8 @@ class PromptVersion(Base):
     created_by: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     status: Mapped[str] = mapped_column(String(20), default="candidate")
+    training_history: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    """One row per epoch (epoch, train_loss, val_<metric>, ...), for the training curve."""
 
 
 class Evaluation(Base):
@@ -187,3 +193,106 @@ class AliasHistory(Base):
     reason: Mapped[str] = mapped_column(Text, default="")
     request_id: Mapped[int | None] = mapped_column(ForeignKey("promotion_requests.id"))
     at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+# ---------------------------------------------------------------------- identities
+class User(Base):
+    """A person with a role, proven by a token of which only a salted scrypt hash is kept;
+    or a service account (the retrain flow) that has no token and never logs in."""
+
+    __tablename__ = "users"
+    __table_args__ = (CheckConstraint(f"role IN {ROLES}", name="role"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    role: Mapped[str] = mapped_column(String(20))
+    key_id: Mapped[str | None] = mapped_column(String(32), unique=True)
+    """Public part of the token, to find the row without trying every hash."""
+    token_salt: Mapped[str | None] = mapped_column(String(64))
+    token_hash: Mapped[str | None] = mapped_column(String(128))
+    service: Mapped[bool] = mapped_column(Boolean, default=False)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    token_rotated_at: Mapped[datetime | None] = mapped_column()
+    revoked_at: Mapped[datetime | None] = mapped_column()
+    last_login_at: Mapped[datetime | None] = mapped_column()
+
+
+class UserSession(Base):
+    """A browser session: the cookie carries a random secret, the row only its sha256."""
+
+    __tablename__ = "sessions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    secret_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    address: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    ended_at: Mapped[datetime | None] = mapped_column()
+
+
+class AuditRecord(Base):
+    """Append-only: who did (or was refused) what, when, from which address."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (CheckConstraint(f"outcome IN {AUDIT_OUTCOMES}", name="outcome"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(50))
+    outcome: Mapped[str] = mapped_column(String(20))
+    address: Mapped[str | None] = mapped_column(String(200))
+    domain: Mapped[str | None] = mapped_column(String(100))
+    request_id: Mapped[int | None] = mapped_column(Integer)
+    """No foreign key: a refused action may name a request that does not exist."""
+    version: Mapped[int | None] = mapped_column(Integer)
+    alias: Mapped[str | None] = mapped_column(String(100))
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class ProtectedAlias(Base):
+    """An alias that, like production, only a reviewer or admin may move (auth on)."""
+
+    __tablename__ = "protected_aliases"
+    __table_args__ = (
+        UniqueConstraint("domain_id", "name", name="uq_protected_aliases_domain_name"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    domain_id: Mapped[int] = mapped_column(ForeignKey("domains.id"))
+    name: Mapped[str] = mapped_column(String(100))
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# ---------------------------------------------------------------------- review evidence
+class Prediction(Base):
+    """Per-example predictions of one version on one split of one data version, stored
+    when the flow evaluates it, so review pages never run a model."""
+
+    __tablename__ = "predictions"
+    __table_args__ = (
+        UniqueConstraint("version_id", "data_version_id", "split", name="uq_predictions_once"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("prompt_versions.id"))
+    data_version_id: Mapped[int] = mapped_column(ForeignKey("data_versions.id"))
+    split: Mapped[str] = mapped_column(String(20))
+    target_field: Mapped[str] = mapped_column(String(50))
+    rows: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    """[{"image", "question"?, "target", "prediction", "score"}] in the split's row order."""
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Thumbnail(Base):
+    """A small JPEG of one example image of a data version (disagreements only, capped)."""
+
+    __tablename__ = "example_thumbnails"
+    __table_args__ = (
+        UniqueConstraint("data_version_id", "split", "image", name="uq_example_thumbnails_image"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    data_version_id: Mapped[int] = mapped_column(ForeignKey("data_versions.id"))
+    split: Mapped[str] = mapped_column(String(20))
+    image: Mapped[str] = mapped_column(String(1000))
+    jpeg: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

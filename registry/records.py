@@ -70,6 +70,8 @@ class VersionInfo(_Record):
     created_at: datetime
     aliases: list[str] = field(default_factory=list)
     evaluations: list[EvaluationInfo] = field(default_factory=list)
+    training_history: list[dict[str, Any]] = field(default_factory=list)
+    """Per-epoch rows of the tuning run (epoch, train_loss, val_<metric>...), if stored."""
 
     def metrics(
         self, split: str = "test", data_version: str | None = None
@@ -119,3 +121,47 @@ class HistoryEntry(_Record):
     reason: str
     request_id: int | None
     at: datetime
+
+
+@dataclass(frozen=True)
+class UserInfo(_Record):
+    """A user as the registry shows it: never the token, nor its hash."""
+
+    name: str
+    role: str
+    active: bool
+    service: bool
+    created_by: str
+    created_at: datetime
+    token_rotated_at: datetime | None
+    revoked_at: datetime | None
+    last_login_at: datetime | None
+
+
+@dataclass(frozen=True)
+class AuditEntry(_Record):
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    outcome: str
+    """ok | refused"""
+    address: str | None
+    domain: str | None
+    request_id: int | None
+    version: int | None
+    alias: str | None
+    detail: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class PredictionSet(_Record):
+    """Per-example predictions of one version on one split of one data version."""
+
+    domain: str
+    version: int
+    data_version: str
+    split: str
+    target_field: str
+    rows: list[dict[str, Any]]
+    created_at: datetime

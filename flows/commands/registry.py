@@ -14,17 +14,18 @@ from typing import Any
 
 from mpt_core.errors import MptError
 from registry import Policy, PromptRegistry, RegistrySettings, open_registry, upgrade
-from registry.api import current_user
 
 from .output import CommandError, emit
+from .users import acting_user, cli_address
 
 
 def _registry() -> PromptRegistry:
     return open_registry()
 
 
-def _user(args: argparse.Namespace) -> str:
-    return args.user or os.environ.get("MPT_USER") or current_user()
+def _user(args: argparse.Namespace, reg: PromptRegistry) -> str:
+    """The token's user when authentication is on (see users.py), else --user/MPT_USER."""
+    return acting_user(args, reg)
 
 
 def _primary(config: dict[str, Any], metrics: dict[str, Any]) -> str | None:
@@ -197,6 +198,7 @@ def cmd_register(args: argparse.Namespace) -> None:
         )
     metrics = _metrics_file(args.metrics)
     reg = _registry()
+    who = _user(args, reg)  # before anything is written
     reg.record_data_version(
         args.domain,
         args.data_version,
@@ -213,7 +215,7 @@ def cmd_register(args: argparse.Namespace) -> None:
         data_version=args.data_version,
         backbone=config["backbone"],
         metrics=metrics,
-        created_by=_user(args),
+        created_by=who,
     )
     print(f"registered {v.domain} v{v.number} ({v.artifact_uri})")
 
@@ -264,8 +266,14 @@ def _request_row(r) -> dict[str, Any]:
 
 def cmd_request(args: argparse.Namespace) -> int:
     policy = _domain_policy(args.domain)
-    r = _registry().request_promotion(
-        args.domain, args.version, requested_by=_user(args), policy=policy, alias=args.alias
+    reg = _registry()
+    r = reg.request_promotion(
+        args.domain,
+        args.version,
+        requested_by=_user(args, reg),
+        policy=policy,
+        alias=args.alias,
+        address=cli_address(),
     )
     emit(args, r.to_dict() if args.json else _request_row(r))
     if not args.json:
@@ -294,11 +302,13 @@ def cmd_requests(args: argparse.Namespace) -> None:
 
 
 def cmd_approve(args: argparse.Namespace) -> None:
-    r = _registry().approve(
+    reg = _registry()
+    r = reg.approve(
         args.request,
-        reviewer=_user(args),
+        reviewer=_user(args, reg),
         comment=args.comment or "",
         override_reason=args.override,
+        address=cli_address(),
     )
     print(
         f"approved #{r.id}: {r.domain}:{r.alias} -> v{r.version}"
@@ -307,15 +317,36 @@ def cmd_approve(args: argparse.Namespace) -> None:
 
 
 def cmd_reject(args: argparse.Namespace) -> None:
-    r = _registry().reject(args.request, reviewer=_user(args), comment=args.comment)
+    reg = _registry()
+    r = reg.reject(
+        args.request, reviewer=_user(args, reg), comment=args.comment, address=cli_address()
+    )
     print(f"rejected #{r.id} ({r.domain} v{r.version})")
 
 
 def cmd_rollback(args: argparse.Namespace) -> None:
-    e = _registry().rollback(
-        args.domain, args.version, actor=_user(args), reason=args.reason, alias=args.alias
+    reg = _registry()
+    e = reg.rollback(
+        args.domain,
+        args.version,
+        actor=_user(args, reg),
+        reason=args.reason,
+        alias=args.alias,
+        address=cli_address(),
     )
     print(f"rolled back {e.domain}:{e.alias} v{e.from_version} -> v{e.to_version}")
+
+
+def cmd_protect(args: argparse.Namespace) -> None:
+    reg = _registry()
+    protected = reg.protect_alias(
+        args.domain,
+        args.alias,
+        actor=_user(args, reg),
+        protect=not args.off,
+        address=cli_address(),
+    )
+    print(f"{args.domain}: protected aliases {', '.join(protected)}")
 
 
 def cmd_await(args: argparse.Namespace) -> None:
@@ -338,7 +369,11 @@ def cmd_await(args: argparse.Namespace) -> None:
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     who = argparse.ArgumentParser(add_help=False)
-    who.add_argument("--user", help="who acts (default: $MPT_USER or the login name)")
+    who.add_argument(
+        "--user",
+        help="who acts (default: $MPT_USER or the login name); with authentication on, the "
+        "user of $MPT_TOKEN",
+    )
 
     group = sub.add_parser("registry", help="prompt versions, lineage, history").add_subparsers(
         dest="registry_command", required=True
@@ -380,6 +415,15 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--data-version", required=True, help="DVC md5 of the data it was evaluated on")
     p.add_argument("--metrics", required=True, help='JSON file: {"test": {"accuracy": 0.9, ...}}')
     p.set_defaults(func=cmd_register)
+    p = group.add_parser(
+        "protect",
+        help="protect an alias: only reviewers and admins move it (admin)",
+        parents=[common, who],
+    )
+    p.add_argument("domain")
+    p.add_argument("alias")
+    p.add_argument("--off", action="store_true", help="unprotect it")
+    p.set_defaults(func=cmd_protect)
 
     group = sub.add_parser("promote", help="request, approve, reject, roll back").add_subparsers(
         dest="promote_command", required=True

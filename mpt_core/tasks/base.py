@@ -56,6 +56,8 @@ class TaskContract:
     metrics: tuple[str, ...]
     """Scalar metrics the task reports; a promotion policy may compare any of them."""
     primary_metric: str
+    target: str
+    """The Example field a prediction is compared with (label, caption, answer)."""
     value_set: ValueSet | None = None
     """Declared closed value set (labels, answers per question); None = free values."""
     group_metric: str | None = None
@@ -76,6 +78,8 @@ class TaskContract:
         known = {"image", *EXAMPLE_FIELDS}
         named = [*self.fields, *self.optional_fields, *(t.field for t in self.text_fields)]
         named += list(self.row_key or ())
+        if self.target not in self.fields:
+            raise ValueError(f"target {self.target!r} is not one of the fields {self.fields}")
         if self.value_set is not None:
             named += [self.value_set.field] + ([self.value_set.per] if self.value_set.per else [])
         if self.group_field:
@@ -140,6 +144,16 @@ class Task(ABC):
     def predict(
         self, model: PromptedModel, image_emb: torch.Tensor, examples: Sequence[Example]
     ) -> list[str]: ...
+
+    @abstractmethod
+    def predict_scored(
+        self, model: PromptedModel, image_emb: torch.Tensor, examples: Sequence[Example]
+    ) -> list[tuple[str, float | None]]:
+        """`predict`, with each prediction's probability among its candidates (None where
+        there is no cheap one, as for generated text).
+
+        A ranking task ranks exactly what `evaluate` ranks, so the share of correct
+        predictions equals its top-1 metric on the same examples."""
 
     @abstractmethod
     def to_dict(self) -> dict[str, Any]:

@@ -29,6 +29,7 @@ class CaptioningTask(GenerativeTask):
         row_key=("image", "caption"),
         metrics=("cider", "bleu4", "bleu1"),
         primary_metric="cider",
+        target="caption",
         declaration_help="""\
 # Captioning writes a caption per image; rows are (image, caption), several rows of one
 # image are its reference captions. Needs a generative backbone (family: hf-blip2).

@@ -22,6 +22,7 @@ class ClassificationTask(Task):
         fields=("label",),
         metrics=("accuracy", "macro_f1"),
         primary_metric="accuracy",
+        target="label",
         value_set=ValueSet("label", "labels"),
         group_metric="per_class_accuracy",
         group_field="label",
@@ -81,6 +82,13 @@ template: "a photo of a {}."
 
     def predict(self, model, image_emb, examples) -> list[str]:
         return [self.class_names[i] for i in self.logits(model, image_emb).argmax(1).tolist()]
+
+    def predict_scored(self, model, image_emb, examples) -> list[tuple[str, float]]:
+        best = self.logits(model, image_emb).softmax(1).max(1)
+        return [
+            (self.class_names[i], p)
+            for i, p in zip(best.indices.tolist(), best.values.tolist(), strict=True)
+        ]
 
     def to_dict(self) -> dict[str, Any]:
         return {"class_names": self.class_names, "template": self.template}

@@ -58,6 +58,10 @@ class GenerativeTask(Task):
         self.num_beams = num_beams
         self.max_new_tokens = max_new_tokens
 
+    def predict_scored(self, model, image_emb, examples) -> list[tuple[str, float | None]]:
+        """Generated text has no probability among candidates: the score is None."""
+        return [(text, None) for text in self.predict(model, image_emb, examples)]
+
     def decoding(self) -> dict[str, int]:
         return {"num_beams": self.num_beams, "max_new_tokens": self.max_new_tokens}
 

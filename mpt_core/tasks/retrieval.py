@@ -30,6 +30,7 @@ class RetrievalTask(Task):
         fields=("caption",),
         metrics=("r1_mean", *(f"{d}_r{k}" for d in ("i2t", "t2i") for k in KS)),
         primary_metric="r1_mean",
+        target="caption",
         text_fields=(TextField("caption", 3, 500),),
         declaration_help="# Retrieval matches images to their `caption` column; no labels.\n",
     )
@@ -68,6 +69,16 @@ class RetrievalTask(Task):
         unique = list(dict.fromkeys(captions))
         best = (image_emb @ model.embed_texts(unique).T).argmax(1)
         return [unique[i] for i in best.tolist()]
+
+    def predict_scored(self, model, image_emb, examples) -> list[tuple[str, float]]:
+        """The best of the examples' own captions per image (what i2t R@1 ranks)."""
+        logits, _ = self._scores(model, image_emb, examples)  # (B, distinct captions)
+        captions = list(dict.fromkeys(e.caption for e in examples))
+        best = logits.softmax(1).max(1)
+        return [
+            (captions[i], p)
+            for i, p in zip(best.indices.tolist(), best.values.tolist(), strict=True)
+        ]
 
     def to_dict(self) -> dict[str, Any]:
         return {}

@@ -23,6 +23,7 @@ class VQATask(Task):
         fields=("question", "answer"),
         metrics=("accuracy",),
         primary_metric="accuracy",
+        target="answer",
         value_set=ValueSet("answer", "answers", per="question"),
         group_metric="per_question_accuracy",
         group_field="question",
@@ -118,6 +119,13 @@ template: "question: {question} answer: {answer}"
     def predict(self, model, image_emb, examples) -> list[str]:
         pred = self.logits(model, image_emb, examples).argmax(1).tolist()
         return [self.candidates(e.question)[i] for e, i in zip(examples, pred, strict=True)]
+
+    def predict_scored(self, model, image_emb, examples) -> list[tuple[str, float]]:
+        best = self.logits(model, image_emb, examples).softmax(1).max(1)  # -inf -> 0
+        return [
+            (self.candidates(e.question)[i], p)
+            for e, i, p in zip(examples, best.indices.tolist(), best.values.tolist(), strict=True)
+        ]
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -40,6 +40,7 @@ class OpenVQATask(GenerativeTask):
         row_key=None,
         metrics=("accuracy",),
         primary_metric="accuracy",
+        target="answer",
         declaration_help="""\
 # Open VQA generates a short answer to each question; rows are (image, question, answer),
 # one row per annotator's answer. Needs a generative backbone (family: hf-blip2).

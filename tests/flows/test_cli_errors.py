@@ -153,6 +153,7 @@ def test_a_new_task_is_one_mpt_core_module(tmp_path, monkeypatch):
             fields=("answer",),
             metrics=("accuracy",),
             primary_metric="accuracy",
+            target="answer",
             value_set=ValueSet("answer", "labels"),
             group_metric="per_class_accuracy",
             group_field="answer",

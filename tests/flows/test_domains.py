@@ -30,7 +30,8 @@ def write(path: Path, text: str) -> Path:
         (
             "task: classifcation\nlabels: [a, b]\n",
             [
-                "task: unknown task 'classifcation'; allowed: captioning, classification,",
+                "task: unknown task 'classifcation'; allowed: captioning, classification, "
+                "retrieval",
                 "got 'classifcation'",
             ],
         ),

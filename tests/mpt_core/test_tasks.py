@@ -14,6 +14,7 @@ from mpt_core import (
     build_prompts,
     tiny_backbone,
 )
+from mpt_core.support import family_tasks
 from mpt_core.tasks.metrics import macro_f1, per_class_accuracy, recall_at_k
 
 from .synthetic import examples, make_task
@@ -86,3 +87,36 @@ def test_retrieval_with_shared_captions_counts_every_matching_image():
     metrics = task.evaluate(model, model.encode_images([e.image for e in data]), data)
     assert set(metrics) >= {"i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10", "r1_mean"}
     assert metrics["i2t_r10"] == 1.0  # only 3 distinct captions: all are in the top 10
+
+
+TOP1 = {"classification": "accuracy", "vqa": "accuracy", "retrieval": "i2t_r1"}
+
+
+@pytest.mark.parametrize("task_name", family_tasks("shipped"))
+def test_scored_predictions_match_predict_and_the_top1_metric(task_name):
+    """Per-example predictions (stored for reviewers) agree with what `evaluate` reports."""
+    model = build_prompts(tiny_backbone("shipped"), "mpt", make_task(task_name))
+    batch = examples(task_name, per_class=3)
+    with torch.no_grad():
+        emb = model.encode_images([e.image for e in batch])
+        scored = model.task.predict_scored(model, emb, batch)
+        metrics = model.task.evaluate(model, emb, batch)
+    assert [p for p, _ in scored] == model.task.predict(model, emb, batch)
+    assert all(0.0 < s <= 1.0 for _, s in scored)
+    targets = [getattr(e, model.task.contract.target) for e in batch]
+    correct = sum(p == t for (p, _), t in zip(scored, targets, strict=True)) / len(batch)
+    assert correct == pytest.approx(metrics[TOP1[task_name]])
+
+
+@pytest.mark.parametrize("task_name", family_tasks("hf-blip2"))
+def test_generated_predictions_carry_no_score(task_name):
+    from mpt_core import load_backbone
+
+    model = build_prompts(load_backbone("hf-blip2", "tiny"), "coop", make_task(task_name))
+    batch = examples(task_name, per_class=1)
+    with torch.no_grad():
+        emb = model.encode_images([e.image for e in batch])
+        scored = model.task.predict_scored(model, emb, batch)
+        texts = model.task.predict(model, emb, batch)
+    assert [p for p, _ in scored] == texts and {s for _, s in scored} == {None}
+    assert model.task.contract.target in model.task.contract.fields

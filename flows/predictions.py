@@ -1,0 +1,153 @@
+"""Review evidence computed where the models are: per-example predictions of the candidate
+and of production on the test split, and small JPEG thumbnails of the examples where they
+disagree (or, with no production, where the candidate is wrong).
+
+The worker calls `evidence_for` right after evaluating; `record_evidence` stores it in
+the registry with the version, so the review pages never run a model or open the data.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from PIL import Image
+
+from mpt_core import Example, PromptedModel
+from mpt_core.data import load_image
+
+if TYPE_CHECKING:
+    from registry import PromptRegistry
+
+MAX_THUMBNAILS = 48
+THUMBNAIL_PX = 96
+"""Longest side of a thumbnail, in pixels."""
+JPEG_QUALITY = 80
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What the worker sends back besides metrics (plain data, picklable)."""
+
+    split: str
+    target_field: str
+    candidate: list[dict[str, Any]]
+    production: list[dict[str, Any]] | None = None
+    thumbnails: dict[str, bytes] = field(default_factory=dict)
+    """Image path (relative to data/) -> JPEG bytes, at most MAX_THUMBNAILS."""
+
+
+def relative_images(examples: Sequence[Example], data_dir: Path) -> list[str]:
+    """Each example's image path relative to its data folder: how rows name images."""
+    return [Path(e.image).relative_to(data_dir).as_posix() for e in examples]
+
+
+@torch.no_grad()
+def predict_rows(
+    model: PromptedModel, examples: Sequence[Example], images: Sequence[str], batch_size: int = 64
+) -> list[dict[str, Any]]:
+    """One row per example: image (path relative to data/), question (if any), target,
+    prediction, score.
+
+    Images are embedded in batches, then ranked all at once, as `evaluate` does (retrieval
+    ranks the whole set), so the rows agree with the stored metrics."""
+    if len(examples) != len(images):
+        raise ValueError(f"{len(examples)} examples but {len(images)} images; they must align")
+    prepared = model.prepare_images([e.image for e in examples], batch_size)
+    vision = None if model.vision_frozen else model.prompts().vision
+    emb = torch.cat(
+        [
+            model.embed_prepared(prepared[i : i + batch_size], vision)
+            for i in range(0, len(prepared), batch_size)
+        ]
+    )
+    scored = model.task.predict_scored(model, emb.float(), examples)
+    out = []
+    for example, image, (prediction, score) in zip(examples, images, scored, strict=True):
+        item: dict[str, Any] = {"image": image}
+        if example.question is not None:
+            item["question"] = example.question
+        item.update(
+            target=getattr(example, model.task.contract.target),
+            prediction=prediction,
+            score=round(float(score), 4),
+        )
+        out.append(item)
+    return out
+
+
+def worth_a_look(
+    candidate: Sequence[dict[str, Any]], production: Sequence[dict[str, Any]] | None
+) -> list[str]:
+    """Images (first-seen order, no repeats) where the two versions disagree, or, with no
+    production, where the candidate is wrong."""
+    if production is not None and len(production) != len(candidate):
+        raise ValueError("candidate and production predictions cover different examples")
+    images = []
+    for i, row in enumerate(candidate):
+        other = production[i]["prediction"] if production is not None else row["target"]
+        if row["prediction"] != other:
+            images.append(row["image"])
+    return list(dict.fromkeys(images))
+
+
+def thumbnail(image: Image.Image | Any, size: int = THUMBNAIL_PX) -> bytes:
+    """A JPEG of `image` (PIL image or path) whose longest side is at most `size` pixels."""
+    small = load_image(image).copy()
+    small.thumbnail((size, size))
+    out = io.BytesIO()
+    small.save(out, "JPEG", quality=JPEG_QUALITY, optimize=True)
+    return out.getvalue()
+
+
+def evidence_for(
+    candidate: PromptedModel,
+    production: PromptedModel | None,
+    examples: Sequence[Example],
+    images: Sequence[str],
+    split: str = "test",
+) -> Evidence:
+    """Predictions of both versions on the same examples and thumbnails worth a look.
+    `images[i]` names the image of `examples[i]` (path relative to data/)."""
+    cand = predict_rows(candidate, examples, images)
+    prod = None if production is None else predict_rows(production, examples, images)
+    wanted = set(worth_a_look(cand, prod)[:MAX_THUMBNAILS])
+    thumbs = {}
+    for example, image in zip(examples, images, strict=True):
+        if image in wanted and image not in thumbs:
+            thumbs[image] = thumbnail(example.image)
+    return Evidence(split, candidate.task.contract.target, cand, prod, thumbs)
+
+
+def record_evidence(
+    registry: PromptRegistry,
+    domain: str,
+    version: int,
+    production_version: int | None,
+    data_version: str,
+    evidence: Evidence,
+) -> None:
+    """Store both versions' predictions on `data_version` and the thumbnails."""
+    registry.record_predictions(
+        domain,
+        version,
+        data_version,
+        evidence.split,
+        evidence.candidate,
+        target_field=evidence.target_field,
+    )
+    if production_version is not None and evidence.production is not None:
+        registry.record_predictions(
+            domain,
+            production_version,
+            data_version,
+            evidence.split,
+            evidence.production,
+            target_field=evidence.target_field,
+        )
+    if evidence.thumbnails:
+        registry.record_thumbnails(domain, data_version, evidence.split, evidence.thumbnails)

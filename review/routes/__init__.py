@@ -1,0 +1,2 @@
+"""One router per resource: auth (login/logout), pages (overview, request list),
+requests (a request and its decisions), domains (history, rollback, validation reports)."""

@@ -1,0 +1,405 @@
+"""What the pages show, computed from registry records only (pure functions, no HTTP):
+metric and per-class deltas, confusion matrices and disagreements from stored
+predictions, config diffs, lineage, the domains overview."""
+
+from __future__ import annotations
+
+import base64
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from markupsafe import Markup
+
+from registry import DataVersionInfo, PromptRegistry, RequestInfo, VersionInfo
+from registry.policy import per_group
+
+from .charts import training_curve_svg
+
+MAX_SHOWN = 48
+MAX_LABELS = 20
+"""A confusion matrix shows the most frequent true labels; the rest count as '(other)'."""
+OTHER = "(other)"
+OPEN_ENDED = 50
+"""More distinct true values than this (captions, open answers): no confusion matrix."""
+DOCS_INDEX = "data_docs/index.html"
+SHADES = 8
+
+
+# ---------------------------------------------------------------------- small pieces
+@dataclass(frozen=True)
+class MetricRow:
+    name: str
+    production: float | None
+    candidate: float | None
+    primary: bool = False
+
+    @property
+    def delta(self) -> float | None:
+        if self.production is None or self.candidate is None:
+            return None
+        return self.candidate - self.production
+
+
+@dataclass(frozen=True)
+class ClassRow:
+    name: str
+    production: float | None
+    candidate: float
+    regression: bool
+    """Loses more than the policy's max_class_regression."""
+
+    @property
+    def delta(self) -> float | None:
+        return None if self.production is None else self.candidate - self.production
+
+
+@dataclass(frozen=True)
+class Confusion:
+    """Counts of (target, prediction); `shade[i][j]` in 0..SHADES for the cell colour."""
+
+    title: str
+    labels: list[str]
+    counts: list[list[int]]
+    shade: list[list[int]]
+    correct: int
+    total: int
+
+
+@dataclass(frozen=True)
+class ExampleCard:
+    image: str
+    question: str | None
+    target: str
+    candidate: str
+    production: str | None
+    thumbnail: str | None
+    """data: URI of the stored JPEG, or None if none was stored."""
+
+
+@dataclass(frozen=True)
+class Disagreements:
+    kind: str
+    """'disagree' (candidate vs production) or 'wrong' (candidate vs truth, no production)."""
+    count: int
+    total: int
+    cards: list[ExampleCard]
+
+
+def _numbers(metrics: dict[str, Any] | None) -> dict[str, float]:
+    return {
+        k: float(v)
+        for k, v in (metrics or {}).items()
+        if isinstance(v, int | float) and not isinstance(v, bool)
+    }
+
+
+def metric_rows(
+    candidate: dict[str, Any] | None, production: dict[str, Any] | None, primary: str | None
+) -> list[MetricRow]:
+    cand, prod = _numbers(candidate), _numbers(production)
+    names = sorted(set(cand) | set(prod), key=lambda n: (n != primary, n))
+    return [MetricRow(n, prod.get(n), cand.get(n), n == primary) for n in names]
+
+
+def group_key(metrics: dict[str, Any] | None, declared: str | None) -> str | None:
+    """The per-group metrics dict the policy checks: the one it names, else the only one."""
+    if declared:
+        return declared
+    dicts = [k for k, v in (metrics or {}).items() if isinstance(v, dict)]
+    return dicts[0] if len(dicts) == 1 else None
+
+
+def class_rows(
+    candidate: dict[str, Any] | None,
+    production: dict[str, Any] | None,
+    max_regression: float,
+    group_metric: str | None = None,
+) -> tuple[str | None, list[ClassRow]]:
+    """Per-group (class, question) rows, a regression being a loss beyond the policy's
+    threshold, read from the policy's group metric as the registry's policy reads it."""
+    key = group_key(candidate, group_metric)
+    cand = per_group(candidate or {}, key)
+    prod = per_group(production or {}, key)
+    rows = []
+    for name, value in cand.items():
+        base = prod.get(name)
+        regressed = base is not None and base - value > max_regression
+        rows.append(ClassRow(name, base, value, regressed))
+    return key, rows
+
+
+def confusions(rows: list[dict[str, Any]] | None, title: str) -> list[Confusion]:
+    """One matrix per question (VQA), else one; labels: targets first, then predictions.
+    Open-ended groups (more than OPEN_ENDED distinct targets) get none."""
+    if not rows:
+        return []
+    groups: dict[str | None, list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(row.get("question"), []).append(row)
+    out = []
+    for question, items in groups.items():
+        if len({r["target"] for r in items}) > OPEN_ENDED:
+            continue
+        seen = [r["target"] for r in items] + [r["prediction"] for r in items]
+        labels = list(dict.fromkeys(seen))
+        if len(labels) > MAX_LABELS:  # e.g. retrieval over hundreds of captions
+            frequent = Counter(r["target"] for r in items).most_common(MAX_LABELS - 1)
+            keep = {label for label, _ in frequent}
+            labels = [label for label in labels if label in keep] + [OTHER]
+        index = {label: i for i, label in enumerate(labels)}
+        counts = [[0] * len(labels) for _ in labels]
+        for r in items:
+            t, p = index.get(r["target"], index.get(OTHER)), index.get(r["prediction"])
+            counts[t][index[OTHER] if p is None else p] += 1
+        peak = max(max(row) for row in counts) or 1
+        shade = [[0 if c == 0 else max(1, round(SHADES * c / peak)) for c in row] for row in counts]
+        correct = sum(counts[i][i] for i in range(len(labels)))
+        name = title if question is None else f"{title}: {question}"
+        out.append(Confusion(name, labels, counts, shade, correct, len(items)))
+    return out
+
+
+def data_uri(jpeg: bytes) -> str:
+    return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode()
+
+
+def disagreements(
+    candidate: list[dict[str, Any]],
+    production: list[dict[str, Any]] | None,
+    thumbnails: dict[str, bytes],
+) -> Disagreements:
+    """Examples where the two versions predict differently (aligned by image and question),
+    or, with no production predictions, where the candidate is wrong."""
+    prod = None
+    if production is not None:
+        prod = {(r["image"], r.get("question")): r["prediction"] for r in production}
+    cards = []
+    for row in candidate:
+        key = (row["image"], row.get("question"))
+        other = row["target"] if prod is None else prod.get(key)
+        if other is None or row["prediction"] == other:
+            continue
+        thumb = thumbnails.get(row["image"])
+        cards.append(
+            ExampleCard(
+                row["image"],
+                row.get("question"),
+                row["target"],
+                row["prediction"],
+                None if prod is None else other,
+                None if thumb is None else data_uri(thumb),
+            )
+        )
+    kind = "wrong" if prod is None else "disagree"
+    return Disagreements(kind, len(cards), len(candidate), cards[:MAX_SHOWN])
+
+
+def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            out |= flatten(v, f"{prefix}.{k}" if prefix else str(k))
+        return out
+    return {prefix: value}
+
+
+def config_diff(a: dict[str, Any] | None, b: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """(key, production value, candidate value) for every dotted key that differs."""
+    fa, fb = flatten(a or {}), flatten(b)
+    missing = object()
+    rows = []
+    for key in sorted(set(fa) | set(fb)):
+        va, vb = fa.get(key, missing), fb.get(key, missing)
+        if va != vb:
+            rows.append((key, None if va is missing else va, None if vb is missing else vb))
+    return rows
+
+
+def local_report_dir(report_uri: str | None) -> Path | None:
+    """The report directory if it is a path on this machine (not s3:// or similar)."""
+    if not report_uri:
+        return None
+    scheme = urlsplit(report_uri).scheme
+    if scheme and scheme != "file" and len(scheme) > 1:  # "C:" stays a path
+        return None
+    path = Path(urlsplit(report_uri).path if scheme == "file" else report_uri)
+    return path if path.is_dir() else None
+
+
+def docs_url(domain: str, data: DataVersionInfo | None) -> str | None:
+    root = local_report_dir(data.report_uri) if data else None
+    if root is None or not (root / DOCS_INDEX).is_file():
+        return None
+    return f"/domains/{domain}/data/{data.md5}/report/{DOCS_INDEX}"
+
+
+def primary_metric(request: RequestInfo | None, metrics: dict[str, Any] | None) -> str | None:
+    metric = ((request.policy_report if request else {}) or {}).get("policy", {}).get("metric")
+    if metric:
+        return metric
+    return next((k for k in ("accuracy", "r1_mean") if k in (metrics or {})), None)
+
+
+# ---------------------------------------------------------------------- the request page
+@dataclass
+class RequestView:
+    request: RequestInfo
+    candidate: VersionInfo
+    production: VersionInfo | None
+    current: int | None
+    """Where the alias points now (it may have moved since the request was opened)."""
+    split: str
+    data: DataVersionInfo | None
+    docs_url: str | None
+    primary: str | None
+    max_regression: float
+    metrics: list[MetricRow]
+    class_key: str | None
+    classes: list[ClassRow]
+    confusion_candidate: list[Confusion]
+    confusion_production: list[Confusion]
+    has_candidate_predictions: bool
+    has_production_predictions: bool
+    disagreements: Disagreements | None
+    curve: Markup | None
+    config_diff: list[tuple[str, Any, Any]]
+    protected: bool
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def primary_row(self) -> MetricRow | None:
+        return next((row for row in self.metrics if row.primary), None)
+
+    @property
+    def superseded(self) -> bool:
+        return self.request.status == "pending" and self.current != self.request.base_version
+
+
+def request_view(reg: PromptRegistry, request_id: int) -> RequestView:
+    r = reg.get_request(request_id)
+    cand = reg.get_version(r.domain, r.version)
+    prod = reg.get_version(r.domain, r.base_version) if r.base_version else None
+    report = r.policy_report or {}
+    split = report.get("split", "test")
+    md5 = report.get("data_version") or cand.data_version
+    data = reg.data_version(r.domain, md5)
+    cand_metrics = cand.metrics(split, md5)
+    prod_metrics = prod.metrics(split, md5) if prod else None
+    policy = report.get("policy", {})
+    max_regression = float(policy.get("max_class_regression", 0.05))
+    primary = primary_metric(r, cand_metrics)
+    class_key, classes = class_rows(
+        cand_metrics, prod_metrics, max_regression, policy.get("group_metric")
+    )
+    cand_pred = reg.predictions(r.domain, cand.number, md5, split)
+    prod_pred = reg.predictions(r.domain, prod.number, md5, split) if prod else None
+    found = None
+    if cand_pred is not None:
+        prod_rows = prod_pred.rows if prod_pred else None
+        wanted = disagreements(cand_pred.rows, prod_rows, {})
+        thumbs = reg.thumbnails(r.domain, md5, split, [c.image for c in wanted.cards])
+        found = disagreements(cand_pred.rows, prod_rows, thumbs)
+    notes = []
+    if prod and prod_metrics is None:
+        notes.append(
+            f"v{prod.number} was not evaluated on {split} of data version {md5[:12]}; "
+            "the policy could not compare like with like"
+        )
+    return RequestView(
+        request=r,
+        candidate=cand,
+        production=prod,
+        current=reg.resolve(r.domain, r.alias),
+        split=split,
+        data=data,
+        docs_url=docs_url(r.domain, data),
+        primary=primary,
+        max_regression=max_regression,
+        metrics=metric_rows(cand_metrics, prod_metrics, primary),
+        class_key=class_key,
+        classes=classes,
+        confusion_candidate=confusions(cand_pred.rows if cand_pred else None, f"v{cand.number}"),
+        confusion_production=confusions(
+            prod_pred.rows if prod_pred else None, f"v{prod.number}" if prod else ""
+        ),
+        has_candidate_predictions=cand_pred is not None,
+        has_production_predictions=prod_pred is not None,
+        disagreements=found,
+        curve=training_curve_svg(cand.training_history),
+        config_diff=config_diff(prod.config if prod else None, cand.config) if prod else [],
+        protected=r.alias in reg.protected_aliases(r.domain),
+        notes=notes,
+    )
+
+
+# ---------------------------------------------------------------------- overview and history
+@dataclass(frozen=True)
+class DomainRow:
+    name: str
+    production: int | None
+    metric: str | None
+    value: float | None
+    last_version: VersionInfo
+    pending: list[RequestInfo]
+
+
+def overview(reg: PromptRegistry) -> list[DomainRow]:
+    versions = reg.list_versions()
+    pending = reg.requests(status="pending")
+    latest_request: dict[str, RequestInfo] = {}
+    for r in reg.requests():
+        latest_request[r.domain] = r
+    out = []
+    for name in reg.domains():
+        mine = [v for v in versions if v.domain == name]
+        prod_number = reg.resolve(name)
+        prod = next((v for v in mine if v.number == prod_number), None)
+        test = prod.metrics("test") if prod else None
+        metric = primary_metric(latest_request.get(name), test or mine[-1].metrics("test"))
+        value = (test or {}).get(metric) if metric else None
+        out.append(
+            DomainRow(
+                name,
+                prod_number,
+                metric,
+                value if isinstance(value, int | float) else None,
+                max(mine, key=lambda v: v.created_at),
+                [r for r in pending if r.domain == name],
+            )
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class VersionRow:
+    version: VersionInfo
+    metric: str | None
+    value: float | None
+    was_production: bool
+
+
+def version_rows(reg: PromptRegistry, domain: str) -> list[VersionRow]:
+    versions = reg.list_versions(domain)
+    history = reg.history(domain, "production")
+    ever = {h.to_version for h in history}
+    requests = reg.requests(domain)
+    metric = primary_metric(requests[-1] if requests else None, versions[-1].metrics("test"))
+    rows = []
+    for v in reversed(versions):
+        value = (v.metrics("test") or {}).get(metric) if metric else None
+        rows.append(
+            VersionRow(
+                v, metric, value if isinstance(value, int | float) else None, v.number in ever
+            )
+        )
+    return rows
+
+
+def parse_time(text: str) -> datetime:
+    """An ISO time from a form (UTC unless it names a zone); ValueError if it is not one."""
+    value = datetime.fromisoformat(text.strip())
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
