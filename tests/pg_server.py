@@ -9,7 +9,6 @@ Nothing here touches `os.environ`: every subprocess gets its own env.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import functools
 import os
@@ -17,7 +16,6 @@ import pwd
 import re
 import shutil
 import signal
-import socket
 import stat
 import subprocess
 import tempfile
@@ -29,11 +27,12 @@ from pathlib import Path
 
 import pytest
 
+from .servers import HOST, ServerSpec, Signal, running, tail, temp_dir
+
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 20.0
 MAX_CONNECTIONS = 100
 SUPERUSER = "postgres"
-HOST = "127.0.0.1"
 INSTALL_HINT = "install PostgreSQL with `apt-get install postgresql` (as root)"
 SERVER_SETTINGS = {  # a throwaway test cluster: speed over durability
     "listen_addresses": HOST,
@@ -76,12 +75,6 @@ def find_bindir() -> Path:
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
 def _traversable_by(path: Path, user: pwd.struct_passwd) -> bool:
     """Whether `user` can search every directory from / down to `path`."""
     groups = {user.pw_gid, *os.getgrouplist(user.pw_name, user.pw_gid)}
@@ -112,17 +105,20 @@ def _run_as() -> pwd.struct_passwd | None:
         )
 
 
-def _make_base(user: pwd.struct_passwd | None) -> Path:
+def _base_parent(user: pwd.struct_passwd | None) -> Path:
+    """Where to make the server's temp dir: one the server's user can reach."""
     parent = Path(tempfile.gettempdir()).resolve()
     # the socket path (<base>/sock/.s.PGSQL.<port>) must fit in sun_path (107 bytes)
     if len(str(parent)) > 60 or (user is not None and not _traversable_by(parent, user)):
         parent = Path("/tmp")
-    base = Path(tempfile.mkdtemp(prefix="mpt-pg-", dir=parent))
+    return parent
+
+
+def _prepare_base(base: Path, user: pwd.struct_passwd | None) -> None:
     (base / "sock").mkdir()
     if user is not None:
         for path in (base, base / "sock"):
             os.chown(path, user.pw_uid, user.pw_gid)
-    return base
 
 
 def _env(user: pwd.struct_passwd | None, base: Path) -> dict[str, str]:
@@ -134,13 +130,15 @@ def _env(user: pwd.struct_passwd | None, base: Path) -> dict[str, str]:
     return env
 
 
-def _user_kwargs(user: pwd.struct_passwd | None) -> dict:
+def _user_kwargs(user: pwd.struct_passwd | None) -> dict[str, object]:
     if user is None:
         return {}
     return {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
 
 
-def _initdb(bindir: Path, datadir: Path, user, env: dict[str, str], log: Path) -> None:
+def _initdb(
+    bindir: Path, datadir: Path, user: pwd.struct_passwd | None, env: dict[str, str], log: Path
+) -> None:
     cmd = [
         str(bindir / "initdb"),
         "-D",
@@ -165,16 +163,9 @@ def _initdb(bindir: Path, datadir: Path, user, env: dict[str, str], log: Path) -
         )
     if result.returncode != 0:
         pytest.fail(
-            f"initdb failed with exit code {result.returncode}; log:\n{_tail(log)}",
+            f"initdb failed with exit code {result.returncode}; log:\n{tail(log)}",
             pytrace=False,
         )
-
-
-def _tail(log: Path, chars: int = 4000) -> str:
-    try:
-        return log.read_text(errors="replace")[-chars:]
-    except OSError as exc:
-        return f"<could not read {log}: {exc}>"
 
 
 def _conninfo(port: int, dbname: str = "postgres", timeout: int = 5) -> str:
@@ -185,92 +176,28 @@ def _conninfo(port: int, dbname: str = "postgres", timeout: int = 5) -> str:
     )
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    """Fast shutdown (SIGINT) of the postmaster we started; SIGQUIT, then SIGKILL if stuck.
-
-    Not SIGTERM: that is a "smart" shutdown, which waits for every client to disconnect.
-    """
-    for sig, timeout in (
-        (signal.SIGINT, STOP_TIMEOUT_S),
-        (signal.SIGQUIT, 5.0),
-        (signal.SIGKILL, 5.0),
-    ):
-        if proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(sig)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=timeout)
+# Fast shutdown first: SIGTERM would be a "smart" one, waiting for every client to disconnect.
+FAST_SHUTDOWN = (
+    Signal(signal.SIGINT, STOP_TIMEOUT_S),
+    Signal(signal.SIGQUIT, 5.0),  # immediate shutdown
+    Signal(signal.SIGKILL, 5.0),
+)
 
 
-@functools.cache
-def _setpriv() -> str | None:
-    """util-linux `setpriv`, if it has --pdeathsig (2.33+)."""
-    path = shutil.which("setpriv")
-    if not path:
-        return None
-    try:
-        usage = subprocess.run([path, "--help"], capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return path if "--pdeathsig" in usage.stdout else None
-
-
-def _stop_and_remove(proc: subprocess.Popen, base: Path) -> None:
-    _stop(proc)
-    shutil.rmtree(base, ignore_errors=True)
-
-
-class _Exited(RuntimeError):
-    """postgres stopped before it was ready (e.g. the port was taken since we picked it)."""
-
-
-def _start(bindir: Path, base: Path, user, env: dict[str, str], log: Path):
-    port = _free_port()
+def _postgres_command(bindir: Path, base: Path, port: int) -> list[str]:
     cmd = [str(bindir / "postgres"), "-D", str(base / "data"), "-p", str(port)]
     cmd += ["-k", str(base / "sock")]
     for key, value in SERVER_SETTINGS.items():
         cmd += ["-c", f"{key}={value}"]
-    setpriv = _setpriv()
-    if setpriv:  # if pytest dies without running atexit (SIGKILL), postgres gets SIGINT
-        cmd = [setpriv, "--pdeathsig", "INT", "--", *cmd]
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(
-            cmd,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,  # a Ctrl-C in the terminal reaches pytest, not postgres
-            **_user_kwargs(user),
-        )
-    try:
-        _wait_ready(proc, port, log)
-    except BaseException:
-        _stop(proc)
-        raise
-    return proc, port
+    return cmd
 
 
-def _wait_ready(proc: subprocess.Popen, port: int, log: Path) -> None:
+def _answers_queries(port: int) -> bool:
     import psycopg
 
-    deadline = time.monotonic() + START_TIMEOUT_S
-    conninfo = _conninfo(port, timeout=2)
-    while True:
-        if proc.poll() is not None:
-            raise _Exited(f"postgres exited with {proc.returncode}; log:\n{_tail(log)}")
-        try:
-            with psycopg.connect(conninfo) as conn:
-                conn.execute("SELECT 1")
-            return
-        except psycopg.OperationalError as exc:
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"postgres on {HOST}:{port} not ready after {START_TIMEOUT_S}s ({exc}); "
-                    f"log:\n{_tail(log)}"
-                ) from exc
-        time.sleep(0.05)
+    with psycopg.connect(_conninfo(port, timeout=2)) as conn:
+        conn.execute("SELECT 1")
+    return True
 
 
 _NAME_OK = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -340,36 +267,33 @@ def running_server() -> Iterator[PgServer]:
     bindir = find_bindir()  # fails with the install hint before anything is created
     user = _run_as()
     t0 = time.monotonic()
-    base = _make_base(user)
-    try:
+    with temp_dir("mpt-pg-", _base_parent(user)) as base:
+        _prepare_base(base, user)
         env = _env(user, base)
         log = base / "postgres.log"
         _initdb(bindir, base / "data", user, env, log)
-        for attempt in range(3):
-            try:
-                proc, port = _start(bindir, base, user, env, log)
-                break
-            except _Exited:
-                if attempt == 2:
-                    raise
-        # safeguard: a session that never reaches teardown still stops the server at exit
-        guard = functools.partial(_stop_and_remove, proc, base)
-        atexit.register(guard)
-        try:
+        spec = ServerSpec(
+            name="postgres",
+            command=functools.partial(_postgres_command, bindir, base),
+            ready=_answers_queries,
+            log=log,
+            env=env,
+            start_timeout_s=START_TIMEOUT_S,
+            stop=FAST_SHUTDOWN,
+            parent_death_signal=signal.SIGINT,  # if pytest is SIGKILLed (no atexit)
+            popen=_user_kwargs(user),
+            poll_s=0.05,
+        )
+        with running(spec) as server:
             yield PgServer(
                 host=HOST,
-                port=port,
-                pid=proc.pid,
+                port=server.port,
+                pid=server.pid,
                 datadir=base / "data",
                 log=log,
                 bindir=bindir,
                 started_s=time.monotonic() - t0,
             )
-        finally:
-            _stop(proc)
-            atexit.unregister(guard)
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

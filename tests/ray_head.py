@@ -10,22 +10,22 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
-import subprocess
 import sys
-import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from .servers import HOST, ServerSpec, Signal, port_open, running, temp_dir
+
 RAY_ENV = {
     "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
     "RAY_AUTH_MODE": "disabled",
     "RAY_USAGE_STATS_ENABLED": "0",
 }
+# SIGTERM to `ray start` alone, which stops its own processes; SIGKILL to its group if stuck
+STOP = (Signal(signal.SIGTERM, 60.0), Signal(signal.SIGKILL, 5.0, group=True))
 
 
 @dataclass(frozen=True)
@@ -36,56 +36,35 @@ class RayHead:
     """Environment for client processes: RAY_ADDRESS and the settings above."""
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _command(ray_bin: Path, temp: Path, port: int) -> list[str]:
+    return [
+        str(ray_bin),
+        "start",
+        "--head",
+        f"--port={port}",
+        f"--node-ip-address={HOST}",
+        "--num-cpus=2",
+        "--include-dashboard=false",
+        f"--temp-dir={temp}",
+        "--block",
+    ]
 
 
 @pytest.fixture(scope="session")
 def ray_head() -> Iterator[RayHead]:
     ray_bin = Path(sys.executable).parent / "ray"
-    port = _free_port()
-    tmp = tempfile.mkdtemp(prefix="mpt-ray-")
-    env = {**os.environ, **RAY_ENV}
-    log = open(Path(tmp) / "head.log", "w")  # noqa: SIM115 - closed at teardown
-    proc = subprocess.Popen(
-        [
-            str(ray_bin),
-            "start",
-            "--head",
-            f"--port={port}",
-            "--node-ip-address=127.0.0.1",
-            "--num-cpus=2",
-            "--include-dashboard=false",
-            f"--temp-dir={tmp}",
-            "--block",
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    address = f"127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(
-                    f"ray head exited: {(Path(tmp) / 'head.log').read_text()[-2000:]}"
-                )
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError("ray head did not open its port in 90 s")
-            time.sleep(0.5)
-        yield RayHead(address, proc.pid, {**RAY_ENV, "RAY_ADDRESS": address})
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
+    with temp_dir("mpt-ray-") as temp:
+        spec = ServerSpec(
+            name="ray head",
+            command=lambda port: _command(ray_bin, temp, port),
+            ready=port_open,  # the GCS port
+            log=temp / "head.log",
+            env={**os.environ, **RAY_ENV},
+            start_timeout_s=90.0,
+            stop=STOP,
+            parent_death_signal=signal.SIGTERM,  # if pytest is SIGKILLed (no atexit)
+            poll_s=0.5,
+        )
+        with running(spec) as head:
+            address = f"{HOST}:{head.port}"
+            yield RayHead(address, head.pid, {**RAY_ENV, "RAY_ADDRESS": address})

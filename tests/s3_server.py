@@ -6,20 +6,22 @@ set AWS_* with `monkeypatch.setenv` so nothing leaks.
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import shutil
+import signal
 import socket
-import subprocess
 import sysconfig
 import tempfile
-import time
-import urllib.request
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from .servers import HOST, ServerSpec, http_ok, running, temp_dir
 
 BUCKET = "mpt-test"
 ACCESS_KEY = "mpt-test-key"
@@ -53,32 +55,38 @@ def weed_binary() -> str:
 def _port_free(port: int) -> bool:
     with socket.socket() as sock:
         try:
-            sock.bind(("127.0.0.1", port))
+            sock.bind((HOST, port))
         except OSError:
             return False
     return True
 
 
-def pick_ports(count: int, rng: random.Random | None = None) -> list[int]:
-    """`count` HTTP ports p with p and p + 10000 free and no two ports colliding."""
+def pick_ports(
+    count: int, rng: random.Random | None = None, taken: Collection[int] = ()
+) -> list[int]:
+    """`count` HTTP ports p with p and p + 10000 free and no two ports (nor one of `taken`)
+    colliding."""
     rng = rng or random.Random()
     ports: list[int] = []
     while len(ports) < count:
         port = rng.randrange(20_000, 55_000)
-        taken = {q + d for q in ports for d in (-GRPC_OFFSET, 0, GRPC_OFFSET)}
-        if port not in taken and _port_free(port) and _port_free(port + GRPC_OFFSET):
+        clash = {q + d for q in [*taken, *ports] for d in (-GRPC_OFFSET, 0, GRPC_OFFSET)}
+        if port not in clash and _port_free(port) and _port_free(port + GRPC_OFFSET):
             ports.append(port)
     return ports
 
 
-def _command(binary: str, workdir: Path, ports: list[int]) -> list[str]:
-    master, volume, filer, s3, admin = ports
+def _command(binary: str, base: Path, s3: int) -> list[str]:
+    """`weed mini` with its S3 API on port `s3`, fresh other ports and a fresh data dir
+    (weed reloads old ports from DIR/mini.options)."""
+    workdir = Path(tempfile.mkdtemp(prefix="try-", dir=base))
+    master, volume, filer, admin = pick_ports(4, taken=[s3])
     return [
         binary,
         "mini",
-        f"-dir={workdir / 'data'}",  # fresh: weed reloads old ports from DIR/mini.options
-        "-ip=127.0.0.1",
-        "-ip.bind=127.0.0.1",
+        f"-dir={workdir / 'data'}",
+        f"-ip={HOST}",
+        f"-ip.bind={HOST}",
         f"-bucket={BUCKET}",
         "-admin.ui=false",
         "-master.telemetry=false",
@@ -94,22 +102,16 @@ def _command(binary: str, workdir: Path, ports: list[int]) -> list[str]:
     ]
 
 
-def _ready(endpoint: str, client) -> bool:
-    try:
-        with urllib.request.urlopen(endpoint + "/healthz", timeout=1) as response:
-            if response.status != 200:
-                return False
-        client.head_bucket(Bucket=BUCKET)  # bucket exists and the credentials are accepted
-    except Exception:
-        return False
-    return True
+def _endpoint(port: int) -> str:
+    return f"http://{HOST}:{port}"
 
 
-def _wait_ready(proc: subprocess.Popen, endpoint: str, log: Path) -> None:
+@functools.cache
+def _client(endpoint: str) -> Any:
     import boto3
     from botocore.config import Config
 
-    client = boto3.client(
+    return boto3.client(
         "s3",
         endpoint_url=endpoint,
         aws_access_key_id=ACCESS_KEY,
@@ -117,69 +119,32 @@ def _wait_ready(proc: subprocess.Popen, endpoint: str, log: Path) -> None:
         region_name="us-east-1",
         config=Config(retries={"max_attempts": 1}, connect_timeout=1, read_timeout=2),
     )
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while not _ready(endpoint, client):
-        if proc.poll() is not None:
-            tail = log.read_text(errors="replace")[-2000:]
-            raise _Exited(f"weed mini exited with {proc.returncode}; log tail:\n{tail}")
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"weed mini not ready after {START_TIMEOUT_S}s; log: {log}")
-        time.sleep(0.1)
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    proc.terminate()  # our own PID; SIGTERM is a graceful shutdown (about 2 s)
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-class _Exited(RuntimeError):
-    """weed stopped before it was ready (typically a port taken since it was picked)."""
-
-
-def _start(binary: str, workdir: Path, env: dict[str, str]) -> tuple[subprocess.Popen, str]:
-    """Start weed on fresh ports and a fresh data dir; return it once the bucket answers."""
-    ports = pick_ports(5)
-    workdir.mkdir(parents=True)
-    log = workdir / "weed.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            _command(binary, workdir, ports),
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-    endpoint = f"http://127.0.0.1:{ports[3]}"
-    try:
-        _wait_ready(proc, endpoint, log)
-    except BaseException:
-        _stop(proc)
-        raise
-    return proc, endpoint
+def _ready(port: int) -> bool:
+    endpoint = _endpoint(port)
+    if not http_ok(endpoint + "/healthz", timeout_s=1.0):
+        return False
+    _client(endpoint).head_bucket(Bucket=BUCKET)  # bucket exists and the credentials work
+    return True
 
 
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[S3Server]:
     """A SeaweedFS S3 server on 127.0.0.1 with one bucket, for the whole test session."""
     binary = weed_binary()  # fails with the install hint before anything starts
-    base = Path(tempfile.mkdtemp(prefix="mpt-s3-"))
-    env = dict(os.environ, AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY)
-    try:
-        for attempt in range(3):
-            workdir = base / f"try{attempt}"
-            try:
-                proc, endpoint = _start(binary, workdir, env)
-                break
-            except _Exited:
-                if attempt == 2:
-                    raise
-        try:
-            yield S3Server(endpoint, BUCKET, ACCESS_KEY, SECRET_KEY, proc.pid, workdir / "weed.log")
-        finally:
-            _stop(proc)
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
+    with temp_dir("mpt-s3-") as base:
+        spec = ServerSpec(
+            name="weed mini",
+            command=functools.partial(_command, binary, base),
+            ready=_ready,
+            log=base / "weed.log",
+            env=dict(os.environ, AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY),
+            start_timeout_s=START_TIMEOUT_S,
+            parent_death_signal=signal.SIGTERM,  # if pytest is SIGKILLed (no atexit)
+            pick_port=lambda: pick_ports(1)[0],  # the S3 port; p + 10000 must be free too
+        )
+        with running(spec) as server:  # SIGTERM is a graceful shutdown (about 2 s)
+            yield S3Server(
+                _endpoint(server.port), BUCKET, ACCESS_KEY, SECRET_KEY, server.pid, spec.log
+            )

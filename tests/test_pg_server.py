@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from pathlib import Path
 
@@ -10,7 +11,8 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
-from .pg_server import PgServer
+from .pg_server import STOP_TIMEOUT_S, PgServer, running_server
+from .servers import is_running, wait_gone
 
 
 @pytest.fixture
@@ -129,3 +131,24 @@ def test_server_runs_unprivileged(pg_server: PgServer) -> None:
     )
     assert uid != 0
     assert (pg_server.datadir / "postmaster.pid").read_text().split()[0] == str(pg_server.pid)
+
+
+@pytest.mark.slow
+def test_stop_is_a_fast_shutdown_that_leaves_no_process_and_no_files() -> None:
+    with running_server() as server:
+        with psycopg.connect(server.conninfo()) as conn:
+            workers = conn.execute(  # checkpointer, walwriter, autovacuum launcher, ...
+                "SELECT pid FROM pg_stat_activity WHERE pid <> pg_backend_pid()"
+            ).fetchall()
+        pids = [server.pid, *(pid for (pid,) in workers)]
+        assert len(pids) > 1 and all(is_running(pid) for pid in pids)
+        held = psycopg.connect(server.conninfo())  # a smart shutdown would wait for it
+        t0 = time.monotonic()
+    stop_s = time.monotonic() - t0
+    try:
+        assert _is_dead(held)
+    finally:
+        held.close()
+    assert stop_s < STOP_TIMEOUT_S / 2  # fast (SIGINT): no wait for clients, no escalation
+    assert [pid for pid in pids if not wait_gone(pid)] == []
+    assert not server.datadir.parent.exists()

@@ -1,20 +1,15 @@
 """A real `mpt review` (uvicorn) on a free 127.0.0.1 port, and a headless Chromium driven by
-Selenium, for the browser tests. The server is started as its own process group and
-stopped by its PID (the stop/tail/port helpers are the Prefect harness's)."""
+Selenium, for the browser tests. The server runs on the tests' one server harness
+(`tests/servers.py`): its own process group, stopped by its PID."""
 
 from __future__ import annotations
 
-import atexit
 import base64
 import contextlib
-import functools
 import os
 import shutil
-import subprocess
+import signal
 import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +18,8 @@ import pytest
 
 import review
 
-from ..pg_server import _setpriv
-from ..prefect_server import _free_port, _stop, _tail
+from ..prefect_server import STOP
+from ..servers import ServerSpec, http_ok, running
 
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 60.0
@@ -53,53 +48,36 @@ class ReviewServer:
     log: Path
 
 
-def _wait_ready(proc: subprocess.Popen, url: str, log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"mpt review exited with {proc.returncode}; log:\n{_tail(log)}")
-        try:
-            with urllib.request.urlopen(f"{url}/healthz", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"mpt review not ready ({exc}); log:\n{_tail(log)}") from exc
-        time.sleep(0.2)
-
-
 @contextlib.contextmanager
 def running_review(env: dict[str, str], workdir: Path) -> Iterator[ReviewServer]:
     """`python -m flows.cli review` with `env` added to this process's environment."""
-    port = _free_port()
-    log = workdir / "review.log"
     child_env = {**os.environ, **env}
     child_env["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p
     )
-    cmd = [sys.executable, "-m", "flows.cli", "review", "--host", HOST, "--port", str(port)]
-    setpriv = _setpriv()
-    if setpriv:  # if pytest dies without cleaning up, the server gets SIGTERM
-        cmd = [setpriv, "--pdeathsig", "TERM", "--", *cmd]
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(
-            cmd,
-            env=child_env,
-            cwd=workdir,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    guard = functools.partial(_stop, proc)
-    atexit.register(guard)
-    try:
-        url = f"http://{HOST}:{port}"
-        _wait_ready(proc, url, log)
-        yield ReviewServer(url, proc.pid, log)
-    finally:
-        _stop(proc)
-        atexit.unregister(guard)
+    spec = ServerSpec(
+        name="mpt review",
+        command=lambda port: [
+            sys.executable,
+            "-m",
+            "flows.cli",
+            "review",
+            "--host",
+            HOST,
+            "--port",
+            str(port),
+        ],
+        ready=lambda port: http_ok(f"http://{HOST}:{port}/healthz"),
+        log=workdir / "review.log",
+        env=child_env,
+        cwd=workdir,
+        start_timeout_s=START_TIMEOUT_S,
+        stop=STOP,
+        parent_death_signal=signal.SIGTERM,
+        poll_s=0.2,
+    )
+    with running(spec) as server:
+        yield ReviewServer(f"http://{HOST}:{server.port}", server.pid, spec.log)
 
 
 @contextlib.contextmanager
