@@ -97,3 +97,38 @@ def write_rows_to(folder, rows):
     from flows.domains import get_domain
 
     write_rows(get_domain(folder.parent, folder.name), rows)
+
+
+def test_each_broken_domain_fails_alone_with_its_stage_and_reason(run, tmp_path):
+    """A checkpoint that does not exist, an Excel CSV (byte-order mark) and a corrupted
+    production blob: each domain gets its own status and reason; the rest are tuned."""
+    import codecs
+
+    import yaml
+
+    from flows.domains import get_domain
+
+    domains_dir = tiny_repo(tmp_path / "repo", tasks=("classification", "vqa", "retrieval"))
+    clip = domains_dir / "test-retrieval" / "domain.yaml"
+    config = yaml.safe_load(clip.read_text())
+    config["backbone"] = {"family": "hf-clip", "name": str(tmp_path / "no-such-checkpoint")}
+    clip.write_text(yaml.safe_dump(config))
+    excel = get_domain(domains_dir, "test-vqa").metadata_path
+    excel.write_bytes(codecs.BOM_UTF8 + excel.read_bytes())
+
+    first = run(domains_dir)
+    assert first["test-classification"]["status"] == "registered"
+    assert first["test-vqa"]["status"] == "registered"  # the BOM is read like validation reads it
+    failed = first["test-retrieval"]
+    assert failed["status"] == "failed" and failed["stage"] == "plan"
+    assert "could not be loaded" in failed["message"]
+
+    reg = PromptRegistry.from_settings(RegistrySettings())
+    reg.approve(first["test-classification"]["request_id"], reviewer="ben")
+    blob = reg.store.path(reg.get_version("test-classification", 1).artifact_sha256)
+    blob.write_bytes(blob.read_bytes()[:-10] + b"0123456789")
+    second = run(domains_dir, force=True)
+    broken = second["test-classification"]
+    assert broken["status"] == "failed" and broken["stage"] == "job"
+    assert "corrupted" in broken["message"]
+    assert second["test-vqa"]["status"] == "registered"
