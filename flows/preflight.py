@@ -1,14 +1,13 @@
 """Preflight: the services a retrain needs, checked in seconds before any work.
 
 Registry database reachable and migrated, artifact store writable, DVC remote reachable and
-writable. Each problem comes back as one line with the fix; nothing is left behind (the
-probes write a tiny object and delete it).
+writable. Each problem comes back as one line with the fix. Local folders are checked
+without creating anything; S3 probes write a tiny object and delete it.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 from registry import RegistrySettings
@@ -17,6 +16,19 @@ from .settings import PlatformSettings
 
 PROBE = b"mpt-platform preflight probe\n"
 TIMEOUT_S = 5
+
+
+def _unwritable(folder: Path) -> str | None:
+    """Why files cannot be created in `folder` (or the folders to be made above it), or
+    None; nothing is created to find out."""
+    existing = folder.expanduser().resolve()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is not writable"
+    return None
 
 
 def check_database(url: str) -> str | None:
@@ -28,12 +40,9 @@ def check_database(url: str) -> str | None:
     if make_url(url).get_backend_name() == "sqlite":
         database = make_url(url).database
         if database and database != ":memory:":
-            folder = Path(database).expanduser().resolve().parent
-            try:
-                folder.mkdir(parents=True, exist_ok=True)
-                tempfile.TemporaryFile(dir=folder).close()
-            except OSError as exc:
-                return f"registry database {shown}: its folder is not writable ({exc.strerror})"
+            problem = _unwritable(Path(database).parent)
+            if problem:
+                return f"registry database {shown}: {problem}; set MPT_HOME or MPT_DATABASE_URL"
         return None  # the embedded SQLite registry migrates itself when opened
     try:
         revision = current_revision(url)
@@ -55,6 +64,9 @@ def check_database(url: str) -> str | None:
 def check_store(url: str, endpoint_url: str | None) -> str | None:
     from registry.store import open_store, sha256_of
 
+    if not url.startswith("s3://"):
+        problem = _unwritable(Path(url))
+        return f"artifact store {url}: {problem}; set MPT_ARTIFACT_STORE" if problem else None
     try:
         store = open_store(url, endpoint_url)
         store.put(PROBE)
@@ -69,12 +81,8 @@ def check_dvc_remote(url: str, endpoint_url: str | None, repo_root: Path | None)
         folder = Path(url).expanduser()
         if not folder.is_absolute() and repo_root is not None:
             folder = repo_root / folder
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            tempfile.TemporaryFile(dir=folder).close()
-        except OSError as exc:
-            return f"DVC remote {folder} is not writable ({exc.strerror}); set MPT_DVC_REMOTE"
-        return None
+        problem = _unwritable(folder)
+        return f"DVC remote {folder}: {problem}; set MPT_DVC_REMOTE" if problem else None
     import boto3
     from botocore.config import Config
 

@@ -90,9 +90,10 @@ def evaluate_policy(
         if name in cand_classes
     }
     report["per_class"] = per_class
-    regressed = {
-        n: v["delta"] for n, v in per_class.items() if -v["delta"] > policy.max_class_regression
-    }
+    # A small tolerance: 0.95 - 1.0 is -0.050000000000000044 in floating point, and a class
+    # that lost exactly the allowed amount has not regressed by more than it.
+    limit = policy.max_class_regression + 1e-9
+    regressed = {n: v["delta"] for n, v in per_class.items() if -v["delta"] > limit}
     if regressed:
         worst = min(regressed, key=regressed.__getitem__)
         report["reasons"].append(

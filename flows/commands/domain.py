@@ -69,18 +69,27 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    """The full preflight of a domain: schema, backbone and overrides, data; warnings."""
     from ..domains import get_domain
-    from ..validation import validate_domain  # GX imports slowly: only when checking
+    from ..domains.check import check_backbone, policy_warnings
+    from ..validation import validate_data  # GX imports slowly: only when checking
 
     domain = get_domain(domains_dir(args), args.name)
-    report = validate_domain(domain, Path(args.report_dir) if args.report_dir else None)
+    problems = check_backbone(domain)
+    checked = validate_data(domain, Path(args.report_dir) if args.report_dir else None)
+    report = checked.report
+    warnings = policy_warnings(domain, checked.table)
     if args.json:
-        emit(args, report.to_dict())
+        emit(args, {**report.to_dict(), "problems": problems, "warnings": warnings})
     else:
+        for problem in problems:
+            print(f"{domain.name}: FAILED: {problem}")
         print(report.summary)
+        for warning in warnings:
+            print(f"{domain.name}: warning: {warning}")
         if report.docs_path:
             print(f"Data Docs: {report.docs_path}")
-    return 0 if report.passed else 1
+    return 0 if report.passed and not problems else 1
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:

@@ -23,7 +23,7 @@ data:
 
 # The frozen backbone and the prompts tuned on it.
 backbone:
-  family: shipped          # {families}
+  family: {family}          # {families}
 prompts:
   preset: mpt              # {presets}
   overrides: {{}}            # PromptConfig fields, e.g. {{text_tokens: 8}}
@@ -65,6 +65,14 @@ Check it with `mpt domain check {name}`; train it with `mpt run {name}`.
 """
 
 
+def _family_for(task: str) -> str:
+    """The offline default if it runs the task, else the first family that does."""
+    kind = TASKS.get(task).backbone_kind
+    if FAMILIES.get("shipped").kind == kind:
+        return "shipped"
+    return next(f for f in FAMILIES if FAMILIES.get(f).kind == kind)
+
+
 def table_columns(task: str) -> list[str]:
     """The metadata columns a new domain of `task` starts with (default column names)."""
     layout, contract = DataLayout(), TASKS.get(task).contract
@@ -91,6 +99,7 @@ def scaffold_domain(domains_dir: str | Path, name: str, task: str) -> Path:
         "columns": columns,
         "task_fields": TASKS.get(task).contract.declaration_help,
         "families": " | ".join(FAMILIES.names()),
+        "family": _family_for(task),
         "presets": " | ".join(PRESETS.names()),
     }
     (root / CONFIG_FILE).write_text(_YAML.format(**fields))

@@ -13,8 +13,9 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from mpt_core import PRESETS, TASKS
+from mpt_core import FAMILIES, PRESETS, TASKS
 from mpt_core.errors import ConfigError
+from mpt_core.support import check_supported
 from mpt_core.tasks import Task, TaskContract, task_from_declaration
 from registry.policy import Policy
 
@@ -58,6 +59,15 @@ class BackboneSpec(_Strict):
     """Checkpoint name or path; None = the family's default."""
     options: dict[str, Any] = Field(default_factory=dict)
 
+    @field_validator("family")
+    @classmethod
+    def _known_family(cls, v: str) -> str:
+        if v not in FAMILIES:
+            raise ValueError(
+                f"unknown backbone family {v!r}; allowed: {', '.join(FAMILIES.names())}"
+            )
+        return v
+
 
 class PromptSpec(_Strict):
     preset: str = "mpt"
@@ -69,6 +79,19 @@ class PromptSpec(_Strict):
     def _known_preset(cls, v: str) -> str:
         if v not in PRESETS:
             raise ValueError(f"unknown preset {v!r}; allowed: {', '.join(PRESETS.names())}")
+        return v
+
+    @field_validator("overrides")
+    @classmethod
+    def _known_fields(cls, v: dict[str, Any]) -> dict[str, Any]:
+        from dataclasses import fields
+
+        from mpt_core.prompts import PromptConfig
+
+        known = sorted(f.name for f in fields(PromptConfig))
+        unknown = sorted(set(v) - set(known))
+        if unknown:
+            raise ValueError(f"unknown prompt config field(s) {unknown}; allowed: {known}")
         return v
 
 
@@ -121,6 +144,17 @@ class Schedule(_Strict):
     def _cron(cls, v: str) -> str:
         if len(v.split()) != 5:
             raise ValueError(f"cron {v!r} must have 5 fields: minute hour day month weekday")
+        from datetime import datetime
+
+        from cronsim import CronSim, CronSimError
+
+        try:
+            CronSim(v, datetime(2026, 1, 1))
+        except CronSimError as exc:
+            raise ValueError(
+                f"cron {v!r}: {str(exc).lower()}; fields are minute 0-59, hour 0-23, "
+                "day 1-31, month 1-12 (or jan-dec), weekday 0-6 (or sun-sat)"
+            ) from None
         return v
 
     @field_validator("timezone")
@@ -198,6 +232,14 @@ class DomainConfig(_Strict):
     def _task_fields(self) -> DomainConfig:
         try:
             self.build_task()
+            family = FAMILIES.get(self.backbone.family)
+            check_supported(
+                family.name,
+                family.kind,
+                self.prompts.preset,
+                self.task,
+                TASKS.get(self.task).backbone_kind,
+            )
         except ConfigError as exc:
             raise ValueError(str(exc)) from None
         metrics = self.contract.metrics

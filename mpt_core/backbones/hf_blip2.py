@@ -25,13 +25,13 @@ import copy
 import string
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
-from transformers import AutoConfig, AutoTokenizer, Blip2Config, Blip2ForConditionalGeneration
 
 from ..errors import BackboneLoadError, DataError
 from .base import PromptSlots, TowerSlot, quiet_transformers
@@ -44,6 +44,9 @@ from .generative import (
 )
 from .hf_clip import CLIP_MEAN, CLIP_STD
 from .injection import DeepPromptInjector
+
+if TYPE_CHECKING:  # transformers takes seconds to import: only when a backbone is built
+    from transformers import Blip2Config, Blip2ForConditionalGeneration
 
 IGNORE = -100  # label of positions that are not scored
 ENCODER_DECODER_MAX_POSITIONS = 512  # T5 has relative positions; its usual input limit
@@ -344,6 +347,8 @@ def load(name: str, *, revision: str | None = None, dtype: str | None = None) ->
     halves memory on a GPU (with float16 transformers keeps the Q-Former and its queries in
     float32; with bfloat16 everything is bfloat16). Prompts always train in float32.
     """
+    from transformers import AutoConfig, AutoTokenizer, Blip2Config, Blip2ForConditionalGeneration
+
     if name in TINY_LANGUAGE_MODELS:
         return tiny(lm=TINY_LANGUAGE_MODELS[name])
     torch_dtype = _dtype(dtype)
@@ -396,6 +401,8 @@ def tiny_tokenizer() -> Tokenizer:
 def tiny_config(lm: str = "opt") -> Blip2Config:
     """ViT 2x32 (32 px, 8 px patches), Q-Former 2x32 with 4 queries reading the image in
     both layers, and a 2-layer 32-wide OPT (decoder-only) or T5 (encoder-decoder)."""
+    from transformers import Blip2Config
+
     vocab_size = tiny_tokenizer().get_vocab_size()
     if lm == "opt":
         text = {
@@ -461,6 +468,8 @@ def tiny_config(lm: str = "opt") -> Blip2Config:
 
 
 def tiny(seed: int = 0, lm: str = "opt") -> HFBlip2Backbone:
+    from transformers import Blip2ForConditionalGeneration
+
     torch.manual_seed(seed)
     config = tiny_config(lm)
     model = Blip2ForConditionalGeneration(config).eval()

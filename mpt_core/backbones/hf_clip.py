@@ -10,16 +10,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from PIL import Image
-from transformers import AutoTokenizer, CLIPConfig, CLIPModel
 
 from ..errors import BackboneLoadError
 from ..text import TextInputs, TextTokenizer, char_tokenizer
 from .base import Backbone, PromptSlots, TowerSlot, quiet_transformers
 from .injection import DeepPromptInjector
+
+if TYPE_CHECKING:  # transformers takes seconds to import: only when a backbone is built
+    from transformers import CLIPConfig, CLIPModel
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -127,6 +130,8 @@ def _clip_text_tokenizer(backend, max_length: int) -> TextTokenizer:
 
 def load(name: str, *, revision: str | None = None) -> HFClipBackbone:
     """Load a CLIPModel checkpoint by hub id (from the local cache) or local directory."""
+    from transformers import AutoTokenizer, CLIPModel
+
     if name == "tiny":
         return tiny()
     try:
@@ -171,6 +176,8 @@ TINY_SPECIALS = ("<|endoftext|>", "<|startoftext|>", "x</w>")
 
 def tiny_config() -> CLIPConfig:
     """A tiny random CLIP: 2 layers per tower, 32-wide, 32 px images, char vocabulary."""
+    from transformers import CLIPConfig
+
     vocab_size = char_tokenizer(TINY_SPECIALS).get_vocab_size()
     return CLIPConfig(
         text_config={
@@ -201,6 +208,8 @@ def tiny_tokenizer(max_length: int = 40) -> TextTokenizer:
 
 
 def tiny(seed: int = 0) -> HFClipBackbone:
+    from transformers import CLIPModel
+
     torch.manual_seed(seed)
     model = CLIPModel(tiny_config()).eval()
     return HFClipBackbone("tiny", model, tiny_tokenizer())

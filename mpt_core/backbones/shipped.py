@@ -16,6 +16,7 @@ import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -23,7 +24,6 @@ import torch.nn.functional as F
 from PIL import Image
 from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer
-from transformers import BertConfig, BertModel
 
 from ..cache import cache_dir
 from ..text import TextInputs, TextTokenizer, char_tokenizer
@@ -31,6 +31,9 @@ from .base import Backbone, PromptSlots, TowerSlot, quiet_transformers
 from .bridge import Bridge, derive_bridge
 from .efficientnet_lite import EfficientNetLite, StageSpec
 from .injection import DeepPromptInjector
+
+if TYPE_CHECKING:  # transformers takes seconds to import: only when a backbone is built
+    from transformers import BertModel
 
 IMAGENET_CLASSES = Path(__file__).with_name("imagenet_classes.txt")
 BRIDGE_TEMPLATE = "a photo of a {}."
@@ -202,6 +205,8 @@ def imagenet_class_names() -> list[str]:
 
 def load(name: str = "default", *, image_size: int = 160) -> ShippedBackbone:
     """Load the shipped towers from the files of their packages; never touches the network."""
+    from transformers import BertModel
+
     if name == "tiny":
         return tiny()
     if name != "default":
@@ -256,6 +261,8 @@ TINY_STAGES = (StageSpec(1, 3, 1, 1, 8, 8), StageSpec(1, 3, 2, 2, 8, 16))
 
 def tiny(seed: int = 0) -> ShippedBackbone:
     """Tiny random towers: 2-layer 32-wide BERT, 2-block CNN on 32 px, 50 classes."""
+    from transformers import BertConfig, BertModel
+
     torch.manual_seed(seed)
     backend = char_tokenizer(TINY_SPECIALS)
     text_model = BertModel(

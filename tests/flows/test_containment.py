@@ -17,7 +17,7 @@ from flows.domains import DomainConfigError, get_domain, load_domain_config
 from flows.pipeline import PrepareFailure, prepare
 from flows.validation import validate_domain
 from flows.versioning import DataVersioner, RemoteSpec, VersioningError
-from registry import PromptRegistry, RegistrySettings
+from registry import open_registry
 
 from .domain_factory import folder_digest, make_domain, png_bytes, read_rows, write_rows
 
@@ -124,7 +124,7 @@ def test_a_refused_domain_leaves_data_cache_and_remote_byte_for_byte_unchanged(t
     before = {
         p: folder_digest(p) for p in (domain.data_dir, tmp_path / ".dvc", tmp_path / "remote")
     }
-    registry = PromptRegistry.from_settings(RegistrySettings())
+    registry = open_registry()
     with pytest.raises(PrepareFailure) as failure:
         prepare(domain, versioner, registry, tmp_path / "reports")
     assert (

@@ -30,8 +30,7 @@ def write(path: Path, text: str) -> Path:
         (
             "task: classifcation\nlabels: [a, b]\n",
             [
-                "task: unknown task 'classifcation'; allowed: captioning, classification, "
-                "retrieval",
+                "task: unknown task 'classifcation'; allowed: captioning, classification,",
                 "got 'classifcation'",
             ],
         ),

@@ -152,7 +152,6 @@ def test_cli_apply_reports_created_updated_and_skipped(
     server, tmp_path, test_flow, monkeypatch, capsys
 ):
     monkeypatch.setattr(schedules, "default_flow", lambda: test_flow)
-    with_schedule_group(monkeypatch)
     domains_dir = tmp_path / "domains"
     write_domain(domains_dir, "alpha", *BERLIN)
     write_broken(domains_dir)
@@ -173,16 +172,16 @@ def test_cli_apply_reports_created_updated_and_skipped(
     assert list(report["skipped"]) == ["broken"]
 
 
-def with_schedule_group(monkeypatch) -> None:
-    """`mpt schedule` in `flows.cli.main`, whether or not cli.GROUPS lists it yet."""
-    if schedule_commands not in cli.GROUPS:
-        monkeypatch.setattr(cli, "GROUPS", (*cli.GROUPS, schedule_commands))
+def test_the_cli_has_the_schedule_and_promote_await_commands():
+    parser = cli.build_parser()
+    assert schedule_commands in cli.GROUPS
+    assert parser.parse_args(["schedule", "list"]).func.__name__ == "cmd_list"
+    assert parser.parse_args(["promote", "await", "3"]).func.__name__ == "cmd_await"
 
 
 def test_schedule_list_prints_each_cron_and_its_next_run_in_the_domain_zone(
     tmp_path, monkeypatch, capsys
 ):
-    with_schedule_group(monkeypatch)
     domains_dir = tmp_path / "domains"
     write_domain(domains_dir, "alpha", *BERLIN)
     write_domain(domains_dir, "gamma", *TOKYO)
@@ -200,7 +199,6 @@ def test_schedule_list_prints_each_cron_and_its_next_run_in_the_domain_zone(
 
 
 def test_schedule_list_reports_a_broken_domain(tmp_path, monkeypatch, capsys):
-    with_schedule_group(monkeypatch)
     write_domain(tmp_path / "domains", "alpha", *BERLIN)
     write_broken(tmp_path / "domains")
     assert cli.main(["schedule", "list", "--domains-dir", str(tmp_path / "domains")]) == 1
@@ -226,7 +224,6 @@ def test_build_deployments_targets_each_domain(tmp_path, test_flow):
 
 
 def test_apply_without_api_url_says_how_to_get_a_server(tmp_path, monkeypatch, capsys):
-    with_schedule_group(monkeypatch)
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
     monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect-home"))  # no profile sets one
     monkeypatch.setenv("DO_NOT_TRACK", "1")

@@ -23,13 +23,29 @@ from .synthetic import examples, make_task
 QUIET = {"progress": False}
 
 
-def test_frozen_image_tower_is_encoded_once_and_cached():
-    backbone = tiny_backbone("hf-clip")
-    coop = build_prompts(backbone, "coop", make_task("classification"))
-    mpt = build_prompts(backbone, "mpt", make_task("classification"))
-    images = [e.image for e in examples("classification", 1)]
-    assert coop.prepare_images(images).shape == (3, backbone.embed_dim)  # finished embeddings
-    assert mpt.prepare_images(images).shape == (3, 3, 32, 32)  # pixels: prompts act inside
+def _count(monkeypatch, backbone, method: str) -> list:
+    calls: list = []
+    real = getattr(backbone, method)
+    monkeypatch.setattr(backbone, method, lambda *a, **k: calls.append(1) or real(*a, **k))
+    return calls
+
+
+def test_frozen_image_tower_is_encoded_once_and_cached(monkeypatch):
+    """Without visual prompts the whole image tower runs once per image, before the first
+    step; with them, only the prompted part runs per step, on the cached stem."""
+    train, val = examples("classification", 2), examples("classification", 1, seed=1)
+    config = TrainConfig(epochs=3, batch_size=2, **QUIET)  # 3 steps per epoch
+    for preset, per_step in (("coop", False), ("mpt", True)):
+        backbone = tiny_backbone("hf-clip")
+        model = build_prompts(backbone, preset, make_task("classification"))
+        stems = _count(monkeypatch, backbone, "image_stem")
+        encodes = _count(monkeypatch, backbone, "encode_image")
+        result = fit(model, train, val, config)
+        assert len(stems) == 2, preset  # train and val, once each, for all epochs
+        if per_step:
+            assert len(encodes) >= result.steps  # the prompted tower, every step
+        else:
+            assert len(encodes) == 2  # finished embeddings, computed once
 
 
 def test_frozen_text_tower_embeds_each_text_once(monkeypatch):
@@ -56,10 +72,21 @@ def test_same_seed_gives_identical_prompts():
 def test_early_stopping_restores_the_best_epoch():
     model = build_prompts(tiny_backbone("hf-clip"), "coop", make_task("classification"))
     train, val = examples("classification", 3), examples("classification", 2, seed=1)
-    result = fit(model, train, val, TrainConfig(epochs=30, lr=0.5, patience=2, **QUIET))
-    assert result.epochs_run < 30 or result.best_epoch == 30
+    states = {}
+
+    def snapshot(row):
+        states[row["epoch"]] = {k: v.clone() for k, v in model.state_dict().items()}
+
+    config = TrainConfig(epochs=30, lr=0.5, patience=2, warmup_ratio=0.0, **QUIET)
+    result = fit(model, train, val, config, on_epoch=snapshot)
     values = [row["val_accuracy"] for row in result.history]
-    assert result.best_value == max(values)
+    assert result.best_value == max(values) and result.best_epoch == values.index(max(values)) + 1
+    # this setting peaks early and stops: the last epoch's prompts are not the best ones
+    assert result.best_epoch < result.epochs_run < 30
+    last = states[result.epochs_run]
+    assert any(not torch.equal(last[k], v) for k, v in states[result.best_epoch].items())
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, states[result.best_epoch][key]), key
     assert evaluate(model, val)["accuracy"] == pytest.approx(result.best_value)
     assert {"epoch", "step", "train_loss", "lr", "val_accuracy"} <= set(result.history[0])
 

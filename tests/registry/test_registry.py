@@ -7,6 +7,7 @@ import time
 from datetime import UTC, datetime
 
 import pytest
+import sqlalchemy
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
@@ -260,6 +261,13 @@ def test_history_is_append_only(reg, tmp_path):
     reg.rollback("retail", 1, actor="ops", reason="incident 42")
     assert reg.history("retail")[: len(first)] == first
     assert not any(hasattr(reg, name) for name in ("delete_history", "edit_history"))
+    # and in the database itself: no client, however it connects, can rewrite the past
+    engine = sqlalchemy.create_engine(reg.url)
+    for statement in ("UPDATE alias_history SET actor = 'mallory'", "DELETE FROM alias_history"):
+        with pytest.raises(sqlalchemy.exc.DBAPIError, match="append-only"), engine.begin() as c:
+            c.execute(sqlalchemy.text(statement))
+    engine.dispose()
+    assert [h.actor for h in reg.history("retail")] == ["ben", "ben", "ops"]
 
 
 def test_concurrent_approvals_cannot_both_win(reg, tmp_path, db_url):

@@ -1,0 +1,229 @@
+"""The retrain steps called directly: prepare (validate, then version), the worker's own
+data materialisation, tuning, the candidate-vs-production path and the one-transaction,
+idempotent registration."""
+
+from __future__ import annotations
+
+import codecs
+import random
+import subprocess
+
+import pytest
+
+from flows.datacache import DataCache, DataCacheError, RemoteLocation
+from flows.dataset import read_rows, rows_digest
+from flows.domains import get_domain
+from flows.jobs import DataRef
+from flows.pipeline import (
+    PrepareFailure,
+    backbone_ref,
+    build_job,
+    prepare,
+    register_outcome,
+    unchanged_version,
+)
+from flows.versioning import DataVersioner, RemoteSpec
+from flows.worker import job_examples, run_tune_job
+from mpt_core import backbones
+from mpt_core.errors import DataError
+from registry import PromptRegistry, RuleViolation, open_registry
+
+from .domain_factory import make_domain
+from .domain_factory import read_rows as read_csv_rows
+from .retrain_fixtures import TINY
+
+
+def tiny_domain(root, task="classification", name=None, epochs=2):
+    if not (root / ".git").exists():
+        subprocess.run(["git", "init", "-q", str(root)], check=True)
+    domain = make_domain(root, task, per_class=3, name=name)
+    text = (domain.root / "domain.yaml").read_text()
+    text += f"backbone: {{family: shipped, name: tiny}}\ntuning: {{epochs: {epochs}}}\n"
+    (domain.root / "domain.yaml").write_text(text)
+    return get_domain(root / "domains", domain.name)
+
+
+@pytest.fixture
+def world(tmp_path):
+    root = tmp_path / "repo"
+    root.mkdir()
+    registry = open_registry()
+    versioner = DataVersioner(root, RemoteSpec(str(tmp_path / "remote")))
+    return root, registry, versioner, RemoteLocation(str(tmp_path / "remote"))
+
+
+def test_prepare_validates_then_versions_and_records(world, tmp_path):
+    root, registry, versioner, _ = world
+    domain = tiny_domain(root)
+    prepared = prepare(domain, versioner, registry, tmp_path / "reports")
+    assert prepared.validation == "passed" and (domain.root / "data.dvc").exists()
+    record = registry.data_version(domain.name, prepared.data.md5)
+    assert record.validation_passed and record.validation_key
+    assert (tmp_path / "reports" / domain.name / prepared.data.md5 / "validation.json").exists()
+    assert prepared.rows_sha256 == rows_digest(read_rows(domain.config, domain.data_dir))
+    again = prepare(domain, versioner, registry, tmp_path / "reports")
+    assert again.validation == "unchanged" and again.data == prepared.data
+
+
+def test_an_invalid_domain_is_refused_before_dvc_sees_it(world, tmp_path):
+    root, registry, versioner, _ = world
+    domain = tiny_domain(root)
+    rows = read_csv_rows(domain)
+    rows[3]["label"] = "Sneakr"
+    (domain.metadata_path).write_text(
+        "image,split,label\n" + "".join(f"{r['image']},{r['split']},{r['label']}\n" for r in rows)
+    )
+    with pytest.raises(PrepareFailure) as failure:
+        prepare(domain, versioner, registry, tmp_path / "reports")
+    result = failure.value.result
+    assert result.status == "invalid" and "row 4" in result.message and "'Sneakr'" in result.message
+    assert not (domain.root / "data.dvc").exists() and not (tmp_path / "remote").exists()
+
+
+def test_an_excel_csv_with_a_byte_order_mark_validates_and_trains(world, tmp_path):
+    root, registry, versioner, location = world
+    domain = tiny_domain(root)
+    domain.metadata_path.write_bytes(codecs.BOM_UTF8 + domain.metadata_path.read_bytes())
+    prepared = prepare(domain, versioner, registry, tmp_path / "reports")
+    job = build_job(prepared, TINY, registry, location, None)
+    splits = job_examples(job, DataCache(tmp_path / "cache"))
+    assert len(splits["train"]) == 6 and splits["train"][0].label in ("boot", "shirt")
+
+
+def test_the_worker_reads_exactly_the_validated_rows_from_the_remote(world, tmp_path):
+    root, registry, versioner, location = world
+    domain = tiny_domain(root)
+    prepared = prepare(domain, versioner, registry, tmp_path / "reports")
+    job = build_job(prepared, TINY, registry, location, "run-1")
+    assert not hasattr(job, "images") and len(repr(job)) < 5_000  # no image travels
+    cache = DataCache(tmp_path / "node-cache")
+    examples = job_examples(job, cache)
+    assert all(str(e.image).startswith(str(tmp_path / "node-cache")) for e in examples["test"])
+    forged = type(job)(**{**job.__dict__, "data": DataRef(location, job.data.md5, "0" * 64)})
+    with pytest.raises(DataError, match="differ from the rows validated"):
+        job_examples(forged, cache)
+
+
+def test_a_damaged_remote_object_is_refused(world, tmp_path):
+    root, registry, versioner, location = world
+    domain = tiny_domain(root)
+    prepared = prepare(domain, versioner, registry, tmp_path / "reports")
+    victim = next(
+        p for p in (tmp_path / "remote").rglob("*") if p.is_file() and ".dir" not in p.name
+    )
+    victim.write_bytes(b"tampered")
+    with pytest.raises(DataCacheError, match="does not match its md5"):
+        DataCache(tmp_path / "c").materialise(location, prepared.data.md5)
+    with pytest.raises(DataCacheError, match="was the data version pushed"):
+        DataCache(tmp_path / "c").materialise(location, "f" * 32)
+
+
+def test_materialise_from_an_s3_remote(s3_server, monkeypatch, tmp_path):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3_server.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3_server.secret_key)
+    root = tmp_path / "repo"
+    root.mkdir()
+    url = f"s3://{s3_server.bucket}/dvc-{random.getrandbits(32):08x}"
+    versioner = DataVersioner(root, RemoteSpec(url, s3_server.endpoint_url))
+    domain = tiny_domain(root)
+    data = versioner.track(domain.data_dir)
+    versioner.push(domain.data_dir)
+    folder = DataCache(tmp_path / "cache").materialise(
+        RemoteLocation(url, s3_server.endpoint_url), data.md5
+    )
+    assert (folder / "metadata.csv").read_bytes() == domain.metadata_path.read_bytes()
+    assert read_rows(domain.config, folder) == read_rows(domain.config, domain.data_dir)
+
+
+def test_tune_register_and_compare_with_production_on_the_same_data(world, tmp_path):
+    root, registry, versioner, location = world
+    domain = tiny_domain(root, epochs=1)
+    prepared = prepare(domain, versioner, registry, tmp_path / "reports")
+    ref = backbone_ref(domain)
+    backbone = backbones.load_backbone("shipped", "tiny")
+    cache = DataCache(tmp_path / "cache")
+    first = run_tune_job(
+        backbone, build_job(prepared, ref, registry, location, "run-1"), cache=cache
+    )
+    assert first.production_metrics is None and first.backbone == backbone.identity.to_dict()
+    result = register_outcome(prepared, first, registry, None, "run-1")
+    assert result.status == "registered" and result.version == 1 and result.request_id
+    registry.approve(result.request_id, reviewer="ben")
+
+    job = build_job(prepared, ref, registry, location, "run-2")
+    assert job.production_version == 1 and job.production is not None
+    second = run_tune_job(backbone, job, cache=cache)
+    assert second.production_metrics == first.metrics["test"]  # same data, same prompts
+    result = register_outcome(prepared, second, registry, job.production_version, "run-2")
+    assert result.production == first.metrics["test"]["accuracy"]
+    prod = registry.get_version(domain.name, 1)
+    assert prod.metrics("test", prepared.data.md5) == first.metrics["test"]
+    (request,) = registry.requests(domain.name, "pending")
+    assert request.policy_report["production_version"] == 1
+
+
+def test_registration_is_one_idempotent_transaction(world, tmp_path, monkeypatch):
+    root, registry, versioner, location = world
+    domain = tiny_domain(root, epochs=1)
+    prepared = prepare(domain, versioner, registry, tmp_path / "reports")
+    backbone = backbones.load_backbone("shipped", "tiny")
+    outcome = run_tune_job(
+        backbone,
+        build_job(prepared, backbone_ref(domain), registry, location, "run-9"),
+        cache=DataCache(tmp_path / "cache"),
+    )
+
+    def broken(*args, **kwargs):
+        raise RuleViolation("the request could not be opened")
+
+    monkeypatch.setattr(PromptRegistry, "_open_request", broken)
+    with pytest.raises(RuleViolation):
+        register_outcome(prepared, outcome, registry, None, "run-9")
+    assert registry.list_versions() == []  # the version went with the failed request
+    monkeypatch.undo()
+    first = register_outcome(prepared, outcome, registry, None, "run-9")
+    retry = register_outcome(prepared, outcome, registry, None, "run-9")
+    assert (retry.version, retry.request_id) == (first.version, first.request_id)
+    assert len(registry.list_versions(domain.name)) == 1 and len(registry.requests()) == 1
+
+
+def test_a_corrupted_candidate_artifact_is_refused_at_registration(world, tmp_path):
+    root, registry, versioner, location = world
+    domain = tiny_domain(root, epochs=1)
+    prepared = prepare(domain, versioner, registry, tmp_path / "reports")
+    backbone = backbones.load_backbone("shipped", "tiny")
+    outcome = run_tune_job(
+        backbone,
+        build_job(prepared, backbone_ref(domain), registry, location, None),
+        cache=DataCache(tmp_path / "cache"),
+    )
+    bad = type(outcome.artifact)(outcome.artifact.config_json, outcome.artifact.tensors[:-7])
+    with pytest.raises(Exception, match="changed or damaged"):
+        register_outcome(
+            prepared, type(outcome)(**{**outcome.__dict__, "artifact": bad}), registry, None, None
+        )
+    assert registry.list_versions() == []
+
+
+def test_nothing_changed_is_decided_without_loading_the_backbone(world, tmp_path, monkeypatch):
+    root, registry, versioner, location = world
+    domain = tiny_domain(root, epochs=1)
+    prepared = prepare(domain, versioner, registry, tmp_path / "reports")
+    backbone = backbones.load_backbone("shipped", "tiny")
+    outcome = run_tune_job(
+        backbone,
+        build_job(prepared, backbone_ref(domain), registry, location, None),
+        cache=DataCache(tmp_path / "cache"),
+    )
+    register_outcome(prepared, outcome, registry, None, None)
+    loads = []
+    monkeypatch.setattr(backbones, "_cache", {})
+    monkeypatch.setattr(
+        backbones.BackboneFamily, "load", lambda self, *a, **k: loads.append(a) or 1 / 0
+    )
+    monkeypatch.setattr(
+        backbones.BackboneFamily, "weight_files", lambda self, *a, **k: [domain.metadata_path]
+    )
+    backbones._remember_sha256("shipped", "tiny", {}, backbone.identity.weights_sha256)
+    assert unchanged_version(domain, versioner, registry) == (prepared.data.md5, 1)
+    assert loads == []
