@@ -56,8 +56,6 @@ class TaskContract:
     metrics: tuple[str, ...]
     """Scalar metrics the task reports; a promotion policy may compare any of them."""
     primary_metric: str
-    target: str
-    """The Example field a prediction is compared with (label, caption, answer)."""
     value_set: ValueSet | None = None
     """Declared closed value set (labels, answers per question); None = free values."""
     group_metric: str | None = None
@@ -73,11 +71,17 @@ class TaskContract:
     """Example fields read when present, never required."""
     declaration_help: str = ""
     """A commented domain.yaml snippet declaring what the task needs (for scaffolding)."""
+    target: str | None = None
+    """The Example field a prediction is compared with (label, caption, answer); default:
+    the declared value set's field, else the last of `fields`."""
 
     def __post_init__(self) -> None:
         known = {"image", *EXAMPLE_FIELDS}
         named = [*self.fields, *self.optional_fields, *(t.field for t in self.text_fields)]
         named += list(self.row_key or ())
+        if self.target is None:
+            default = self.value_set.field if self.value_set else self.fields[-1]
+            object.__setattr__(self, "target", default)  # frozen: set once, here
         if self.target not in self.fields:
             raise ValueError(f"target {self.target!r} is not one of the fields {self.fields}")
         if self.value_set is not None:

@@ -120,3 +120,22 @@ def test_generated_predictions_carry_no_score(task_name):
         texts = model.task.predict(model, emb, batch)
     assert [p for p, _ in scored] == texts and {s for _, s in scored} == {None}
     assert model.task.contract.target in model.task.contract.fields
+
+
+def test_a_contract_names_its_target_or_derives_it():
+    from mpt_core import TASKS
+    from mpt_core.tasks import TaskContract, ValueSet
+
+    closed = TaskContract(("answer",), ("accuracy",), "accuracy", ValueSet("answer", "labels"))
+    free = TaskContract(("question", "answer"), ("accuracy",), "accuracy")
+    assert closed.target == "answer" and free.target == "answer"
+    targets = {name: TASKS.get(name).contract.target for name in TASKS}
+    assert targets == {
+        "captioning": "caption",
+        "classification": "label",
+        "retrieval": "caption",
+        "vqa": "answer",
+        "vqa-open": "answer",
+    }
+    with pytest.raises(ValueError, match="target 'label' is not one of the fields"):
+        TaskContract(("caption",), ("r1",), "r1", target="label")
