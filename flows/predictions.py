@@ -74,7 +74,7 @@ def predict_rows(
         item.update(
             target=getattr(example, model.task.contract.target),
             prediction=prediction,
-            score=round(float(score), 4),
+            score=None if score is None else round(float(score), 4),
         )
         out.append(item)
     return out

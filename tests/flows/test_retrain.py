@@ -132,3 +132,41 @@ def test_each_broken_domain_fails_alone_with_its_stage_and_reason(run, tmp_path)
     assert broken["status"] == "failed" and broken["stage"] == "job"
     assert "corrupted" in broken["message"]
     assert second["test-vqa"]["status"] == "registered"
+
+
+def test_a_captioning_domain_on_a_generative_backbone_goes_through_the_same_flow(run, tmp_path):
+    """`mpt domain new captions --task captioning`, pointed at (tiny) hf-blip2, tunes and
+    registers with CIDEr as its metric, like any other domain."""
+    import subprocess
+
+    from flows.cli import main
+
+    from .domain_factory import write_csv, write_png
+
+    root = tmp_path / "repo"
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    domains = root / "domains"
+    assert (
+        main(["domain", "new", "captions", "--task", "captioning", "--domains-dir", str(domains)])
+        == 0
+    )
+    folder = domains / "captions"
+    text = (folder / "domain.yaml").read_text()
+    assert "family: hf-blip2" in text and "columns: image,split,caption" in text
+    rows = []
+    for n, (split, thing) in enumerate(
+        (s, t)
+        for s in ("train", "val", "test")
+        for t in ("red square", "blue circle")
+        for _ in range(2)
+    ):
+        rel = f"images/{n}.png"
+        write_png(folder / "data" / rel, seed=n)
+        rows.append({"image": rel, "split": split, "caption": f"a {thing} on noise"})
+    write_csv(folder / "data" / "metadata.csv", rows)
+    text = text.replace("  family: hf-blip2 ", "  name: tiny\n  family: hf-blip2 ")
+    (folder / "domain.yaml").write_text(text.replace("epochs: 15", "epochs: 1"))
+    result = run(domains)["captions"]
+    assert result["status"] == "registered" and result["metric"] == "cider", result
+    version = PromptRegistry.from_settings(RegistrySettings()).get_version("captions", 1)
+    assert version.backbone.family == "hf-blip2" and "bleu4" in version.metrics("test")
