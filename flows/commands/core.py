@@ -57,14 +57,13 @@ def _slot(slot) -> str:
 
 def cmd_presets(args: argparse.Namespace) -> None:
     from mpt_core import PRESETS
-    from mpt_core.prompts import MultimodalPrompts, preset_config
+    from mpt_core.support import family_presets, trainable_parameters
 
     backbone = _backbone(args.backbone)
     total = backbone.num_parameters()
     rows = []
-    for name in PRESETS:
-        config = preset_config(name, backbone.slots)
-        trainable = MultimodalPrompts(config, backbone.slots).num_trainable()
+    for name in family_presets(backbone.family):
+        trainable = trainable_parameters(backbone, name)
         rows.append(
             {
                 "preset": name,
