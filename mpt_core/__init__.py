@@ -31,6 +31,7 @@ _EXPORTS = {
     "MptError": "errors",
     "UnknownNameError": "errors",
     "PromptServer": "inference",
+    "ImageFeatures": "model",
     "PromptedModel": "model",
     "build_prompts": "model",
     "PRESETS": "prompts",
@@ -56,6 +57,7 @@ __all__ = [
     "ConfigError",
     "DataError",
     "Example",
+    "ImageFeatures",
     "MptError",
     "PromptConfig",
     "PromptServer",
@@ -103,7 +105,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs
         UnknownNameError,
     )
     from .inference import PromptServer
-    from .model import PromptedModel, build_prompts
+    from .model import ImageFeatures, PromptedModel, build_prompts
     from .prompts import PRESETS, PromptConfig
     from .tasks import TASKS, ClassificationTask, RetrievalTask, VQATask
     from .training import TrainConfig, TrainResult, evaluate, fit

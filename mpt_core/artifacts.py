@@ -19,7 +19,10 @@ from .tasks import task_from_dict
 
 TENSORS = "prompts.safetensors"
 CONFIG = "prompt_config.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: image-conditioned prompts (generator, residuals, per-input PFM); 1: static prompts
+only. Format 1 artifacts load unless they used the static cross-attention coupling."""
+READABLE_FORMATS = (1, 2)
 
 
 def artifact_config(model: PromptedModel, extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -78,10 +81,16 @@ def load_prompts(directory: str | Path, backbone: Backbone) -> PromptedModel:
     """Rebuild a PromptedModel from an artifact, on the backbone it was trained on."""
     directory = Path(directory)
     config = read_config(directory)
-    if config.get("format_version") != FORMAT_VERSION:
+    if config.get("format_version") not in READABLE_FORMATS:
         raise ArtifactError(
             f"{directory}: artifact format {config.get('format_version')!r}; "
-            f"this library reads format {FORMAT_VERSION}"
+            f"this library reads formats {', '.join(map(str, READABLE_FORMATS))}"
+        )
+    if config["prompt_config"].get("coupling") == "cross-attention":
+        raise ArtifactError(
+            f"{directory}: format {config['format_version']} artifact with the static "
+            "cross-attention coupling, which this library no longer has (it was replaced "
+            "by the per-input fusion). HINT: tune the domain again (`mpt run --force NAME`)"
         )
     expected = BackboneIdentity(**config["backbone"])
     if expected != backbone.identity:
