@@ -1,14 +1,18 @@
 """Accuracy and cost of every method on the three demo domains, reproducible in one command.
 
     python bench/results.py            # 3 seeds, the domains' own tuning settings
-    python bench/results.py --quick    # smoke test: 1 seed, 1 epoch, 2 shots per class
+    python bench/results.py --quick    # smoke test: 1 seed, 1 epoch, 2 shots per class,
+                                       # on shipped and on a tiny random hf-clip
 
 On the `shipped` backbone and the demo domains' data (`mpt domain prepare` writes it):
-zero-shot, a linear probe on frozen image features, full fine-tuning of both towers, the
-presets coop / vpt / maple / mpt, and mpt ablations (no fusion gate, fusion without
-visual prompts, prompt depth 1). Every method gets the same data version, splits, seeds,
-epoch budget and evaluation code; the epoch kept is the best on validation, the test
-split is only scored. Writes docs/results.md and one plot per domain.
+zero-shot, a linear probe on frozen image features, full fine-tuning of both towers, LoRA
+on the frozen towers (HF PEFT), a CLIP-Adapter residual head, the presets coop / vpt /
+maple / mpt, mpt with its hyper-parameters searched on validation (mpt_core's search
+module, trials run one after another), and mpt ablations (one part removed or added).
+Every method gets the same data version, splits, seeds, epoch budget and evaluation
+code; the epoch kept is the best on validation, the test split is only scored. Frozen
+stems are computed once per domain and shared by all methods and seeds. Writes
+docs/results.md and one plot per domain.
 """
 
 from __future__ import annotations
@@ -32,9 +36,18 @@ sys.path.insert(0, str(Path(__file__).parent))
 from step_cost import SavedTensorBytes
 
 from flows.domains import Domain, discover
-from mpt_core import Example, TrainConfig, build_prompts, evaluate, fit, load_backbone
+from mpt_core import (
+    Example,
+    ImageFeatures,
+    TrainConfig,
+    build_prompts,
+    evaluate,
+    fit,
+    load_backbone,
+)
 from mpt_core.backbones.base import Backbone
 from mpt_core.data import load_image
+from mpt_core.training.search import SearchSpec, apply_trial, search
 
 REPO = Path(__file__).resolve().parents[1]
 DOMAINS = ("retail", "manufacturing", "medical")
@@ -77,6 +90,19 @@ def load_splits(domain: Domain, shots: int | None) -> dict[str, list[Example]]:
 
 
 # ------------------------------------------------------------------ methods
+_CACHE: dict[tuple, torch.Tensor] = {}
+
+
+def cached_prepare(model, domain: Domain, split: str, examples: list[Example]) -> torch.Tensor:
+    """`model.prepare_images` of a split, computed once per (backbone, domain, kind): the
+    frozen stem (or, without visual prompts, the finished embeddings) does not depend on
+    the prompts, so every method and seed reuses it (the trainer would recompute it)."""
+    key = (id(model.backbone), domain.name, model.vision_frozen, split)
+    if key not in _CACHE:
+        _CACHE[key] = model.prepare_images([e.image for e in examples])
+    return _CACHE[key]
+
+
 def _memory(
     loss_fn: Callable[[], torch.Tensor], params: list[torch.Tensor], frozen: list[torch.Tensor]
 ) -> float:
@@ -92,23 +118,64 @@ def _memory(
     return (counter.total + 12 * sum(p.numel() for p in params)) / 2**20
 
 
+def _prompt_run(backbone, domain, data, cfg, seed, preset, overrides) -> tuple[Run, Any]:
+    task = domain.config.build_task()
+    model = build_prompts(backbone, preset, task, seed=seed, **overrides)
+    prepared = {s: cached_prepare(model, domain, s, data[s]) for s in ("train", "val", "test")}
+    model.calibrate_center(prepared["train"])
+    batch = data["train"][: cfg.batch_size]
+    memory = _memory(
+        lambda: (
+            task.loss(model, model.embed_prepared(prepared["train"][: cfg.batch_size]), batch)
+            + model.pop_auxiliary_loss()
+        ),
+        list(model.parameters()),
+        [*backbone.parameters(), prepared["train"]],
+    )
+    result = fit(
+        model, data["train"], data["val"], cfg, prepared=(prepared["train"], prepared["val"])
+    )
+    metric = evaluate(model, data["test"], prepared=prepared["test"])[task.primary_metric]
+    return Run(metric, model.num_trainable(), result.seconds, memory), result
+
+
 def prompt_method(preset: str, **overrides: Any):
     def run(backbone: Backbone, domain: Domain, data, cfg: TrainConfig, seed: int) -> Run:
+        return _prompt_run(backbone, domain, data, cfg, seed, preset, overrides)[0]
+
+    run.overrides = overrides  # type: ignore[attr-defined]
+    return run
+
+
+SEARCH_BLOCK: dict[str, Any] = {}
+"""The `tuning.search` block every domain is searched with; {} = the task's default."""
+QUICK_SEARCH = {"trials": 2, "space": {"lr": {"loguniform": [1e-3, 2e-2]}}}
+
+
+def prompt_search(preset: str, **overrides: Any):
+    """`preset` with the domain's hyper-parameters searched on validation through
+    mpt_core.training.search (the default space and budget of the task; trials run one
+    after another here, in parallel on Ray in `mpt run`). The chosen trial is refitted on
+    the train split with early stopping on val, then scored once on test."""
+
+    def run(backbone: Backbone, domain: Domain, data, cfg: TrainConfig, seed: int) -> Run:
         task = domain.config.build_task()
-        model = build_prompts(backbone, preset, task, seed=seed, **overrides)
-        prepared = model.prepare_images([e.image for e in data["train"][: cfg.batch_size]])
-        model.calibrate_center(model.prepare_images([e.image for e in data["train"]]))
-        frozen = [*backbone.parameters(), prepared]
-        memory = _memory(
-            lambda: task.loss(
-                model, model.embed_prepared(prepared), data["train"][: cfg.batch_size]
-            ),
-            list(model.parameters()),
-            frozen,
+        spec = SearchSpec.from_dict({**SEARCH_BLOCK, "seed": seed}, task.name)
+        rows = {id(e): (s, i) for s in ("train", "val") for i, e in enumerate(data[s])}
+
+        def prepare(model, examples):
+            tensors = {s: cached_prepare(model, domain, s, data[s]) for s in ("train", "val")}
+            return torch.stack([tensors[rows[id(e)][0]][rows[id(e)][1]] for e in examples])
+
+        started = time.perf_counter()
+        best, trials = search(
+            backbone, task, preset, overrides, cfg, spec, data["train"], data["val"], prepare
         )
-        result = fit(model, data["train"], data["val"], cfg)
-        metric = evaluate(model, data["test"])[task.primary_metric]
-        return Run(metric, model.num_trainable(), result.seconds, memory)
+        chosen, prompt, config = apply_trial(preset, overrides, cfg, best.params, backbone.slots)
+        out, _ = _prompt_run(backbone, domain, data, config, seed, chosen, prompt)
+        out.seconds = time.perf_counter() - started
+        out.extra = {"trials": len(trials), "chosen": best.params}
+        return out
 
     return run
 
@@ -116,74 +183,217 @@ def prompt_method(preset: str, **overrides: Any):
 def zero_shot(backbone, domain, data, cfg, seed) -> Run:
     task = domain.config.build_task()
     model = build_prompts(backbone, "coop", task, seed=seed)
-    model.calibrate_center(model.prepare_images([e.image for e in data["train"]]))
-    return Run(evaluate(model, data["test"])[task.primary_metric], 0, 0.0, 0.0)
+    model.calibrate_center(cached_prepare(model, domain, "train", data["train"]))
+    metric = evaluate(
+        model, data["test"], prepared=cached_prepare(model, domain, "test", data["test"])
+    )
+    return Run(metric[task.primary_metric], 0, 0.0, 0.0)
 
 
-class _FullModel:
-    """What a task needs from a model (embed_texts, logit_scale), with a trainable backbone."""
+class _TowerModel:
+    """What a task needs from a model (embed_texts, score, logit_scale) over a backbone
+    whose towers train (full fine-tuning) or carry LoRA adapters."""
 
-    def __init__(self, backbone: Backbone, task, center: torch.Tensor) -> None:
-        self.backbone, self.task, self.center = backbone, task, center
+    def __init__(self, backbone: Backbone, task, center: torch.Tensor, image_fn) -> None:
+        self.backbone, self.task, self.center, self.image_fn = backbone, task, center, image_fn
         self.logit_scale = backbone.logit_scale
 
     def embed_texts(self, texts):
         return F.normalize(self.backbone.encode_text(self.backbone.tokenize(list(texts))), dim=-1)
 
-    def embed_images(self, pixels):
-        raw = self.backbone.encode_image(self.backbone.image_stem(pixels))
-        return F.normalize(raw - self.center, dim=-1)
+    def embed_images(self, inputs) -> ImageFeatures:
+        return ImageFeatures(F.normalize(self.image_fn(inputs) - self.center, dim=-1))
+
+    def score(self, images: ImageFeatures, text: torch.Tensor) -> torch.Tensor:
+        return self.logit_scale * images.embedding @ text.T
 
 
-def _full_eval(model: _FullModel, examples, task) -> float:
+def _tower_eval(model: _TowerModel, inputs: torch.Tensor, examples, task) -> float:
     with torch.no_grad():
-        pixels = model.backbone.preprocess([e.image for e in examples])
-        emb = torch.cat([model.embed_images(pixels[i : i + 64]) for i in range(0, len(pixels), 64)])
+        emb = ImageFeatures.cat(
+            [model.embed_images(inputs[i : i + 64]) for i in range(0, len(inputs), 64)]
+        )
         return task.evaluate(model, emb, examples)[task.primary_metric]
 
 
-def full_finetune(backbone, domain, data, cfg, seed) -> Run:
-    """Both towers train (same loss, epochs, schedule, early choice on val)."""
-    torch.manual_seed(seed)
-    task = domain.config.build_task()
-    net = copy.deepcopy(backbone)
-    for p in net.parameters():
-        p.requires_grad_(True)
+def _train_towers(net, task, data, cfg, seed, lr, inputs_fn, image_fn, params) -> Run:
+    """The trainer's loop (same loss, epochs, batch, clipping, epoch chosen on val) for a
+    model whose towers carry the trainable parameters."""
+    inputs = {s: inputs_fn(data[s]) for s in ("train", "val", "test")}
     with torch.no_grad():
-        pixels = net.preprocess([e.image for e in data["train"]])
-        center = (
-            net.encode_image(net.image_stem(pixels)).mean(0)
-            if net.centers_images
-            else torch.zeros(net.embed_dim)
-        )
-    model = _FullModel(net, task, center)
-    params = list(net.parameters())
+        raw = image_fn(inputs["train"])
+        center = raw.mean(0) if net.centers_images else torch.zeros(net.embed_dim)
+    model = _TowerModel(net, task, center, image_fn)
+    batch = data["train"][: cfg.batch_size]
     memory = _memory(
-        lambda: task.loss(
-            model, model.embed_images(pixels[: cfg.batch_size]), data["train"][: cfg.batch_size]
-        ),
+        lambda: task.loss(model, model.embed_images(inputs["train"][: cfg.batch_size]), batch),
         params,
-        [pixels],
+        [inputs["train"], *(p for p in net.parameters() if not p.requires_grad)],
     )
-    optimizer = torch.optim.AdamW(params, lr=1e-5, weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
+    trainable = {k for k, v in net.named_parameters() if v.requires_grad}
     best, best_state, started = None, None, time.perf_counter()
     generator = torch.Generator().manual_seed(seed)
     for _ in range(cfg.epochs):
-        for idx in torch.randperm(len(pixels), generator=generator).split(cfg.batch_size):
-            batch = [data["train"][i] for i in idx.tolist()]
-            loss = task.loss(model, model.embed_images(pixels[idx]), batch)
+        for idx in torch.randperm(len(data["train"]), generator=generator).split(cfg.batch_size):
+            examples = [data["train"][i] for i in idx.tolist()]
+            loss = task.loss(model, model.embed_images(inputs["train"][idx]), examples)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
             optimizer.step()
-        value = _full_eval(model, data["val"], task)
+        value = _tower_eval(model, inputs["val"], data["val"], task)
         if best is None or value > best:
-            best, best_state = value, copy.deepcopy(net.state_dict())
+            state = net.state_dict()
+            best, best_state = value, {k: state[k].clone() for k in trainable}
     seconds = time.perf_counter() - started
-    net.load_state_dict(best_state)
-    return Run(
-        _full_eval(model, data["test"], task), sum(p.numel() for p in params), seconds, memory
+    net.load_state_dict(best_state, strict=False)
+    metric = _tower_eval(model, inputs["test"], data["test"], task)
+    return Run(metric, sum(p.numel() for p in params), seconds, memory)
+
+
+def full_finetune(backbone, domain, data, cfg, seed) -> Run:
+    """Both towers train (same loss, epochs, schedule, early choice on val), lr 1e-5."""
+    torch.manual_seed(seed)
+    net = copy.deepcopy(backbone)
+    for p in net.parameters():
+        p.requires_grad_(True)
+    return _train_towers(
+        net,
+        domain.config.build_task(),
+        data,
+        cfg,
+        seed,
+        1e-5,
+        lambda examples: net.preprocess([e.image for e in examples]),
+        lambda pixels: net.encode_image(net.image_stem(pixels)),
+        list(net.parameters()),
     )
+
+
+LORA_RANK = 4
+LORA_LR = 1e-3
+
+
+def lora_model(backbone: Backbone, seed: int):
+    """A copy of `backbone` with LoRA (HF PEFT, rank 4, alpha 8) on its frozen towers: the
+    text tower's attention query and value projections, and on the image side the CLIP
+    ViT's query and value projections, or the CNN's last (1x1 head) convolution, so the
+    CNN's frozen blocks below it are computed once, as the prompts' stem is.
+    Returns (net, LoRA parameters, inputs_fn(examples), image_fn(inputs))."""
+    from peft import LoraConfig, inject_adapter_in_model
+
+    torch.manual_seed(seed)
+    net = copy.deepcopy(backbone)
+    if net.family == "shipped":
+        targets = ["query", "value", "_conv_head"]
+        cnn = net.image_model
+
+        def inputs_fn(examples):  # frozen blocks below the head, once
+            with torch.no_grad():
+                x = net.preprocess([e.image for e in examples])
+                x = F.relu6(cnn._bn0(cnn._conv_stem(x)))
+                for block in cnn._blocks:
+                    x = block(x)
+                return x
+
+        def image_fn(x):
+            pooled = F.relu6(cnn._bn1(cnn._conv_head(x))).mean(dim=(2, 3))
+            return pooled @ net.bridge_weight.T + net.bridge_bias
+
+    else:
+        targets = ["q_proj", "v_proj"]
+
+        def inputs_fn(examples):
+            return net.preprocess([e.image for e in examples])
+
+        def image_fn(pixels):
+            return net.encode_image(net.image_stem(pixels))
+
+    inject_adapter_in_model(
+        LoraConfig(r=LORA_RANK, lora_alpha=2 * LORA_RANK, target_modules=targets), net
+    )
+    params = []
+    for name, p in net.named_parameters():
+        p.requires_grad_("lora_" in name)
+        if "lora_" in name:
+            params.append(p)
+    return net, params, inputs_fn, image_fn
+
+
+def lora(backbone, domain, data, cfg, seed) -> Run:
+    """LoRA on the frozen towers (`lora_model`), lr 1e-3, the trainer's loop and budget."""
+    net, params, inputs_fn, image_fn = lora_model(backbone, seed)
+    return _train_towers(
+        net, domain.config.build_task(), data, cfg, seed, LORA_LR, inputs_fn, image_fn, params
+    )
+
+
+class ClipAdapter(torch.nn.Module):
+    """CLIP-Adapter (Gao et al.): f' = ratio * MLP(f) + (1 - ratio) * f on the frozen image
+    embedding, MLP D -> D/4 -> D with ReLU; the candidate text embeddings stay frozen."""
+
+    def __init__(self, dim: int, ratio: float = 0.2) -> None:
+        super().__init__()
+        self.ratio = ratio
+        self.mlp = torch.nn.Sequential(
+            torch.nn.Linear(dim, dim // 4, bias=False),
+            torch.nn.ReLU(),
+            torch.nn.Linear(dim // 4, dim, bias=False),
+            torch.nn.ReLU(),
+        )
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.ratio * self.mlp(f) + (1 - self.ratio) * f, dim=-1)
+
+
+def clip_adapter(backbone, domain, data, cfg, seed) -> Run:
+    """The adapter trained with the trainer's loop on cached frozen embeddings (the task's
+    own loss and evaluation code), lr = the domain's, epoch chosen on val."""
+    torch.manual_seed(seed)
+    task = domain.config.build_task()
+    base = build_prompts(backbone, "coop", task, seed=seed)
+    feats = {s: cached_prepare(base, domain, s, data[s]) for s in ("train", "val", "test")}
+    base.calibrate_center(feats["train"])
+    adapter = ClipAdapter(backbone.embed_dim)
+
+    class _Model:
+        logit_scale = backbone.logit_scale
+        embed_texts = base.embed_texts
+
+        @staticmethod
+        def score(images, text):
+            return backbone.logit_scale * images.embedding @ text.T
+
+    def embed(split, idx=None):
+        x = feats[split] if idx is None else feats[split][idx]
+        return ImageFeatures(adapter(F.normalize(x - base.image_center, dim=-1)))
+
+    params = list(adapter.parameters())
+    batch = data["train"][: cfg.batch_size]
+    memory = _memory(
+        lambda: task.loss(_Model, embed("train", slice(0, cfg.batch_size)), batch),
+        params,
+        [feats["train"]],
+    )
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    generator = torch.Generator().manual_seed(seed)
+    best, best_state, started = None, None, time.perf_counter()
+    for _ in range(cfg.epochs):
+        for idx in torch.randperm(len(data["train"]), generator=generator).split(cfg.batch_size):
+            loss = task.loss(_Model, embed("train", idx), [data["train"][i] for i in idx.tolist()])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        with torch.no_grad():
+            value = task.evaluate(_Model, embed("val"), data["val"])[task.primary_metric]
+        if best is None or value > best:
+            best, best_state = value, copy.deepcopy(adapter.state_dict())
+    seconds = time.perf_counter() - started
+    adapter.load_state_dict(best_state)
+    with torch.no_grad():
+        metric = task.evaluate(_Model, embed("test"), data["test"])[task.primary_metric]
+    return Run(metric, sum(p.numel() for p in params), seconds, memory)
 
 
 def linear_probe(backbone, domain, data, cfg, seed) -> Run:
@@ -192,7 +402,7 @@ def linear_probe(backbone, domain, data, cfg, seed) -> Run:
     torch.manual_seed(seed)
     task = domain.config.build_task()
     base = build_prompts(backbone, "coop", task, seed=seed)
-    feats = {s: base.prepare_images([e.image for e in data[s]]) for s in ("train", "val", "test")}
+    feats = {s: cached_prepare(base, domain, s, data[s]) for s in ("train", "val", "test")}
     base.calibrate_center(feats["train"])
     feats = {s: F.normalize(f - base.image_center, dim=-1) for s, f in feats.items()}
     key = {
@@ -265,14 +475,24 @@ METHODS: dict[str, Callable[..., Run]] = {
     "zero-shot": zero_shot,
     "linear-probe": linear_probe,
     "full-ft": full_finetune,
+    "lora": lora,
+    "clip-adapter": clip_adapter,
     "coop": prompt_method("coop"),
     "vpt": prompt_method("vpt"),
     "maple": prompt_method("maple"),
     "mpt": prompt_method("mpt"),
-    "mpt no gate": prompt_method("mpt", fusion_gate=False),
-    "mpt fusion w/o visual prompts": prompt_method("mpt", vision_learnable=False),
-    "mpt depth 1": prompt_method("mpt", text_depth=1, vision_depth=1),
+    "mpt+search": prompt_search("mpt"),
+    # ablations of mpt: one part removed or added at a time
+    "mpt static prompts only": prompt_method(
+        "mpt", image_tokens=0, image_residual=0.0, fusion=False
+    ),
+    "mpt w/o residual (PFM only)": prompt_method("mpt", image_residual=0.0, fusion=True),
+    "mpt + PFM": prompt_method("mpt", fusion=True),
+    "mpt w/o text prompts": prompt_method("mpt", text_tokens=0),
+    "mpt + text anchor (KgCoOp)": prompt_method("mpt", text_anchor=1.0),
+    "mpt + text adapter": prompt_method("mpt", text_residual=1.0),
 }
+"""Ablation rows whose settings equal the preset's are skipped (see `_redundant`)."""
 
 
 # ------------------------------------------------------------------ report
@@ -328,36 +548,31 @@ def plot(name: str, metric: str, runs: dict[str, list[Run]], out: Path) -> Path:
     return path
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--quick", action="store_true", help="1 seed, 1 epoch, 2 shots per class")
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--epochs", type=int, help="default: each domain's tuning.epochs")
-    parser.add_argument("--domains", default=",".join(DOMAINS))
-    parser.add_argument("--methods", default=",".join(METHODS))
-    parser.add_argument("--domains-dir", type=Path, default=REPO / "domains")
-    parser.add_argument("--out", type=Path, default=REPO / "docs")
-    args = parser.parse_args()
-    seeds, shots = (1, 2) if args.quick else (args.seeds, None)
-    epochs = 1 if args.quick else args.epochs
-    backbone = load_backbone("shipped")
+def _redundant(method: str, backbone: Backbone) -> bool:
+    """An ablation row that changes nothing on this preset (e.g. "+ PFM" when mpt has it)."""
+    from mpt_core.prompts import preset_config
+
+    run = METHODS[method]
+    overrides = getattr(run, "overrides", None)
+    if not method.startswith("mpt ") or overrides is None:
+        return False
+    try:
+        return preset_config("mpt", backbone.slots, **overrides) == preset_config(
+            "mpt", backbone.slots
+        )
+    except Exception:
+        return True  # not buildable on this backbone
+
+
+def run_backbone(spec: str, args, seeds: int, shots: int | None, epochs: int | None) -> list[str]:
+    family, _, name = spec.partition(":")
+    backbone = load_backbone(family, name or None)
     found = discover(args.domains_dir, args.domains.split(","))
     if found.errors:
         raise SystemExit(f"domains not usable: {found.errors}")
-    started = time.perf_counter()
-    doc = [
-        "# Results: every method on the three demo domains",
-        "",
-        f"Command: `python bench/results.py{' --quick' if args.quick else ''}` "
-        f"({seeds} seed(s){', 2 shots per class, 1 epoch' if args.quick else ''}). Machine: "
-        f"{platform.machine()}, {torch.get_num_threads()} torch threads, "
-        f"torch {torch.__version__}, "
-        f"backbone {backbone.identity}.",
-        "",
-    ]
-    for name, domain in found.domains.items():
+    doc = [f"## Backbone {backbone.identity}", ""]
+    suffix = "" if spec == "shipped" else "-" + spec.replace(":", "-").replace("/", "-")
+    for domain_name, domain in found.domains.items():
         data = load_splits(domain, shots)
         t = domain.config.tuning
         cfg = TrainConfig(
@@ -372,20 +587,78 @@ def main() -> None:
         metric = domain.config.build_task().primary_metric
         runs: dict[str, list[Run]] = {}
         for method in args.methods.split(","):
+            if _redundant(method, backbone):
+                continue
             for seed in range(seeds):
                 cfg.seed = seed
                 run = METHODS[method](backbone, domain, data, cfg, seed)
                 runs.setdefault(method, []).append(run)
                 print(
-                    f"{name:13s} {method:30s} seed {seed}: {metric} {run.metric:.3f} "
-                    f"({run.seconds:.1f}s)",
+                    f"{spec:12s} {domain_name:13s} {method:30s} seed {seed}: {metric} "
+                    f"{run.metric:.3f} ({run.seconds:.1f}s) {run.extra or ''}",
                     flush=True,
                 )
-        table = domain_table(name, metric, runs)
+        table = domain_table(domain_name, metric, runs)
         print("\n".join(table))
-        doc += [*table, f"![{name}](results-{name}.png)", ""]
+        plot_name = f"{domain_name}{suffix}"
+        doc += [*table, *_chosen(runs), f"![{plot_name}](results-{plot_name}.png)", ""]
         args.out.mkdir(parents=True, exist_ok=True)
-        plot(name, metric, runs, args.out)
+        plot(plot_name, metric, runs, args.out)
+    return doc
+
+
+def _chosen(runs: dict[str, list[Run]]) -> list[str]:
+    searched = [r for m, rs in runs.items() if m.endswith("+search") for r in rs]
+    if not searched:
+        return []
+    picks = "; ".join(
+        f"seed {i}: {r.extra.get('chosen') or 'the base config'}" for i, r in enumerate(searched)
+    )
+    return [
+        f"mpt+search, the trial chosen on validation "
+        f"({searched[0].extra.get('trials')} trials): {picks}.",
+        "",
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="1 seed, 1 epoch, 2 shots per class, on shipped and a tiny random hf-clip",
+    )
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--epochs", type=int, help="default: each domain's tuning.epochs")
+    parser.add_argument("--domains", default=",".join(DOMAINS))
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument(
+        "--backbones", help="FAMILY[:NAME],... (default: shipped; --quick: shipped,hf-clip:tiny)"
+    )
+    parser.add_argument("--domains-dir", type=Path, default=REPO / "domains")
+    parser.add_argument("--out", type=Path, default=REPO / "docs")
+    args = parser.parse_args()
+    if args.quick:
+        torch.set_num_threads(1)
+        SEARCH_BLOCK.update(QUICK_SEARCH)
+    seeds, shots = (1, 2) if args.quick else (args.seeds, None)
+    epochs = 1 if args.quick else args.epochs
+    backbones = (args.backbones or ("shipped,hf-clip:tiny" if args.quick else "shipped")).split(",")
+    started = time.perf_counter()
+    doc = [
+        "# Results: every method on the three demo domains",
+        "",
+        f"Command: `python bench/results.py{' --quick' if args.quick else ''}` "
+        f"({seeds} seed(s){', 2 shots per class, 1 epoch' if args.quick else ''}). Machine: "
+        f"{platform.machine()}, {torch.get_num_threads()} torch threads, "
+        f"torch {torch.__version__}. Test metric mean ± std over seeds; everything chosen "
+        "on validation.",
+        "",
+    ]
+    for spec in backbones:
+        doc += run_backbone(spec, args, seeds, shots, epochs)
     doc.append(f"Total run time: {time.perf_counter() - started:.0f} s.")
     (args.out / "results.md").write_text("\n".join(doc) + "\n")
     print(f"wrote {args.out / 'results.md'}")

@@ -27,7 +27,9 @@ import time
 import torch
 import torch.nn.functional as F
 
-METHODS = ("full-ft", "linear-probe", "coop", "vpt", "maple", "mpt")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+METHODS = ("full-ft", "linear-probe", "lora", "clip-adapter", "coop", "vpt", "maple", "mpt")
 
 
 class SavedTensorBytes:
@@ -95,6 +97,32 @@ def measure(method: str, backbone_spec: str, batch_size: int, steps: int) -> dic
             txt = F.normalize(backbone.encode_text(texts), dim=-1)
             return F.cross_entropy(backbone.logit_scale * img @ txt.T, target)
 
+    elif method == "lora":
+        from results import lora_model  # the same LoRA as bench/results.py
+
+        net, params, inputs_fn, image_fn = lora_model(backbone, torch.initial_seed())
+        inputs = inputs_fn(examples)
+        texts = net.tokenize(task.texts())
+        frozen_inputs = [inputs, *(p for p in net.parameters() if not p.requires_grad)]
+
+        def step() -> torch.Tensor:
+            img = F.normalize(image_fn(inputs), dim=-1)
+            txt = F.normalize(net.encode_text(texts), dim=-1)
+            return F.cross_entropy(net.logit_scale * img @ txt.T, target)
+
+    elif method == "clip-adapter":
+        from results import ClipAdapter
+
+        probe = build_prompts(backbone, "coop", task)
+        feats = F.normalize(probe.prepare_images([e.image for e in examples]), dim=-1)
+        text = probe.embed_texts(task.texts())
+        head = ClipAdapter(backbone.embed_dim).to(device)
+        params = list(head.parameters())
+        frozen_inputs = [feats, text]
+
+        def step() -> torch.Tensor:
+            return F.cross_entropy(backbone.logit_scale * head(feats) @ text.T, target)
+
     elif method == "linear-probe":
         probe = build_prompts(backbone, "coop", task)  # for its cached, frozen image embeddings
         feats = probe.prepare_images([e.image for e in examples])
@@ -113,7 +141,9 @@ def measure(method: str, backbone_spec: str, batch_size: int, steps: int) -> dic
         frozen_inputs = [prepared]
 
         def step() -> torch.Tensor:
-            return task.loss(model, model.embed_prepared(prepared), examples)
+            return task.loss(model, model.embed_prepared(prepared), examples) + (
+                model.pop_auxiliary_loss()
+            )
 
     optimizer = torch.optim.AdamW(params, lr=1e-4)
 
@@ -141,7 +171,9 @@ def measure(method: str, backbone_spec: str, batch_size: int, steps: int) -> dic
         torch.cuda.synchronize()
         memory = torch.cuda.max_memory_allocated() - base
     seconds = (time.perf_counter() - start) / steps
+    inference = _inference_ms_per_image(method, backbone, task, examples, steps)
     return {
+        "inference_ms_per_image": inference,
         "method": method,
         "trainable": trainable,
         "fraction": trainable / total,
@@ -149,6 +181,30 @@ def measure(method: str, backbone_spec: str, batch_size: int, steps: int) -> dic
         "memory_mb": memory / 2**20,
         "device": device.type,
     }
+
+
+@torch.no_grad()
+def _inference_ms_per_image(method, backbone, task, examples, repeats: int) -> float | None:
+    """Serving cost per image for a prompt preset, text embeddings cached (as a server
+    does per domain and version): image tower + prompts + scoring, batch of len(examples)."""
+    from mpt_core import build_prompts
+
+    if method in ("full-ft", "linear-probe", "lora", "clip-adapter"):
+        return None
+    model = build_prompts(backbone, method, task).eval()
+    pixels = backbone.preprocess([e.image.convert("RGB") for e in examples])
+    text = model.embed_texts(task.texts())  # once per (domain, version)
+
+    def once() -> None:
+        stem = backbone.image_stem(pixels)
+        prepared = backbone.encode_image(stem) if model.vision_frozen else stem
+        model.score(model.embed_prepared(prepared), text).argmax(1)
+
+    once()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        once()
+    return (time.perf_counter() - start) / repeats / len(examples) * 1000
 
 
 def main() -> None:
@@ -194,15 +250,17 @@ def main() -> None:
     )
     print(
         "| method | trainable params | % of backbone | ms / step | train memory MB "
-        "| time vs full FT | memory vs full FT |"
+        "| time vs full FT | memory vs full FT | inference ms / image |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         t = f"{r['ms_per_step'] / ref['ms_per_step']:.3f}" if ref else "-"
         m = f"{r['memory_mb'] / ref['memory_mb']:.4f}" if ref else "-"
+        inf = r["inference_ms_per_image"]
         print(
             f"| {r['method']} | {r['trainable']:,} | {100 * r['fraction']:.3f} | "
-            f"{r['ms_per_step']:.1f} | {r['memory_mb']:.2f} | {t} | {m} |"
+            f"{r['ms_per_step']:.1f} | {r['memory_mb']:.2f} | {t} | {m} | "
+            f"{'-' if inf is None else f'{inf:.2f}'} |"
         )
 
 

@@ -19,6 +19,7 @@ from PIL import Image
 
 from mpt_core import Example, PromptedModel
 from mpt_core.data import load_image
+from mpt_core.model import ImageFeatures
 
 if TYPE_CHECKING:
     from registry import PromptRegistry
@@ -58,10 +59,10 @@ def predict_rows(
     if len(examples) != len(images):
         raise ValueError(f"{len(examples)} examples but {len(images)} images; they must align")
     prepared = model.prepare_images([e.image for e in examples], batch_size)
-    vision = None if model.vision_frozen else model.prompts().vision
-    emb = torch.cat(
+    prompts = model.prompts()
+    emb = ImageFeatures.cat(
         [
-            model.embed_prepared(prepared[i : i + batch_size], vision)
+            model.embed_prepared(prepared[i : i + batch_size], prompts)
             for i in range(0, len(prepared), batch_size)
         ]
     )

@@ -33,6 +33,7 @@ _EXPORTS = {
     "MptError": "errors",
     "UnknownNameError": "errors",
     "PromptServer": "inference",
+    "ImageFeatures": "model",
     "PromptedModel": "model",
     "build_prompts": "model",
     "PRESETS": "prompts",
@@ -63,6 +64,7 @@ __all__ = [
     "DataError",
     "Example",
     "GenerativeModel",
+    "ImageFeatures",
     "MptError",
     "OpenVQATask",
     "PromptConfig",
@@ -112,7 +114,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs
     )
     from .generative import GenerativeModel
     from .inference import PromptServer
-    from .model import PromptedModel, build_prompts
+    from .model import ImageFeatures, PromptedModel, build_prompts
     from .prompts import PRESETS, PromptConfig
     from .tasks import (
         TASKS,

@@ -34,7 +34,7 @@ from .tasks import task_from_dict
 
 TENSORS = "prompts.safetensors"
 CONFIG = "prompt_config.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 REQUIRED = ("format_version", "prompt_config", "task", "backbone", "tensors_sha256")
 
@@ -142,6 +142,12 @@ def _parse_config(config_json: str, source: str) -> dict[str, Any]:
         ) from None
     if not isinstance(config, dict):
         raise ArtifactError(f"{source} must hold a JSON object; the artifact is corrupted")
+    if config.get("format_version") == 1:
+        raise ArtifactError(
+            f"{source}: artifact format 1 (no tensor checksum, and the static prompt fusion this "
+            "library replaced by the per-input one); it cannot be verified or rebuilt. HINT: "
+            "tune the domain again (`mpt run --force NAME`)"
+        )
     if config.get("format_version") != FORMAT_VERSION:
         raise ArtifactError(
             f"{source}: artifact format {config.get('format_version')!r}; this library reads "

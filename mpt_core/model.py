@@ -1,8 +1,19 @@
-"""`PromptedModel`: a shared frozen backbone + one domain's prompts + its task."""
+"""`PromptedModel`: a shared frozen backbone + one domain's prompts + its task.
+
+How a prediction is scored (and how a server caches it):
+
+    text = model.embed_texts(texts)        # (N, D): a function of (texts, prompts) only
+    images = model.encode_images(images)   # ImageFeatures: (B, D) + (B, n, D) image tokens
+    logits = model.score(images, text)     # (B, N)
+
+`embed_texts` never sees an image, so a server computes it once per (domain, version) and
+caches it; the per-image conditioning (the PFM) happens in `score`, after the text tower.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
@@ -12,11 +23,56 @@ from torch import nn
 from .backbones.base import Backbone
 from .backbones.generative import GenerativeBackbone
 from .data import Example, ImageSource, load_image
-from .prompts import MultimodalPrompts, PromptConfig, preset_config
+from .prompts import MultimodalPrompts, PromptConfig, PromptSet, preset_config
 
 if TYPE_CHECKING:
     from .generative.model import GenerativeModel
     from .tasks.base import Task
+
+
+@dataclass(frozen=True)
+class ImageFeatures:
+    """A batch of encoded images.
+
+    embedding: (B, D) centred, L2-normalised image embeddings (after the residual path).
+    tokens: (B, n, D) the image-conditioned prompt tokens the PFM attends to, or None.
+    """
+
+    embedding: torch.Tensor
+    tokens: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return len(self.embedding)
+
+    def __getitem__(self, index) -> ImageFeatures:
+        return ImageFeatures(
+            self.embedding[index], None if self.tokens is None else self.tokens[index]
+        )
+
+    @property
+    def device(self) -> torch.device:
+        return self.embedding.device
+
+    def float(self) -> ImageFeatures:
+        return ImageFeatures(
+            self.embedding.float(), None if self.tokens is None else self.tokens.float()
+        )
+
+    def cpu(self) -> ImageFeatures:
+        return ImageFeatures(
+            self.embedding.cpu(), None if self.tokens is None else self.tokens.cpu()
+        )
+
+    @staticmethod
+    def cat(parts: Sequence[ImageFeatures | torch.Tensor]) -> ImageFeatures | torch.Tensor:
+        """Batches joined; plain tensors (a generative model's query embeddings) too."""
+        if parts and isinstance(parts[0], torch.Tensor):
+            return torch.cat(parts)  # type: ignore[arg-type]
+        tokens = [p.tokens for p in parts]
+        return ImageFeatures(
+            torch.cat([p.embedding for p in parts]),
+            None if any(t is None for t in tokens) else torch.cat(tokens),  # type: ignore[arg-type]
+        )
 
 
 class PromptedModel(nn.Module):
@@ -41,6 +97,7 @@ class PromptedModel(nn.Module):
         self.register_buffer("image_center", torch.zeros(backbone.embed_dim))
         self.centered = False
         self._text_cache: dict[str, torch.Tensor] = {}
+        self._auxiliary: list[torch.Tensor] = []
         self.to(backbone.device)
 
     # --- what trains ---------------------------------------------------------------
@@ -57,11 +114,13 @@ class PromptedModel(nn.Module):
 
     @property
     def text_frozen(self) -> bool:
+        """No prompt inside the text tower: its embeddings are computed once per text."""
         return not self.config.has_text
 
     @property
     def vision_frozen(self) -> bool:
-        return not self.config.has_vision
+        """Nothing reads the image tower's inside: its finished embeddings are cached."""
+        return not (self.config.has_vision or self.config.has_generator)
 
     # --- images ---------------------------------------------------------------------
     @torch.no_grad()
@@ -76,16 +135,24 @@ class PromptedModel(nn.Module):
         return torch.cat(out)
 
     def embed_prepared(
-        self, prepared: torch.Tensor, vision: Sequence[torch.Tensor] | None = None
-    ) -> torch.Tensor:
-        """Prepared images -> (B, D) centred, L2-normalised embeddings."""
-        if not self.vision_frozen:
-            if vision is None:
-                vision = self.prompts().vision
-            prepared = self.backbone.encode_image(prepared, vision)
-        return F.normalize(prepared - self.image_center, dim=-1)
+        self, prepared: torch.Tensor, prompts: PromptSet | None = None
+    ) -> ImageFeatures:
+        """Prepared images -> their features: centred, L2-normalised (B, D) embeddings
+        (moved by the image's own tokens where a residual exists) and (B, n, D) tokens."""
+        tokens = None
+        if self.vision_frozen:
+            raw = prepared
+        else:
+            vision = (prompts if prompts is not None else self.prompts()).vision
+            if self.config.has_generator:
+                raw, features = self.backbone.encode_image_tokens(prepared, vision)
+                tokens = self.prompts.image_prompts(features)
+            else:
+                raw = self.backbone.encode_image(prepared, vision)
+        embedding = F.normalize(raw - self.image_center, dim=-1)
+        return ImageFeatures(self.prompts.condition_image(embedding, tokens), tokens)
 
-    def encode_images(self, images: Sequence[ImageSource]) -> torch.Tensor:
+    def encode_images(self, images: Sequence[ImageSource]) -> ImageFeatures:
         return self.embed_prepared(self.prepare_images(images))
 
     @torch.no_grad()
@@ -97,36 +164,58 @@ class PromptedModel(nn.Module):
         """
         self.image_center.zero_()
         raw = []
+        vision = None if self.vision_frozen else self.prompts().vision
         for start in range(0, len(prepared), 256):
             chunk = prepared[start : start + 256]
-            raw.append(
-                chunk
-                if self.vision_frozen
-                else self.backbone.encode_image(chunk, self.prompts().vision)
-            )
+            raw.append(chunk if self.vision_frozen else self.backbone.encode_image(chunk, vision))
         self.image_center.copy_(torch.cat(raw).mean(0))
         self.centered = True
 
     # --- texts ----------------------------------------------------------------------
+    def _frozen_texts(self, texts: Sequence[str]) -> torch.Tensor:
+        """(N, D) normalised embeddings of the frozen text tower, cached per text."""
+        missing = [t for t in dict.fromkeys(texts) if t not in self._text_cache]
+        if missing:
+            with torch.no_grad():
+                emb = self.backbone.encode_text(self.backbone.tokenize(missing))
+            self._text_cache.update(zip(missing, F.normalize(emb, dim=-1), strict=True))
+        return torch.stack([self._text_cache[t] for t in texts])
+
     def embed_texts(
         self, texts: Sequence[str], text: Sequence[torch.Tensor] | None = None
     ) -> torch.Tensor:
-        """(N, D) L2-normalised text embeddings; cached per text when no text prompt exists."""
+        """(N, D) L2-normalised text embeddings: a function of the texts and the prompts
+        only, never of an image (cache them per text for a fixed prompt version)."""
         if self.text_frozen:
-            missing = [t for t in dict.fromkeys(texts) if t not in self._text_cache]
-            if missing:
-                with torch.no_grad():
-                    emb = self.backbone.encode_text(self.backbone.tokenize(missing))
-                self._text_cache.update(zip(missing, F.normalize(emb, dim=-1), strict=True))
-            return torch.stack([self._text_cache[t] for t in texts])
+            return self.prompts.adapt_text(self._frozen_texts(texts))
         if text is None:
             text = self.prompts().text
         inputs = self.backbone.tokenize(texts, self.config.text_tokens).to(self.backbone.device)
-        return F.normalize(self.backbone.encode_text(inputs, text), dim=-1)
+        emb = self.prompts.adapt_text(F.normalize(self.backbone.encode_text(inputs, text), dim=-1))
+        if self.config.text_anchor and torch.is_grad_enabled():
+            # KgCoOp: keep prompted embeddings near the frozen tower's (added by `fit`)
+            gap = (emb - self._frozen_texts(texts)).pow(2).sum(-1).mean()
+            self._auxiliary.append(self.config.text_anchor * gap)
+        return emb
+
+    def pop_auxiliary_loss(self) -> torch.Tensor | float:
+        """Regularising terms gathered since the last call (the text anchor), summed."""
+        terms, self._auxiliary = self._auxiliary, []
+        return sum(terms) if terms else 0.0
 
     @property
     def logit_scale(self) -> float:
         return self.backbone.logit_scale
+
+    def score(self, images: ImageFeatures, text: torch.Tensor) -> torch.Tensor:
+        """(B, N) logits of each image against each candidate text embedding (N, D).
+
+        With the PFM, each candidate's embedding is first fused with the image's own
+        prompt tokens (after the text tower: the texts are still embedded once)."""
+        if self.prompts.fusion is None or images.tokens is None:
+            return self.logit_scale * images.embedding @ text.T
+        fused = self.prompts.fuse(text, images.tokens)  # (B, N, D)
+        return self.logit_scale * torch.einsum("bd,bnd->bn", images.embedding, fused)
 
     # --- task-level -----------------------------------------------------------------
     def predict(self, examples: Sequence[Example]) -> list[str]:

@@ -58,9 +58,10 @@ def _split_counts(n: int, train: int, val: int, test: int) -> list[str]:
 
 # --- retail: Fashion-MNIST ---------------------------------------------------------
 @PREPARERS.decorator("retail")
-def retail(shots: int = 16, val: int = 8, test: int = 20, seed: int = 0) -> Iterator[Row]:
+def retail(shots: int = 16, val: int = 20, test: int = 100, seed: int = 0) -> Iterator[Row]:
     """Fashion-MNIST (Debian dataset-fashion-mnist), 10 classes: few-shot train from the
-    official train set, val from the train set (disjoint), test from the official test set."""
+    official train set, val from the train set (disjoint), test from the official test set.
+    100 test images per class: one image moves a class's accuracy by 1 point."""
     from mpt_core.samples import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, fashion_mnist
 
     if not FASHION_MNIST_DIR.exists():
@@ -89,9 +90,10 @@ TEXTILE_ANSWERS = {
 
 
 @PREPARERS.decorator("manufacturing")
-def manufacturing(shots: int = 16, val: int = 8, test: int = 24, seed: int = 0) -> Iterator[Row]:
+def manufacturing(shots: int = 16, val: int = 40, test: int = 150, seed: int = 0) -> Iterator[Row]:
     """Simulated textile images (PyPI conformal-clip-data), nominal / local / global defect,
-    as multiple-choice VQA: every image gets one of two questions, alternating."""
+    as multiple-choice VQA: every image gets one of two questions, alternating. 120 val and
+    450 test images: each question has 225 test images (one moves its accuracy by 0.44)."""
     ccd = _require("conformal_clip_data", "pip install conformal-clip-data")
     rng = np.random.default_rng(seed)
     for folder, (defect, kind) in TEXTILE_ANSWERS.items():
@@ -111,12 +113,36 @@ def _to_uint8(a: np.ndarray) -> np.ndarray:
     return (np.clip((a - lo) / max(hi - lo, 1e-9), 0, 1) * 255).astype(np.uint8)
 
 
-def _grid(a: np.ndarray, n: int = 3) -> list[np.ndarray]:
-    """n x n non-overlapping square tiles (no pixel is shared between two tiles)."""
-    size = min(a.shape[:2]) // n
+def _grid(a: np.ndarray, n: int = 5, min_side: int = 20) -> list[np.ndarray]:
+    """Non-overlapping square tiles (no pixel is shared between two tiles): side
+    min(h, w) // n, but at least `min_side` pixels (small images give fewer tiles)."""
+    size = max(min(a.shape[:2]) // n, min_side)
+    rows, cols = a.shape[0] // size, a.shape[1] // size
     return [
-        a[y * size : (y + 1) * size, x * size : (x + 1) * size] for y in range(n) for x in range(n)
+        a[y * size : (y + 1) * size, x * size : (x + 1) * size]
+        for y in range(rows)
+        for x in range(cols)
     ]
+
+
+def _informative(tiles: list[np.ndarray], min_std: float = 2.0) -> list[np.ndarray]:
+    """Drop near-uniform tiles (background around a scan, a fan or a body): they show no
+    modality, and two blank tiles in two splits would be the same image."""
+    return [t for t in tiles if float(np.std(t)) >= min_std]
+
+
+def _dicom(name: str, frame: int | None = None) -> np.ndarray:
+    """A pydicom test file's pixels as uint8: grayscale by 1st-99th percentile, colour
+    (RGB, YBR, palette) as RGB."""
+    pydicom = _require("pydicom", "pip install pydicom")
+    from pydicom.data import get_testdata_file
+    from pydicom.pixels import apply_color_lut
+
+    ds = pydicom.dcmread(get_testdata_file(name))
+    pixels = ds.pixel_array if frame is None else ds.pixel_array[frame]
+    if ds.PhotometricInterpretation == "PALETTE COLOR":
+        pixels = apply_color_lut(pixels, ds)
+    return pixels.astype(np.uint8) if pixels.ndim == 3 else _to_uint8(pixels)
 
 
 def _medical_sources() -> list[tuple[str, str, list[np.ndarray]]]:
@@ -125,23 +151,23 @@ def _medical_sources() -> list[tuple[str, str, list[np.ndarray]]]:
     import importlib.resources as res
 
     skdata = _require("skimage.data", "pip install scikit-image")
-    pydicom = _require("pydicom", "pip install pydicom")
     nib = _require("nibabel", "pip install nibabel")
     _require("matplotlib", "pip install matplotlib")
     from matplotlib import cbook
-    from pydicom.data import get_testdata_file
 
-    ihc = skdata.immunohistochemistry()
     retina = skdata.retina()[300:1100, 300:1100]  # inside the fundus disc
-    ct = _to_uint8(pydicom.dcmread(get_testdata_file("CT_small.dcm")).pixel_array)
-    mr = _to_uint8(pydicom.dcmread(get_testdata_file("MR_small.dcm")).pixel_array)
     anat = nib.load(
         Path(str(res.files("nibabel"))) / "tests" / "data" / "anatomical.nii"
     ).get_fdata()
     with cbook.get_sample_data("s1045.ima.gz") as f:
         head = _to_uint8(np.frombuffer(f.read(), np.uint16).reshape(256, 256))
-    return [
-        ("ihc", "immunohistochemistry stained tissue section, brightfield microscopy", _grid(ihc)),
+    head_ct = "computed tomography (CT) slice of the head"
+    sources = [
+        (
+            "ihc",
+            "immunohistochemistry stained tissue section, brightfield microscopy",
+            _grid(skdata.immunohistochemistry()),
+        ),
         ("retina", "colour fundus photograph of the retina", _grid(retina)),
         (
             "microaneurysms",
@@ -149,26 +175,44 @@ def _medical_sources() -> list[tuple[str, str, list[np.ndarray]]]:
             _grid(skdata.microaneurysms()),
         ),
         ("cell", "light microscopy image of a cell", _grid(skdata.cell())),
-        ("ct", "computed tomography (CT) slice", _grid(ct)),
-        ("mr", "magnetic resonance (MR) image slice", _grid(mr)),
+        ("ct", "computed tomography (CT) slice", _grid(_dicom("CT_small.dcm"))),
+        ("mr", "magnetic resonance (MR) image slice", _grid(_dicom("MR_small.dcm"))),
         (
             "brain-mri",
             "axial slice of a brain MRI volume",
-            [_to_uint8(anat[:, :, z]) for z in range(4, 22, 2)],
+            [_to_uint8(anat[:, :, z]) for z in range(2, 24)],
         ),
         ("head-mri", "MRI slice of a human head", _grid(head)),
+        ("bone-scan", "nuclear medicine whole-body bone scan", _grid(_dicom("JPEG2000.dcm"), n=3)),
+        (
+            "lymph-node-us",
+            "colour Doppler ultrasound image of a lymph node",
+            _grid(_dicom("examples_rgb_color.dcm")),
+        ),
+        (
+            "echo-us",
+            "ultrasound image of the heart (echocardiogram)",
+            _grid(_dicom("examples_ybr_color.dcm", frame=0)),
+        ),
+        ("abdomen-mr", "axial MR image of the abdomen", _grid(_dicom("examples_overlay.dcm"))),
+        ("head-ct-bone", head_ct, _grid(_dicom("J2K_pixelrep_mismatch.dcm"))),
+        ("head-ct-brain", head_ct, _grid(_dicom("693_J2KI.dcm"))),
     ]
+    return [(source, caption, _informative(tiles)) for source, caption, tiles in sources]
 
 
 @PREPARERS.decorator("medical")
-def medical(shots: int = 4, val: int = 2, test: int = 3, seed: int = 0) -> Iterator[Row]:
-    """9 non-overlapping tiles (or 9 slices) of each of 8 real images shipped in
+def medical(shots: int = 4, seed: int = 0) -> Iterator[Row]:
+    """Up to 25 non-overlapping tiles (or 22 slices) of each of 14 real images shipped in
     scikit-image, pydicom, nibabel and matplotlib; caption = the source's true modality
-    (and anatomy where known)."""
+    (and anatomy where known). Per source: `shots` tiles train, the rest split evenly
+    between val and test (test takes the odd one)."""
     rng = np.random.default_rng(seed)
     for source, caption, tiles in _medical_sources():
+        rest = len(tiles) - shots
         order = rng.permutation(len(tiles))
-        for i, split in zip(order, _split_counts(len(tiles), shots, val, test), strict=True):
+        splits = _split_counts(len(tiles), shots, rest // 2, rest - rest // 2)
+        for i, split in zip(order, splits, strict=True):
             yield Row(Image.fromarray(tiles[i]), split, {"caption": caption, "source": source})
 
 

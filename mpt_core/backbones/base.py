@@ -35,8 +35,19 @@ class TowerSlot:
 
 @dataclass(frozen=True)
 class PromptSlots:
+    """Where prompts can go: in each tower, and after the towers.
+
+    feature_width: width C of the frozen per-position image features that
+        `encode_image_tokens` returns (CNN feature-map positions, ViT patch tokens), which
+        the image-conditioned prompt generator reads; 0 = the family offers none.
+    embed_dim: width D of the shared embedding space, where the prompt fusion and the
+        residual paths act.
+    """
+
     vision: TowerSlot
     text: TowerSlot
+    feature_width: int = 0
+    embed_dim: int = 0
 
 
 @dataclass(frozen=True)
@@ -142,6 +153,19 @@ class Backbone(nn.Module, ABC):
         self, stem: torch.Tensor, prompts: Sequence[torch.Tensor] | None = None
     ) -> torch.Tensor:
         """(B, ...) stem output, per-layer prompts [(n, width)] -> (B, embed_dim)."""
+
+    def encode_image_tokens(
+        self, stem: torch.Tensor, prompts: Sequence[torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Like `encode_image`, and also the image's own per-position features.
+
+        Returns (B, embed_dim) embeddings and (B, P, feature_width) features of P positions
+        (CNN feature-map positions, ViT patch tokens), from the same forward pass.
+        """
+        raise NotImplementedError(
+            f"backbone family {self.family!r} does not expose per-position image features; "
+            "use image_tokens=0"
+        )
 
     @abstractmethod
     def encode_text(

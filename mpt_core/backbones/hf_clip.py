@@ -63,6 +63,8 @@ class HFClipBackbone(Backbone):
                 cfg.vision_config.num_hidden_layers, cfg.vision_config.hidden_size, "token"
             ),
             text=TowerSlot(cfg.text_config.num_hidden_layers, cfg.text_config.hidden_size, "token"),
+            feature_width=cfg.vision_config.hidden_size,
+            embed_dim=self.embed_dim,
         )
 
     @property
@@ -71,7 +73,7 @@ class HFClipBackbone(Backbone):
 
     @property
     def logit_scale(self) -> float:
-        return float(self.model.logit_scale.exp())
+        return float(self.model.logit_scale.detach().exp())
 
     def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """Resize the short side, centre-crop, normalise with CLIP's statistics."""
@@ -98,6 +100,19 @@ class HFClipBackbone(Backbone):
         with self._vision_injector.use(prompts):
             pooled = self.model.vision_model(pixel_values=stem).pooler_output
         return self.model.visual_projection(pooled)
+
+    def encode_image_tokens(
+        self, stem: torch.Tensor, prompts: Sequence[torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The last layer's patch tokens (after the post-layernorm, without the class token
+        and the appended prompt tokens) are the image's tokens: (B, P, hidden)."""
+        self.check_prompts("vision", prompts)
+        vision = self.model.vision_model
+        with self._vision_injector.use(prompts):
+            out = vision(pixel_values=stem)
+        patches = (self.image_size // self.model.config.vision_config.patch_size) ** 2
+        tokens = vision.post_layernorm(out.last_hidden_state[:, 1 : 1 + patches])
+        return self.model.visual_projection(out.pooler_output), tokens
 
     def encode_text(
         self, inputs: TextInputs, prompts: Sequence[torch.Tensor] | None = None

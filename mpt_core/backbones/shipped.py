@@ -141,6 +141,8 @@ class ShippedBackbone(Backbone):
         return PromptSlots(
             vision=TowerSlot(1, self.image_model.head_channels, "query"),
             text=TowerSlot(cfg.num_hidden_layers, cfg.hidden_size, "token"),
+            feature_width=self.image_model.head_channels,
+            embed_dim=self.embed_dim,
         )
 
     @property
@@ -170,6 +172,12 @@ class ShippedBackbone(Backbone):
         self.check_prompts("vision", prompts)
         pooled = attention_pool(stem, prompts[0] if prompts else None)
         return pooled @ self.bridge_weight.T + self.bridge_bias
+
+    def encode_image_tokens(
+        self, stem: torch.Tensor, prompts: Sequence[torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The positions of the frozen last feature map are the image's tokens: (B, h*w, C)."""
+        return self.encode_image(stem, prompts), stem.flatten(2).transpose(1, 2)
 
     def tokenize(self, texts: Sequence[str], n_prompt_tokens: int = 0) -> TextInputs:
         return self.tokenizer(texts, n_prompt_tokens)

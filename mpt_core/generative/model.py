@@ -17,7 +17,7 @@ from torch import nn
 from ..backbones.generative import GenerativeBackbone
 from ..data import Example, ImageSource, load_image
 from ..prompts.config import PromptConfig
-from .prompts import GenerativePrompts
+from .prompts import GenerativePrompts, GenerativePromptSet
 
 if TYPE_CHECKING:
     from ..tasks.base import Task
@@ -81,16 +81,20 @@ class GenerativeModel(nn.Module):
         return torch.cat(out)
 
     def embed_prepared(
-        self, prepared: torch.Tensor, vision: Sequence[torch.Tensor] | None = None
+        self, prepared: torch.Tensor, prompts: GenerativePromptSet | None = None
     ) -> torch.Tensor:
         """Prepared images -> (B, Q, d_lm) query embeddings for the language model.
-        `vision`: the per-layer visual prompts, when the caller computed them already."""
+        `prompts`: this domain's prompts, when the caller computed them already."""
         if self.vision_frozen:
             return prepared
-        prompts = self.prompts()
-        image = self.backbone.encode_image(prepared, prompts.vision if vision is None else vision)
+        prompts = prompts if prompts is not None else self.prompts()
+        image = self.backbone.encode_image(prepared, prompts.vision)
         fusion = self.prompts.query_fusion(prompts, image.prompt_states)
         return self.backbone.query_embeds(image.tokens, fusion)
+
+    def pop_auxiliary_loss(self) -> float:
+        """No regularising terms on a generative backbone (the trainer asks every model)."""
+        return 0.0
 
     def encode_images(self, images: Sequence[ImageSource]) -> torch.Tensor:
         return self.embed_prepared(self.prepare_images(images))

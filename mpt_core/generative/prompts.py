@@ -7,12 +7,15 @@ every family); on a generative backbone they read:
   language model takes them at its input only, so `text_depth` is 1.
 - `vision_tokens`, `vision_depth` (VPG): deep visual prompt tokens in the ViT.
 - `coupling`: `linear` adds W * text tokens to the first layer's visual tokens (MaPLe,
-  W starts at 0; needs as many text as visual tokens); `cross-attention` is the PFM:
-  after each Q-Former cross-attention layer the learned queries attend to the visual
-  prompt tokens (their last ViT states, so per image) and the text prompt tokens,
-  projected to `fusion_width`, with `fusion_heads` heads, and the result is added back
-  through a tanh gate per layer that starts at 0 (`fusion_gate=False`: fixed at 1).
-  With the gates shut the queries are exactly the frozen Q-Former's.
+  W starts at 0; needs as many text as visual tokens).
+- `fusion` (the PFM, as on the dual encoders, where it acts after the text tower): here it
+  lives where the modalities meet, the Q-Former: after each Q-Former cross-attention layer
+  the learned queries attend to the visual prompt tokens (their last ViT states, so per
+  image) and the text prompt tokens, projected to `fusion_width`, with `fusion_heads`
+  heads, and the result is added back through a tanh gate per layer that starts at 0
+  (`fusion_gate=False`: fixed at 1). With the gates shut the queries are exactly the
+  frozen Q-Former's. It reads the image through the visual prompt states, so it needs no
+  image-conditioned generator (`image_tokens`, a dual-encoder setting, stays 0).
 - `vision_learnable=False`: visual tokens are zeros plus what the linear coupling adds.
 """
 
@@ -36,6 +39,7 @@ USED_FIELDS = frozenset(
         "vision_tokens",
         "vision_depth",
         "coupling",
+        "fusion",
         "fusion_width",
         "fusion_heads",
         "fusion_gate",
@@ -43,7 +47,7 @@ USED_FIELDS = frozenset(
         "init_std",
     }
 )
-COUPLINGS = ("none", "linear", "cross-attention")
+COUPLINGS = ("none", "linear")
 
 
 def check_config(config: PromptConfig, backbone: GenerativeBackbone) -> PromptConfig:
@@ -146,7 +150,7 @@ class GenerativePrompts(nn.Module):
                 nn.init.zeros_(self.coupling.weight)
             self.fusion = (
                 QFormerFusion(config, slots.text.width, slots.vision.width, backbone.fusion_slot)
-                if config.coupling == "cross-attention"
+                if config.fusion
                 else None
             )
 

@@ -1,19 +1,23 @@
 """Multimodal prompts: TPG (text), VPG (vision), PFM (fusion) and named presets."""
 
 from .config import PromptConfig
-from .coupling import COUPLINGS, CrossAttentionFusion, LinearCoupling
+from .coupling import COUPLINGS, LinearCoupling
+from .fusion import GatedResidual, ImagePromptGenerator, PromptFusion, TextAdapter
 from .generators import MultimodalPrompts, PromptSet, TokenPromptGenerator
 from .presets import PRESETS, Preset, preset_config
 
 __all__ = [
     "COUPLINGS",
     "PRESETS",
-    "CrossAttentionFusion",
+    "GatedResidual",
+    "ImagePromptGenerator",
     "LinearCoupling",
     "MultimodalPrompts",
     "Preset",
     "PromptConfig",
+    "PromptFusion",
     "PromptSet",
+    "TextAdapter",
     "TokenPromptGenerator",
     "preset_config",
 ]

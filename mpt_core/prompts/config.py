@@ -18,21 +18,42 @@ class PromptConfig:
     text_depth: int = 1
     """Layers of the text tower that get (replaced) prompt tokens; 1 = input only."""
     vision_tokens: int = 4
-    """Visual prompt tokens (ViT) or pooling queries (CNN) per layer (VPG); 0 = none."""
+    """Static visual prompt tokens (ViT) or pooling queries (CNN) per layer (VPG); 0 = none."""
     vision_depth: int = 1
     """Layers of the image tower that get prompt tokens (a CNN tower has one slot)."""
     coupling: str = "none"
-    """How text and visual prompts interact: one of `COUPLINGS` (none, linear, cross-attention)."""
+    """How the static text and visual prompts interact: one of `COUPLINGS` (none, linear)."""
+    vision_learnable: bool = True
+    """False: static visual prompts have no parameters of their own, only the coupling's."""
+    image_tokens: int = 0
+    """Image-conditioned visual prompt tokens (the VPG's generator): learned queries attend
+    over the image's own frozen per-position features (CNN map positions, ViT patch
+    tokens) and are projected into the embedding space, one set per image; 0 = none."""
+    generator_rank: int = 64
+    """Bottleneck width of the generator's projection from feature width to embedding width."""
+    image_residual: float = 0.0
+    """Weight of the image-conditioned residual on the image embedding:
+    z' = z + image_residual * tanh(g) * mean(image tokens), g starting at 0 (CLIP-Adapter's
+    residual ratio, fed by the generator); 0 = no residual."""
+    fusion: bool = False
+    """Per-input prompt fusion (PFM): every candidate text embedding (class, answer,
+    caption) attends to this image's prompt tokens, fed back through a gate that starts at
+    0. Acts after the text tower, so text embeddings stay a function of the texts alone."""
     fusion_width: int = 64
-    """Shared width the PFM projects both prompt sets into (cross-attention coupling)."""
+    """Shared width the PFM projects text embeddings and image tokens into."""
     fusion_heads: int = 4
     """Attention heads of the PFM; must divide fusion_width."""
     fusion_gate: bool = True
-    """Feed the coupling back through a learnable gate that starts at 0 (False: gate fixed at 1)."""
-    vision_learnable: bool = True
-    """False: visual prompts have no parameters of their own and come only from the coupling."""
+    """Feed the fusion back through a learnable gate that starts at 0 (False: gate fixed at 1)."""
+    text_residual: float = 0.0
+    """Weight of a residual bottleneck adapter on the text embeddings after the text tower
+    (image-independent, so cacheable per text): t' = t + text_residual * tanh(g) * A(t)."""
+    text_anchor: float = 0.0
+    """Weight of a loss pulling prompted text embeddings toward the frozen tower's
+    (KgCoOp): text_anchor * mean ||t - t_frozen||^2; 0 = off."""
     init_std: float = 0.02
-    """Standard deviation of the initial prompt tokens (CNN pooling queries start at 0)."""
+    """Standard deviation of the initial prompt tokens and generator queries (CNN pooling
+    queries start at 0)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -56,6 +77,15 @@ class PromptConfig:
         return self.vision_tokens > 0
 
     @property
+    def has_generator(self) -> bool:
+        return self.image_tokens > 0
+
+    @property
+    def image_conditioned(self) -> bool:
+        """Some prompt depends on the input image (not only on learned parameters)."""
+        return self.has_generator and (self.image_residual > 0 or self.fusion)
+
+    @property
     def shared_depth(self) -> int:
         """Layers where both towers have prompts: where a coupling acts."""
         return min(
@@ -71,13 +101,19 @@ class PromptConfig:
             ("vision_tokens", self.vision_tokens),
             ("text_depth", self.text_depth),
             ("vision_depth", self.vision_depth),
+            ("image_tokens", self.image_tokens),
+            ("image_residual", self.image_residual),
+            ("text_residual", self.text_residual),
+            ("text_anchor", self.text_anchor),
         ):
             if value < 0:
                 raise ConfigError(f"prompt config {field}={value}: must be >= 0")
-        if not (self.has_text or self.has_vision):
+        if not (self.has_text or self.has_vision or self.image_conditioned or self.text_residual):
             raise ConfigError(
-                "prompt config has no prompts: set text_tokens or vision_tokens above 0"
+                "prompt config has no prompts: set text_tokens, vision_tokens or image_tokens "
+                "(with image_residual or fusion) above 0"
             )
+        self._validate_generator(slots)
         for tower, tokens, depth in (
             ("text", self.text_tokens, self.text_depth),
             ("vision", self.vision_tokens, self.vision_depth),
@@ -98,10 +134,10 @@ class PromptConfig:
                 f"linear coupling maps each text token to a visual token: text_tokens "
                 f"({self.text_tokens}) must equal vision_tokens ({self.vision_tokens})"
             )
-        if self.coupling == "cross-attention" and self.fusion_width % self.fusion_heads:
+        if self.text_anchor and not self.has_text:
             raise ConfigError(
-                f"fusion_width={self.fusion_width} is not divisible by "
-                f"fusion_heads={self.fusion_heads}"
+                "text_anchor pulls prompted text embeddings toward the frozen ones: it needs "
+                "text prompts (text_tokens > 0)"
             )
         if not self.vision_learnable and self.coupling == "none" and self.has_vision:
             raise ConfigError(
@@ -109,3 +145,33 @@ class PromptConfig:
                 "use a coupling or set vision_tokens=0"
             )
         return self
+
+    def _validate_generator(self, slots: PromptSlots) -> None:
+        if self.has_generator and not (self.image_residual > 0 or self.fusion):
+            raise ConfigError(
+                f"image_tokens={self.image_tokens} feed nothing: set image_residual > 0 or "
+                "fusion=True, or image_tokens=0"
+            )
+        if self.image_residual > 0 and not self.has_generator:
+            raise ConfigError(
+                "image_residual acts on the image's own prompt tokens: set image_tokens > 0"
+            )
+        if self.fusion and not self.has_generator and slots.feature_width:
+            # a backbone with per-position features fuses with the generator's tokens; one
+            # without (a generative backbone) fuses where its modalities meet (Q-Former)
+            raise ConfigError(
+                "fusion acts on the image's own prompt tokens on this backbone: set "
+                "image_tokens > 0"
+            )
+        if self.has_generator and not slots.feature_width:
+            raise ConfigError(
+                "this backbone exposes no per-position image features for the generator; "
+                "use image_tokens=0"
+            )
+        if self.has_generator and self.generator_rank < 1:
+            raise ConfigError(f"generator_rank={self.generator_rank}: must be >= 1")
+        if self.fusion and (self.fusion_width < 1 or self.fusion_width % self.fusion_heads):
+            raise ConfigError(
+                f"fusion_width={self.fusion_width} is not divisible by "
+                f"fusion_heads={self.fusion_heads}"
+            )

@@ -10,6 +10,7 @@ from torch import nn
 from ..backbones.base import PromptSlots, TowerSlot
 from .config import PromptConfig
 from .coupling import COUPLINGS
+from .fusion import GatedResidual, ImagePromptGenerator, PromptFusion, TextAdapter
 
 
 class TokenPromptGenerator(nn.Module):
@@ -42,7 +43,12 @@ class PromptSet:
 
 
 class MultimodalPrompts(nn.Module):
-    """Everything that trains for one domain: TPG + VPG (+ linear coupling or PFM)."""
+    """Everything that trains for one domain.
+
+    Static prompts: TPG + VPG tokens (+ linear coupling), `forward()`. Image-conditioned:
+    the VPG's generator (`image_prompts`), the residual on the image embedding
+    (`condition_image`) and the PFM (`fuse`). After the text tower: `adapt_text`.
+    """
 
     def __init__(self, config: PromptConfig, slots: PromptSlots, seed: int = 0) -> None:
         super().__init__()
@@ -71,6 +77,31 @@ class MultimodalPrompts(nn.Module):
             self.coupling = COUPLINGS.get(config.coupling)(
                 config, slots.text.width, slots.vision.width
             )
+            dim = slots.embed_dim
+            self.generator = (
+                ImagePromptGenerator(
+                    config.image_tokens,
+                    slots.feature_width,
+                    dim,
+                    config.generator_rank,
+                    config.init_std,
+                )
+                if config.has_generator
+                else None
+            )
+            self.image_residual = (
+                GatedResidual(config.image_residual) if config.image_residual > 0 else None
+            )
+            self.fusion = (
+                PromptFusion(dim, config.fusion_width, config.fusion_heads, config.fusion_gate)
+                if config.fusion
+                else None
+            )
+            self.text_adapter = (
+                TextAdapter(dim, config.generator_rank, config.text_residual)
+                if config.text_residual > 0
+                else None
+            )
 
     def forward(self) -> PromptSet:
         text = self.text() if self.text is not None else []
@@ -79,6 +110,26 @@ class MultimodalPrompts(nn.Module):
             for layer in range(self.config.shared_depth):
                 text[layer], vision[layer] = self.coupling(text[layer], vision[layer], layer)
         return PromptSet(text, vision)
+
+    def image_prompts(self, features: torch.Tensor) -> torch.Tensor:
+        """(B, P, C) per-position image features -> (B, n, D) prompt tokens of each image."""
+        assert self.generator is not None
+        return self.generator(features)
+
+    def condition_image(self, embedding: torch.Tensor, tokens: torch.Tensor | None) -> torch.Tensor:
+        """(B, D) normalised image embeddings -> (B, D), moved by the image's own tokens."""
+        if self.image_residual is None or tokens is None:
+            return embedding
+        return self.image_residual(embedding, tokens.mean(dim=1))
+
+    def fuse(self, text: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """(N, D) candidate embeddings, (B, n, D) image tokens -> (B, N, D) per image."""
+        assert self.fusion is not None
+        return self.fusion(text, tokens)
+
+    def adapt_text(self, text: torch.Tensor) -> torch.Tensor:
+        """(N, D) normalised text embeddings -> (N, D); image-independent."""
+        return text if self.text_adapter is None else self.text_adapter(text)
 
     def num_trainable(self) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad)

@@ -61,14 +61,22 @@ def _maple(slots: PromptSlots) -> PromptConfig:
     )
 
 
-@_preset("mpt", "text + visual prompts coupled by the cross-attention fusion module (PFM)")
+@_preset(
+    "mpt",
+    "text + visual prompts, image-conditioned prompt tokens (VPG generator), a gated "
+    "residual on the image embedding and the per-input fusion (PFM)",
+)
 def _mpt(slots: PromptSlots) -> PromptConfig:
     return PromptConfig(
         text_tokens=DEFAULT_TOKENS,
         text_depth=_depth(slots, "text"),
         vision_tokens=DEFAULT_TOKENS,
         vision_depth=_depth(slots, "vision"),
-        coupling="cross-attention",
+        # the image-conditioned generator reads per-position features, where the backbone
+        # has them; a generative backbone's PFM reads the image in its Q-Former instead
+        image_tokens=DEFAULT_TOKENS if slots.feature_width else 0,
+        image_residual=1.0 if slots.feature_width else 0.0,
+        fusion=True,
     )
 
 

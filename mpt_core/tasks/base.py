@@ -12,7 +12,7 @@ import torch
 from ..data import Example
 
 if TYPE_CHECKING:
-    from ..model import PromptedModel
+    from ..model import ImageFeatures, PromptedModel
 
 Metrics = dict[str, Any]  # metric name -> float, or -> {class/question: float}
 
@@ -101,10 +101,11 @@ class TaskContract:
 
 
 class Task(ABC):
-    """A task scores (B, D) image embeddings against text candidates it builds itself.
+    """A task scores encoded images (`ImageFeatures`, B of them) against text candidates it
+    builds itself, through `model.score(images, model.embed_texts(candidates))`.
 
     Candidate texts (class prompts, captions, question+answer pairs) are embedded once per
-    call for the whole candidate set, never once per example.
+    call for the whole candidate set, never once per example, and never per image.
     """
 
     name: ClassVar[str]
@@ -136,17 +137,17 @@ class Task(ABC):
 
     @abstractmethod
     def loss(
-        self, model: PromptedModel, image_emb: torch.Tensor, examples: Sequence[Example]
+        self, model: PromptedModel, image_emb: ImageFeatures, examples: Sequence[Example]
     ) -> torch.Tensor: ...
 
     @abstractmethod
     def evaluate(
-        self, model: PromptedModel, image_emb: torch.Tensor, examples: Sequence[Example]
+        self, model: PromptedModel, image_emb: ImageFeatures, examples: Sequence[Example]
     ) -> Metrics: ...
 
     @abstractmethod
     def predict(
-        self, model: PromptedModel, image_emb: torch.Tensor, examples: Sequence[Example]
+        self, model: PromptedModel, image_emb: ImageFeatures, examples: Sequence[Example]
     ) -> list[str]: ...
 
     @abstractmethod

@@ -62,9 +62,9 @@ template: "a photo of a {}."
     def check(self, examples: Sequence[Example]) -> None:
         self.targets(examples)
 
-    def logits(self, model, image_emb: torch.Tensor) -> torch.Tensor:
-        """(B, D) -> (B, num_classes)."""
-        return model.logit_scale * image_emb @ model.embed_texts(self.texts()).T
+    def logits(self, model, image_emb) -> torch.Tensor:
+        """ImageFeatures of B images -> (B, num_classes)."""
+        return model.score(image_emb, model.embed_texts(self.texts()))
 
     def loss(self, model, image_emb, examples):
         return F.cross_entropy(

@@ -41,7 +41,7 @@ class RetrievalTask(Task):
     def _scores(self, model, image_emb, examples):
         captions, group = _caption_groups(require(examples, "caption", self.name))
         text_emb = model.embed_texts(captions)
-        return model.logit_scale * image_emb @ text_emb.T, group.to(image_emb.device)  # (B, C)
+        return model.score(image_emb, text_emb), group.to(image_emb.device)  # (B, C)
 
     def loss(self, model, image_emb, examples):
         """Symmetric contrastive loss: image -> its caption, caption -> its images."""
@@ -67,7 +67,7 @@ class RetrievalTask(Task):
         if not captions:
             raise DataError("retrieval prediction ranks the examples' captions; none was given")
         unique = list(dict.fromkeys(captions))
-        best = (image_emb @ model.embed_texts(unique).T).argmax(1)
+        best = model.score(image_emb, model.embed_texts(unique)).argmax(1)
         return [unique[i] for i in best.tolist()]
 
     def predict_scored(self, model, image_emb, examples) -> list[tuple[str, float]]:

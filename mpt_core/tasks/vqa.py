@@ -93,7 +93,7 @@ template: "question: {question} answer: {answer}"
             spans[q] = (len(texts), len(cands))
             texts += [self.template.format(question=q, answer=a) for a in cands]
         text_emb = model.embed_texts(texts)  # all candidates of the batch, once
-        sims = model.logit_scale * image_emb @ text_emb.T  # (B, T)
+        sims = model.score(image_emb, text_emb)  # (B, T)
         width = max(n for _, n in spans.values())
         out = sims.new_full((len(questions), width), float("-inf"))
         for row, q in enumerate(questions):

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from ..data import Example
 from ..errors import DataError
-from ..model import PromptedModel
+from ..model import ImageFeatures, PromptedModel
 from ..tasks.base import Metrics
 from .config import TrainConfig
 from .schedule import warmup_cosine
@@ -65,10 +65,10 @@ def evaluate(
     model.task.check(examples)
     if prepared is None:
         prepared = model.prepare_images([e.image for e in examples], batch_size)
-    vision = None if model.vision_frozen else model.prompts().vision
-    emb = torch.cat(
+    prompts = model.prompts()
+    emb = ImageFeatures.cat(
         [
-            model.embed_prepared(prepared[i : i + batch_size], vision)
+            model.embed_prepared(prepared[i : i + batch_size], prompts)
             for i in range(0, len(prepared), batch_size)
         ]
     )
@@ -81,13 +81,17 @@ def fit(
     val: Sequence[Example] | None = None,
     config: TrainConfig | None = None,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    *,
+    prepared: tuple[torch.Tensor, torch.Tensor | None] | None = None,
 ) -> TrainResult:
     """Train `model.prompts` with AdamW + warmup/cosine, clipping, early stopping on `val`.
 
     The backbone stays frozen; its image stem (or, without visual prompts, its whole
     image embedding) is computed once for all examples before the first step. The best
     prompts by validation metric are restored at the end. `on_epoch(row)` is called after
-    each epoch with that epoch's history row (and `epochs`, the budget).
+    each epoch with that epoch's history row (and `epochs`, the budget). `prepared` =
+    (train, val) outputs of `model.prepare_images`, to reuse them across runs (benchmarks,
+    searches).
     """
     config = config or TrainConfig()
     if not train:
@@ -100,8 +104,12 @@ def fit(
     model.to(device)
     start = time.perf_counter()
 
-    prepared = model.prepare_images([e.image for e in train])
-    val_prepared = model.prepare_images([e.image for e in val]) if val else None
+    if prepared is None:
+        prepared = (
+            model.prepare_images([e.image for e in train]),
+            model.prepare_images([e.image for e in val]) if val else None,
+        )
+    prepared, val_prepared = prepared
     if model.backbone.centers_images and not model.centered:
         model.calibrate_center(prepared)
 
@@ -128,7 +136,7 @@ def fit(
             batch = [train[i] for i in idx.tolist()]
             with _autocast(device, config.precision):
                 emb = model.embed_prepared(prepared[idx.to(prepared.device)])
-                loss = model.task.loss(model, emb.float(), batch)
+                loss = model.task.loss(model, emb.float(), batch) + model.pop_auxiliary_loss()
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             if config.grad_clip:

@@ -1,4 +1,5 @@
-"""`bench/results.py --quick` runs every method on the three demo domains (CI smoke test)."""
+"""`bench/results.py --quick` runs every method on the three demo domains, on the shipped
+backbone and on a tiny random hf-clip (the production family's code path): CI smoke test."""
 
 from __future__ import annotations
 
@@ -37,16 +38,24 @@ def test_quick_results_cover_every_method_and_domain(tmp_path):
     )
     assert out.returncode == 0, out.stderr[-3000:]
     report = (tmp_path / "docs" / "results.md").read_text()
+    shipped, clip = report.split("## Backbone hf-clip:tiny")
+    assert "## Backbone shipped:" in shipped
     for name in ("retail", "manufacturing", "medical"):
-        assert f"### {name}" in report and (tmp_path / "docs" / f"results-{name}.png").exists()
+        for section, suffix in ((shipped, ""), (clip, "-hf-clip-tiny")):
+            assert f"### {name}" in section
+            assert (tmp_path / "docs" / f"results-{name}{suffix}.png").exists()
     for method in (
         "zero-shot",
         "linear-probe",
         "full-ft",
+        "lora",
+        "clip-adapter",
         "coop",
         "vpt",
         "maple",
         "mpt",
-        "mpt no gate",
+        "mpt+search",
+        "mpt static prompts only",
     ):
-        assert f"| {method} |" in report
+        assert report.count(f"| {method} |") == 6, method  # 3 domains x 2 backbones
+    assert "the trial chosen on validation (2 trials)" in report

@@ -95,7 +95,7 @@ def test_presets_outside_the_familys_list_are_refused_with_what_it_supports(blip
         (
             "mpt",
             {"vision_learnable": False},
-            r"vision_learnable=False on hf-blip2 needs coupling='linear'",
+            "vision_learnable=False leaves visual prompts with nothing to learn from",
         ),
         ("mpt", {"fusion_width": 30}, "fusion_width=30 is not divisible by fusion_heads=4"),
         ("maple", {"vision_tokens": 2}, r"text_tokens \(4\) must equal vision_tokens \(2\)"),

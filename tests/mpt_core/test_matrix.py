@@ -12,6 +12,7 @@ from mpt_core import (
     FAMILIES,
     PRESETS,
     TASKS,
+    ImageFeatures,
     PromptServer,
     TrainConfig,
     build_prompts,
@@ -47,11 +48,16 @@ def test_forward_shapes(family, preset, task):
     model = model_for(family, preset, task)
     data = examples(task, 2)
     emb = model.encode_images([e.image for e in data])
-    assert torch.isfinite(emb).all()
     if model.backbone.kind == "dual-encoder":  # one shared, normalised embedding space
-        assert emb.shape == (len(data), model.backbone.embed_dim)
-        assert torch.allclose(emb.norm(dim=-1), torch.ones(len(data)), atol=1e-5)
+        dim = model.backbone.embed_dim
+        assert emb.embedding.shape == (len(data), dim)
+        assert torch.allclose(emb.embedding.norm(dim=-1), torch.ones(len(data)), atol=1e-5)
+        if model.config.has_generator:
+            assert emb.tokens.shape == (len(data), model.config.image_tokens, dim)
+        else:
+            assert emb.tokens is None
     else:  # query embeddings in the language model's input space
+        assert torch.isfinite(emb).all()
         assert emb.shape == (len(data), model.backbone.num_queries, model.backbone.embed_dim)
     loss = model.task.loss(model, emb, data)
     assert loss.dim() == 0 and torch.isfinite(loss)
@@ -100,7 +106,22 @@ def test_save_load_round_trip_is_exact(family, preset, task, tmp_path):
     ):
         assert k == k2 and torch.equal(v, v2)
     images = [e.image for e in data]
-    assert torch.equal(model.encode_images(images), loaded.encode_images(images))
+    ours, theirs = model.encode_images(images), loaded.encode_images(images)
+    if model.backbone.kind != "dual-encoder":  # query embeddings of the language model
+        assert torch.equal(ours, theirs)
+        assert loaded.predict(data) == model.predict(data)
+        return
+    assert torch.equal(ours.embedding, theirs.embedding)
+    assert (ours.tokens is None and theirs.tokens is None) or torch.equal(
+        ours.tokens, theirs.tokens
+    )
+    with torch.no_grad():
+        texts = ["a red square", "a blue square"]
+        assert torch.equal(model.embed_texts(texts), loaded.embed_texts(texts))
+        assert torch.equal(
+            model.score(ours, model.embed_texts(texts)),
+            loaded.score(theirs, loaded.embed_texts(texts)),
+        )
     assert loaded.predict(data) == model.predict(data)
 
 
@@ -124,6 +145,62 @@ def _domains(family: str) -> list[tuple[str, str]]:
     tasks, presets = family_tasks(family), family_presets(family)
     n = max(3, len(tasks))
     return [(presets[(i + 2) % len(presets)], tasks[i % len(tasks)]) for i in range(n)]
+
+
+@pytest.mark.parametrize(("family", "preset", "task"), MATRIX, ids=IDS)
+def test_image_conditioned_prompts_change_with_the_input_image(family, preset, task):
+    """Where a preset conditions on the image, each image gets its own prompt tokens, and
+    another image's tokens change its embedding (residual) and its scores (PFM); the other
+    presets' prompts are the same for every image."""
+    model = model_for(family, preset, task)
+    if model.backbone.kind != "dual-encoder":
+        pytest.skip("generative backbones condition through the Q-Former (test_hf_blip2.py)")
+    data = examples(task, 2)
+    fit(model, data, config=TrainConfig(epochs=3, batch_size=4, lr=5e-2, progress=False))
+    with torch.no_grad():
+        feats = model.encode_images([data[0].image, data[-1].image])
+        if not model.config.image_conditioned:
+            assert feats.tokens is None
+            return
+        own, other = feats.tokens[:1], feats.tokens[1:]
+        assert not torch.allclose(own, other), "prompt tokens do not depend on the image"
+        text = model.embed_texts(["a red square", "a blue square", "is it red? yes"])
+        swapped = ImageFeatures(feats.embedding[:1], other)
+        if model.prompts.fusion is not None:
+            assert not torch.allclose(model.score(feats[:1], text), model.score(swapped, text)), (
+                "the PFM ignores the image's tokens"
+            )
+        if model.prompts.image_residual is not None:
+            stem = model.prepare_images([data[0].image])
+            raw = model.backbone.encode_image(stem, model.prompts().vision)
+            base = torch.nn.functional.normalize(raw - model.image_center, dim=-1)
+            assert not torch.allclose(
+                model.prompts.condition_image(base, own), model.prompts.condition_image(base, other)
+            ), "the residual ignores the image's tokens"
+
+
+@pytest.mark.parametrize(("family", "preset", "task"), MATRIX, ids=IDS)
+def test_text_tower_runs_once_per_step_never_per_image(family, preset, task, monkeypatch):
+    """Text embeddings are a function of the candidate texts alone: at most one prompted
+    and one frozen (anchor, cached) text-tower call per loss, each over the distinct
+    candidates, never one per image."""
+    model = model_for(family, preset, task)
+    if model.backbone.kind != "dual-encoder":
+        pytest.skip("a generative backbone has no text tower")
+    data = examples(task, 3)
+    prepared = model.prepare_images([e.image for e in data])
+    model._text_cache.clear()
+    calls = []
+    real = model.backbone.encode_text
+    monkeypatch.setattr(
+        model.backbone,
+        "encode_text",
+        lambda inputs, p=None: calls.append(len(inputs.input_ids)) or real(inputs, p),
+    )
+    model.task.loss(model, model.embed_prepared(prepared), data)
+    model.pop_auxiliary_loss()
+    candidates = {"classification": 3, "retrieval": 3, "vqa": 5}[task]
+    assert 1 <= len(calls) <= 2 and all(n == candidates for n in calls), calls
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))

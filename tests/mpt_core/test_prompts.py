@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mpt_core import PRESETS, ConfigError, UnknownNameError, tiny_backbone
+from mpt_core import PRESETS, ConfigError, UnknownNameError, build_prompts, tiny_backbone
 from mpt_core.prompts import MultimodalPrompts, PromptConfig, preset_config
+
+from .synthetic import examples, make_task
 
 SLOTS = tiny_backbone("hf-clip").slots
 
@@ -28,6 +30,12 @@ def test_unknown_preset_lists_known_ones():
         ({"vision_tokens": 3}, r"text_tokens \(4\) must equal vision_tokens \(3\)"),
         ({"text_tokens": 0, "vision_tokens": 0}, "has no prompts"),
         ({"coupling": "telepathy"}, "unknown coupling 'telepathy'"),
+        ({"coupling": "cross-attention"}, "unknown coupling 'cross-attention'"),
+        ({"image_tokens": 4}, "image_tokens=4 feed nothing: set image_residual > 0"),
+        ({"fusion": True}, "acts on the image's own prompt tokens on this backbone: set image"),
+        ({"image_residual": 1.0}, "image_residual acts on the image's own prompt tokens"),
+        ({"image_residual": -1.0}, "image_residual=-1.0: must be >= 0"),
+        ({"text_tokens": 0, "coupling": "none", "text_anchor": 1.0}, "needs text prompts"),
     ],
 )
 def test_invalid_configs_name_the_field_and_the_allowed_values(overrides, message):
@@ -35,7 +43,7 @@ def test_invalid_configs_name_the_field_and_the_allowed_values(overrides, messag
         preset_config("maple", SLOTS, **overrides)
 
 
-def test_cross_attention_needs_divisible_width():
+def test_fusion_needs_divisible_width():
     with pytest.raises(ConfigError, match="fusion_width=30 is not divisible by fusion_heads=4"):
         preset_config("mpt", SLOTS, fusion_width=30)
 
@@ -52,27 +60,41 @@ def test_presets_put_prompts_where_their_method_does(preset):
     config = preset_config(preset, SLOTS)
     assert config.has_text == (preset != "vpt")
     assert config.has_vision == (preset != "coop")
-    assert (
-        config.coupling
-        == {"coop": "none", "vpt": "none", "maple": "linear", "mpt": "cross-attention"}[preset]
+    assert config.coupling == {"maple": "linear"}.get(preset, "none")
+    assert config.image_conditioned == (preset == "mpt")  # coop, vpt, maple: static prompts
+
+
+def _mpt_model(**overrides):
+    backbone = tiny_backbone("hf-clip")
+    return build_prompts(backbone, "mpt", make_task("classification"), **overrides)
+
+
+def test_image_conditioning_starts_switched_off_and_gates_open_with_training():
+    """At step 0 mpt scores exactly as its static prompts do (residual and PFM gates at 0);
+    one step gives every gate a gradient."""
+    model = _mpt_model()
+    data = examples("classification", 2)
+    prepared = model.prepare_images([e.image for e in data])
+    feats = model.embed_prepared(prepared)
+    prompts = model.prompts()
+    raw = model.backbone.encode_image(prepared, prompts.vision)
+    static = torch.nn.functional.normalize(raw - model.image_center, dim=-1)
+    assert torch.allclose(feats.embedding, static, atol=1e-6)
+    text = model.embed_texts(make_task("classification").texts())
+    assert torch.allclose(model.score(feats, text), model.logit_scale * static @ text.T, atol=1e-5)
+    model.task.loss(model, feats, data).backward()
+    assert model.prompts.image_residual.gate.grad.abs().sum() > 0
+    assert model.prompts.fusion.gate.grad.abs().sum() > 0
+
+
+def test_no_gate_ablation_fuses_from_the_start():
+    model = _mpt_model(fusion_gate=False)
+    data = examples("classification", 2)
+    feats = model.encode_images([e.image for e in data])
+    text = model.embed_texts(make_task("classification").texts())
+    assert not torch.allclose(
+        model.score(feats, text), model.logit_scale * feats.embedding @ text.T
     )
-
-
-def test_fusion_starts_as_independent_prompts_and_gate_opens_with_training():
-    prompts = MultimodalPrompts(preset_config("mpt", SLOTS), SLOTS)
-    out = prompts()
-    for layer in range(prompts.config.shared_depth):
-        assert torch.equal(out.text[layer], prompts.text.tokens[layer])
-        assert torch.equal(out.vision[layer], prompts.vision.tokens[layer])
-    loss = sum(t.sum() for t in out.text) + sum(v.pow(2).sum() for v in out.vision)
-    loss.backward()
-    assert all(layer.gate.grad.abs().sum() > 0 for layer in prompts.coupling.layers)
-
-
-def test_no_gate_ablation_couples_from_the_start():
-    prompts = MultimodalPrompts(preset_config("mpt", SLOTS, fusion_gate=False), SLOTS)
-    out = prompts()
-    assert not torch.equal(out.text[0], prompts.text.tokens[0])
 
 
 def test_same_seed_same_prompts_other_seed_other_prompts():

@@ -23,8 +23,8 @@ from .synthetic import examples, make_task
 QUIET = {"progress": False}
 
 
-def _count(monkeypatch, backbone, method: str) -> list:
-    calls: list = []
+def _count(monkeypatch, backbone, method: str, calls: list | None = None) -> list:
+    calls = [] if calls is None else calls
     real = getattr(backbone, method)
     monkeypatch.setattr(backbone, method, lambda *a, **k: calls.append(1) or real(*a, **k))
     return calls
@@ -40,6 +40,7 @@ def test_frozen_image_tower_is_encoded_once_and_cached(monkeypatch):
         model = build_prompts(backbone, preset, make_task("classification"))
         stems = _count(monkeypatch, backbone, "image_stem")
         encodes = _count(monkeypatch, backbone, "encode_image")
+        _count(monkeypatch, backbone, "encode_image_tokens", encodes)  # with the generator
         result = fit(model, train, val, config)
         assert len(stems) == 2, preset  # train and val, once each, for all epochs
         if per_step:

@@ -1,0 +1,147 @@
+"""Search helpers: applying a trial, k-fold splits, selection, the tuning.search block."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from mpt_core import ConfigError, TrainConfig, tiny_backbone
+from mpt_core.prompts import preset_config
+from mpt_core.training.search import (
+    DEFAULT_SEARCH,
+    KNOBS,
+    SearchSpec,
+    TrialResult,
+    apply_trial,
+    kfold_splits,
+    search,
+    select_best,
+    target_key,
+)
+
+from .synthetic import examples, make_task
+
+SHIPPED = tiny_backbone("shipped")
+CLIP = tiny_backbone("hf-clip")
+
+
+def test_a_trial_sets_train_and_prompt_knobs_and_aliases():
+    base = TrainConfig(lr=2e-3, epochs=15, progress=False)
+    preset, prompt, config = apply_trial(
+        "mpt",
+        {"fusion_width": 32},
+        base,
+        {"lr": 5e-3, "epochs": 30.0, "depth": 2, "tokens": 2, "residual_ratio": 0.5},
+        CLIP.slots,
+    )
+    assert preset == "mpt" and (config.lr, config.epochs) == (5e-3, 30)
+    assert isinstance(config.epochs, int) and not config.progress  # the rest is kept
+    assert prompt == {
+        "fusion_width": 32,
+        "text_depth": 2,
+        "vision_depth": 2,
+        "text_tokens": 2,
+        "vision_tokens": 2,
+        "image_tokens": 2,
+        "image_residual": 0.5,
+    }
+    assert base.lr == 2e-3  # the input config is not changed
+    preset_config(preset, CLIP.slots, **prompt)  # buildable
+
+
+def test_depth_is_capped_at_each_towers_slots_and_skips_towers_without_prompts():
+    _, prompt, _ = apply_trial("mpt", {}, TrainConfig(), {"depth": 3}, SHIPPED.slots)
+    assert prompt == {"text_depth": 2, "vision_depth": 1}  # tiny BERT: 2 layers; CNN: 1 slot
+    _, prompt, _ = apply_trial("coop", {}, TrainConfig(), {"depth": 1}, SHIPPED.slots)
+    assert prompt == {"text_depth": 1}
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"learning_rate": 1e-3}, "unknown search knob 'learning_rate'; known: .*lr"),
+        ({"lr": 0.0}, r"lr=0.0: allowed range 1e-06..1.0"),
+        ({"epochs": 2.5}, "epochs=2.5: must be a whole number"),
+        ({"fusion": "yes"}, "fusion='yes': must be true or false"),
+        ({"depth": "deep"}, "depth='deep': must be a number"),
+        ({"fusion_width": 30}, "invalid prompt config: fusion_width=30 is not divisible"),
+        ({"batch_size": 0}, r"batch_size=0: allowed range 1..4096"),
+    ],
+)
+def test_bad_trials_name_the_knob_the_value_and_the_fix(params, message):
+    with pytest.raises(ConfigError, match=message):
+        apply_trial("mpt", {}, TrainConfig(), params, CLIP.slots)
+
+
+def test_kfold_is_stratified_deterministic_and_keeps_the_few_shot_regime():
+    train, val = examples("classification", 2), examples("classification", 4, seed=1)
+    folds = kfold_splits(train, val, k=3, seed=0)
+    assert folds == kfold_splits(train, val, k=3, seed=0)
+    assert folds != kfold_splits(train, val, k=3, seed=1)
+    pool = [*train, *val]
+    seen = []
+    for fold_train, fold_val in folds:
+        assert Counter(map(target_key, fold_train)) == Counter(map(target_key, train))
+        assert set(map(id, fold_train)).isdisjoint(map(id, fold_val))
+        assert set(map(target_key, fold_val)) == set(map(target_key, pool))  # every class
+        seen += fold_val
+    assert sorted(map(id, seen)) == sorted(map(id, pool))  # each example validates once
+    everything = kfold_splits(train, val, k=3, keep_train_size=False)
+    assert all(len(t) + len(v) == len(pool) for t, v in everything)
+    with pytest.raises(ConfigError, match="k >= 2"):
+        kfold_splits(train, val, k=1)
+
+
+def test_selection_is_the_mean_over_folds_ties_to_the_earlier_trial():
+    trials = [
+        TrialResult({}, [0.5, 0.75]),
+        TrialResult({"lr": 1e-2}, [0.75, 0.5]),  # the same mean: a tie with the first
+        TrialResult({"lr": 1e-3}, [0.6, 0.6]),
+    ]
+    assert select_best(trials) is trials[0]
+    trials.append(TrialResult({"lr": 5e-3}, [0.7, 0.7]))
+    assert select_best(trials).params == {"lr": 5e-3}
+    with pytest.raises(ConfigError):
+        select_best([])
+
+
+def test_search_block_defaults_validation_and_fold_rule():
+    spec = SearchSpec.from_dict({"trials": 4}, "classification")
+    assert spec.space == DEFAULT_SEARCH["classification"]["space"]
+    assert spec.fold_count(40) == 3 and spec.fold_count(200) == 1
+    params = spec.trial_params()
+    assert len(params) == 4 and params[0] == {} and params == spec.trial_params()
+    assert all(set(p) <= set(KNOBS) for p in params)
+    assert all(1e-3 <= p["lr"] <= 2e-2 and p["depth"] in (1, 3) for p in params[1:])
+    for block, message in [
+        ({"trails": 3}, r"unknown fields \['trails'\]"),
+        ({"trials": -1}, "trials=-1: a whole number in 0..256"),
+        ({"folds": 0}, "folds=0: 'auto', 1"),
+        ({"space": {"lr": [1e-3, 1e-2]}}, "lr: .* is not a distribution"),
+        ({"space": {"lr": {"loguniform": [0, 1e-2]}}}, r"lr=0.0: allowed range"),
+        ({"space": {"epochs": {"choice": []}}}, "choice needs at least one value"),
+        ({"space": {"colour": {"choice": ["red"]}}}, "unknown search knob 'colour'"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            SearchSpec.from_dict(block, "classification")
+
+
+def test_search_selects_on_validation_and_reports_every_trial():
+    train, val = examples("classification", 2), examples("classification", 2, seed=1)
+    spec = SearchSpec.from_dict(
+        {"trials": 3, "folds": 2, "space": {"lr": {"choice": [1e-4, 5e-2]}}}, "classification"
+    )
+    best, results = search(
+        SHIPPED,
+        make_task("classification"),
+        "mpt",
+        {},
+        TrainConfig(epochs=2, batch_size=4, progress=False),
+        spec,
+        train,
+        val,
+    )
+    assert len(results) == 3 and all(len(r.fold_values) == 2 for r in results)
+    assert best.value == max(r.value for r in results)
+    assert results[0].params == {}
