@@ -11,10 +11,11 @@ jobs run, each worker's last finished epoch is polled for progress.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from .jobs import BackboneRef, TuneFailure, TuneJob, TuneOutcome
@@ -60,6 +61,22 @@ def connect(address: str | None = None) -> bool:
         logging_level=logging.WARNING,
     )
     return True
+
+
+@contextlib.contextmanager
+def ray_session(address: str | None = None) -> Iterator[None]:
+    """Ray connected for the block (a local one started, and stopped after, when no
+    address is given); what runs inside shares it (searches, then the tuning pool)."""
+    env = dict(os.environ)  # before importing Ray, which exports RAY_* variables
+    started_here = connect(address)
+    try:
+        yield
+    finally:
+        if started_here:
+            import ray
+
+            ray.shutdown()
+            restore_env(env)
 
 
 class WorkerStartError(RuntimeError):

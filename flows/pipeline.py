@@ -313,8 +313,10 @@ def register_outcome(
     registry: PromptRegistry,
     production_version: int | None,
     flow_run_id: str | None,
+    search: dict[str, Any] | None = None,
 ) -> DomainResult:
-    """Verify the candidate artifact, then register it, production's metrics on the same
+    """Verify the candidate artifact, then register it (with the search that chose its
+    config, if any), production's metrics on the same
     data and a promotion request checked against the domain's policy: one transaction,
     idempotent on retry."""
     domain, md5 = prepared.domain, prepared.data.md5
@@ -339,6 +341,7 @@ def register_outcome(
         flow_run_id=flow_run_id,
         code_version=package_version(),
         training_history=outcome.history,
+        search=search,
     )
     if outcome.evidence is not None:  # per-example predictions and thumbnails for reviewers
         record_evidence(

@@ -26,7 +26,7 @@ from registry import PromptRegistry, open_registry
 
 from . import pipeline
 from .datacache import RemoteLocation
-from .dispatch import WorkerStartError, tune_on_ray
+from .dispatch import WorkerStartError, ray_session, tune_on_ray
 from .domains import Domain, discover
 from .jobs import BackboneRef, TuneFailure
 from .pipeline import DomainResult, PreparedDomain, PrepareFailure, note, summary_row
@@ -79,13 +79,27 @@ def tune_domains(ref: BackboneRef, jobs, ray_address: str | None) -> dict | str:
     return outcomes
 
 
+@task(cache_policy=NONE)
+def search_domains(jobs, home: Path) -> dict:
+    """domain -> SearchOutcome or why its search failed; trials on Ray Tune."""
+    from .search import search_on_ray
+
+    for job in jobs:
+        current().stage(job.domain, "searching", "Ray Tune trials")
+    return search_on_ray(jobs, storage=home / "ray-tune")
+
+
 @task(retries=1, retry_delay_seconds=2, cache_policy=NONE)
-def register_domain(prepared, outcome, registry, production_version, run_id) -> DomainResult:
+def register_domain(
+    prepared, outcome, registry, production_version, run_id, search=None
+) -> DomainResult:
     current().stage(prepared.domain.name, "registering")
     return guarded(
         prepared.domain.name,
         "register",
-        lambda: pipeline.register_outcome(prepared, outcome, registry, production_version, run_id),
+        lambda: pipeline.register_outcome(
+            prepared, outcome, registry, production_version, run_id, search
+        ),
         data_version=prepared.data.md5,
         validation=prepared.validation,
     )
@@ -214,7 +228,7 @@ def retrain_flow(
         groups[ref.key].append((ref, prepared))
 
     for group in groups.values():
-        results += _tune_group(group, registry, location, run_id, force, ray_address)
+        results += _tune_group(group, registry, location, run_id, force, ray_address, settings.home)
     return _finish(results)
 
 
@@ -225,6 +239,7 @@ def _tune_group(
     run_id: str | None,
     force: bool,
     ray_address: str | None,
+    home: Path,
 ) -> list[DomainResult]:
     results, todo = [], []
     for ref, prepared in group:
@@ -256,8 +271,13 @@ def _tune_group(
         todo.append((prepared, job))
     if not todo:
         return results
-    ref = group[0][0]
-    outcomes = tune_domains(ref, [job for _, job in todo], ray_address)
+    with ray_session(ray_address):
+        todo, searched, failed = _search(todo, home)
+        results += failed
+        if not todo:
+            return results
+        ref = group[0][0]
+        outcomes = tune_domains(ref, [job for _, job in todo], ray_address)
     if isinstance(outcomes, str):
         return results + [
             DomainResult(
@@ -284,8 +304,46 @@ def _tune_group(
                 )
             )
             continue
-        results.append(register_domain(prepared, outcome, registry, job.production_version, run_id))
+        results.append(
+            register_domain(
+                prepared,
+                outcome,
+                registry,
+                job.production_version,
+                run_id,
+                searched.get(job.domain),
+            )
+        )
     return results
+
+
+def _search(todo: list, home: Path) -> tuple[list, dict[str, dict], list[DomainResult]]:
+    """Run the searches the domains ask for; their jobs come back with the chosen config.
+    Returns (jobs to tune, domain -> search lineage, failed domains)."""
+    wanted = [job for p, job in todo if p.domain.config.search_spec() is not None]
+    if not wanted:
+        return todo, {}, []
+    outcomes = search_domains(wanted, home)
+    kept, lineage, failed = [], {}, []
+    for prepared, job in todo:
+        found = outcomes.get(job.domain)
+        if found is None:
+            kept.append((prepared, job))
+        elif isinstance(found, str):
+            failed.append(
+                DomainResult(
+                    job.domain,
+                    "failed",
+                    prepared.data.md5,
+                    prepared.validation,
+                    stage="search",
+                    message=f"search failed: {found}",
+                )
+            )
+        else:
+            kept.append((prepared, found.job))
+            lineage[job.domain] = found.lineage
+    return kept, lineage, failed
 
 
 def _finish(results: list[DomainResult]) -> list[dict[str, Any]]:

@@ -71,7 +71,7 @@ def run_tune_job(
     cache = cache or node_cache()
     splits = job_examples(job, cache)
     train, val, test = splits["train"], splits["val"], splits["test"]
-    tuning = config.tuning.model_dump()
+    tuning = config.train_config()
     model = build_prompts(
         backbone,
         config.prompts.preset,

@@ -162,6 +162,7 @@ class PromptRegistry(IdentityAPI, EvidenceAPI):
             aliases=aliases,
             evaluations=evaluations,
             training_history=v.training_history or [],
+            search=v.search,
         )
 
     def _request_info(self, s: Session, r: m.PromotionRequest) -> RequestInfo:
@@ -313,6 +314,7 @@ class PromptRegistry(IdentityAPI, EvidenceAPI):
         code_version: str | None = None,
         split: str = "test",
         training_history: list[dict[str, Any]] | None = None,
+        search: dict[str, Any] | None = None,
     ) -> tuple[VersionInfo, RequestInfo | None]:
         """What a retrain registers, in ONE transaction: the candidate version (artifact
         files, lineage, metrics), production's metrics on the same data version
@@ -354,6 +356,7 @@ class PromptRegistry(IdentityAPI, EvidenceAPI):
                 flow_run_id=flow_run_id,
                 code_version=code_version,
                 training_history=training_history,
+                search=search,
             )
             if production is not None:
                 number, prod_metrics = production
@@ -380,6 +383,7 @@ class PromptRegistry(IdentityAPI, EvidenceAPI):
         code_version: str | None,
         commit: str | None = None,
         training_history: list[dict[str, Any]] | None = None,
+        search: dict[str, Any] | None = None,
     ) -> m.PromptVersion:
         data = self._data_version(s, d, data_version)
         if not data.validation_passed:
@@ -417,6 +421,7 @@ class PromptRegistry(IdentityAPI, EvidenceAPI):
             flow_run_id=flow_run_id,
             created_by=created_by or current_user(),
             training_history=training_history,
+            search=search,
         )
         s.add(v)
         s.flush()

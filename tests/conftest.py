@@ -40,7 +40,11 @@ socket.socket.connect = _loopback_only  # type: ignore[method-assign]
 
 
 # Set once per process by the libraries themselves, not by our code or tests.
-SET_BY_LIBRARIES = {"PYTEST_CURRENT_TEST", "TORCHINDUCTOR_CACHE_DIR"}
+SET_BY_LIBRARIES = {
+    "PYTEST_CURRENT_TEST",
+    "TORCHINDUCTOR_CACHE_DIR",
+    "CRC32C_SW_MODE",  # set by tensorboardX, which Ray Tune imports
+}
 
 
 @pytest.fixture(autouse=True)

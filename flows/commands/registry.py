@@ -95,6 +95,13 @@ def cmd_show(args: argparse.Namespace) -> None:
         f"flow run {v.flow_run_id or '-'}"
     )
     print(f"  artifact      {v.artifact_uri} ({v.artifact_size} bytes)")
+    if v.search:
+        trials = v.search.get("trials", [])
+        print(
+            f"  search        {len(trials)} trial(s) on {v.search.get('folds')} fold(s), chosen "
+            f"{v.search.get('chosen') or '(the base config)'}, validation "
+            f"{v.search.get('value', 0):.4f}"
+        )
     for e in v.evaluations:
         scalars = {k: round(x, 4) for k, x in e.metrics.items() if isinstance(x, int | float)}
         print(f"  metrics       {e.split} on data {e.data_version[:12]}: {scalars}")

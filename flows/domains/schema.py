@@ -17,6 +17,7 @@ from mpt_core import FAMILIES, PRESETS, TASKS
 from mpt_core.errors import ConfigError
 from mpt_core.support import check_supported
 from mpt_core.tasks import Task, TaskContract, task_from_declaration
+from mpt_core.training.search import SearchSpec
 from registry.policy import Policy
 
 SPLITS = ("train", "val", "test")
@@ -103,6 +104,8 @@ class TuningSpec(_Strict):
     warmup_ratio: Annotated[float, Field(ge=0, lt=1)] = 0.1
     patience: Annotated[int, Field(ge=0)] = 5
     seed: int = 0
+    search: dict[str, Any] | None = None
+    """Hyper-parameter search on Ray Tune: {trials, folds, seed, space}; see the README."""
 
 
 class ImageBounds(_Strict):
@@ -242,6 +245,11 @@ class DomainConfig(_Strict):
             )
         except ConfigError as exc:
             raise ValueError(str(exc)) from None
+        if self.tuning.search is not None:
+            try:
+                self.search_spec()
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
         metrics = self.contract.metrics
         metric = self.promotion.metric
         if metric and metric not in metrics:
@@ -268,6 +276,17 @@ class DomainConfig(_Strict):
     @property
     def primary_metric(self) -> str:
         return self.promotion.metric or self.contract.primary_metric
+
+    def train_config(self) -> dict[str, Any]:
+        """The TrainConfig fields of `tuning:` (everything but the search)."""
+        return self.tuning.model_dump(exclude={"search"})
+
+    def search_spec(self) -> SearchSpec | None:
+        """The validated `tuning.search`, or None when it asks for no trial."""
+        if not self.tuning.search:
+            return None
+        spec = SearchSpec.from_dict(self.tuning.search, self.task)
+        return spec if spec.trials > 0 else None
 
     def promotion_policy(self) -> Policy:
         """The registry policy of this domain: its `promotion:` block is the only source,

@@ -170,3 +170,24 @@ def test_a_captioning_domain_on_a_generative_backbone_goes_through_the_same_flow
     assert result["status"] == "registered" and result["metric"] == "cider", result
     version = PromptRegistry.from_settings(RegistrySettings()).get_version("captions", 1)
     assert version.backbone.family == "hf-blip2" and "bleu4" in version.metrics("test")
+
+
+def test_a_domain_with_a_search_records_every_trial_in_its_lineage(run, tmp_path, capsys):
+    import yaml
+
+    from flows.cli import main
+
+    domains_dir = tiny_repo(tmp_path / "repo", tasks=("classification",))
+    path = domains_dir / "test-classification" / "domain.yaml"
+    config = yaml.safe_load(path.read_text())
+    config["tuning"]["search"] = {"trials": 2, "folds": 1, "space": {"lr": {"choice": [0.01]}}}
+    path.write_text(yaml.safe_dump(config))
+    result = run(domains_dir)["test-classification"]
+    assert result["status"] == "registered", result
+    version = PromptRegistry.from_settings(RegistrySettings()).get_version(
+        "test-classification", result["version"]
+    )
+    assert [t["params"] for t in version.search["trials"]] == [{}, {"lr": 0.01}]
+    assert version.search["folds"] == 1 and "value" in version.search
+    assert main(["registry", "show", "test-classification", str(result["version"])]) == 0
+    assert "search        2 trial(s) on 1 fold(s)" in capsys.readouterr().out

@@ -1,0 +1,26 @@
+"""prompt versions record the hyper-parameter search that chose their config
+
+Revision ID: 0004
+Revises: 0003
+Create Date: 2026-12-02
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0004"
+down_revision = "0003"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("prompt_versions") as batch:
+        batch.add_column(sa.Column("search", sa.JSON(), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("prompt_versions") as batch:
+        batch.drop_column("search")

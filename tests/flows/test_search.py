@@ -1,0 +1,81 @@
+"""Per-domain search: trials on Ray Tune over features computed once, selection on
+validation only, the chosen config tuned and recorded in the version's lineage."""
+
+from __future__ import annotations
+
+import pytest
+
+from flows.domains.schema import DomainConfig
+from flows.search import chosen_job, run_search_trial, search_data, search_on_ray
+from mpt_core.errors import ConfigError
+from mpt_core.training.search import SearchSpec
+
+from .retrain_fixtures import local_ray, pushed_job
+
+SEARCH = {
+    "trials": 3,
+    "folds": 2,
+    "seed": 1,
+    "space": {"lr": {"choice": [0.5, 0.05]}, "depth": {"choice": [1, 2]}},
+}
+
+
+def search_job(tmp_path, **search):
+    job = pushed_job(tmp_path / "repo", "classification", "searched", epochs=2)
+    config = {**job.config, "tuning": {**job.config["tuning"], "search": {**SEARCH, **search}}}
+    return type(job)(**{**job.__dict__, "config": config})
+
+
+def test_the_search_block_is_validated_with_the_field_and_the_fix():
+    base = {"name": "d", "task": "classification", "labels": ["a", "b"]}
+    for search, expected in (
+        ({"trials": -1}, "tuning.search.trials=-1"),
+        ({"space": {"learning_rate": {"choice": [1]}}}, "unknown search knob 'learning_rate'"),
+        ({"space": {"lr": {"between": [1, 2]}}}, "is not a distribution"),
+        ({"folds": 0}, "tuning.search.folds=0"),
+    ):
+        with pytest.raises(ValueError, match=expected.replace("(", r"\(")):
+            DomainConfig.model_validate({**base, "tuning": {"search": search}})
+    config = DomainConfig.model_validate({**base, "tuning": {"search": {"trials": 2}}})
+    assert isinstance(config.search_spec(), SearchSpec) and "search" not in config.train_config()
+    assert (
+        DomainConfig.model_validate({**base, "tuning": {"search": {"trials": 0}}}).search_spec()
+        is None
+    )
+    with pytest.raises(ConfigError):
+        SearchSpec.from_dict({"trials": "many"}, "classification")
+
+
+def test_a_trial_runs_on_cached_features_and_reports_what_it_applied(tmp_path, monkeypatch):
+    job = search_job(tmp_path)
+    data = search_data(job)
+    assert data["k"] == 2 and len(data["folds"]) == 2
+    assert len(data["prepared"]) == len(data["examples"]) == 12  # train + val, once
+    import mpt_core.model as model_module
+
+    loads = []
+    real = model_module.PromptedModel.prepare_images
+    monkeypatch.setattr(
+        model_module.PromptedModel,
+        "prepare_images",
+        lambda self, *a, **k: loads.append(1) or real(self, *a, **k),
+    )
+    result, applied = run_search_trial(job, data, {"lr": 0.05, "depth": 1})
+    assert loads == []  # no image read again
+    assert len(result.fold_values) == 2 and 0 <= result.value <= 1
+    assert applied["tuning"]["lr"] == 0.05 and applied["overrides"]["text_depth"] == 1
+    final = chosen_job(job, applied)
+    assert final.config["tuning"]["lr"] == 0.05 and final.config["tuning"]["search"] is None
+    assert DomainConfig.model_validate(final.config).search_spec() is None
+
+
+@pytest.mark.slow
+def test_trials_run_on_ray_tune_and_the_best_on_validation_is_chosen(tmp_path):
+    job = search_job(tmp_path)
+    with local_ray(num_cpus=2):
+        (outcome,) = search_on_ray([job], storage=tmp_path / "tune").values()
+    assert not isinstance(outcome, str), outcome
+    assert len(outcome.trials) == 3 and outcome.trials[0]["params"] == {}  # base first
+    best = max(outcome.trials, key=lambda t: t["value"])
+    assert outcome.lineage["value"] == best["value"] and outcome.best == outcome.lineage["chosen"]
+    assert outcome.lineage["folds"] == 2 and outcome.job.config["tuning"]["search"] is None
