@@ -32,6 +32,10 @@ tuning:
   batch_size: 16
   lr: 0.002
   seed: 0
+  # Hyper-parameter search on Ray Tune, chosen on validation only (k folds of train + val
+  # when val is small); every trial goes into the version's lineage. trials: 0 = off.
+  # Without `space`, the task's default space (lr, epochs, depth, ...) is searched.
+  search: {{trials: 4}}
 
 # Data checks run before every training run (Great Expectations).
 validation:

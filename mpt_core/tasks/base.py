@@ -115,6 +115,17 @@ class Task(ABC):
     #: The kind of backbone the task runs on (`Backbone.kind`): "dual-encoder" scores texts
     #: against images, "generative" writes text (see `tasks/generation.py`).
     backbone_kind: ClassVar[str] = "dual-encoder"
+    #: The recommended hyper-parameter search (`mpt_core.training.search`) when a domain
+    #: asks for one without a space: few-shot friendly, small enough for two cores.
+    default_search: ClassVar[dict[str, Any]] = {
+        "trials": 6,
+        "space": {
+            "lr": {"loguniform": [1e-3, 2e-2]},
+            "epochs": {"choice": [15, 30]},
+            "depth": {"choice": [1, 3]},
+            "image_residual": {"choice": [0.5, 1.0, 2.0]},
+        },
+    }
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -46,6 +46,15 @@ class GenerativeTask(Task):
     """
 
     backbone_kind: ClassVar[str] = "generative"
+    #: No image-conditioned residual on a generative backbone: its knobs are the rest.
+    default_search: ClassVar[dict[str, Any]] = {
+        "trials": 4,
+        "space": {
+            "lr": {"loguniform": [1e-3, 2e-2]},
+            "epochs": {"choice": [10, 20]},
+            "depth": {"choice": [1, 3]},
+        },
+    }
     contract: ClassVar[TaskContract]
 
     def __init__(self, num_beams: int, max_new_tokens: int) -> None:

@@ -7,7 +7,7 @@ A trial is a dict of knobs -> values. This module:
 - gives k-fold splits of train + val when the validation split is small (`kfold_splits`,
   deterministic by seed) and the selection rule: the mean validation metric over folds,
   ties to the earlier trial (`select_best`);
-- holds the recommended default search per task (`DEFAULT_SEARCH`) and the validated
+- holds the recommended default search of each task (`default_search`) and the validated
   `tuning.search` block of a domain.yaml (`SearchSpec`);
 - runs one trial (`run_trial`) and a whole sequential random search (`search`). An
   orchestrator (Ray Tune in `flows`) runs `run_trial` per sampled trial in parallel and
@@ -30,7 +30,7 @@ The `tuning.search` block (domain.yaml), as `SearchSpec.from_dict` reads it:
           depth: {choice: [1, 3]}
           image_residual: {choice: [0.5, 1.0, 2.0]}
 
-Missing `space` means the task's `DEFAULT_SEARCH` space. The knobs are in `KNOBS`.
+Missing `space` means the task's default space (`Task.default_search`). The knobs are in `KNOBS`.
 """
 
 from __future__ import annotations
@@ -227,38 +227,13 @@ def sample(space: Mapping[str, Mapping[str, list[Any]]], rng: random.Random) -> 
     return params
 
 
-DEFAULT_SEARCH: dict[str, dict[str, Any]] = {
-    "classification": {
-        "trials": 6,
-        "space": {
-            "lr": {"loguniform": [1e-3, 2e-2]},
-            "epochs": {"choice": [15, 30]},
-            "depth": {"choice": [1, 3]},
-            "image_residual": {"choice": [0.5, 1.0, 2.0]},
-        },
-    },
-    "vqa": {
-        "trials": 6,
-        "space": {
-            "lr": {"loguniform": [1e-3, 2e-2]},
-            "epochs": {"choice": [15, 30]},
-            "depth": {"choice": [1, 3]},
-            "image_residual": {"choice": [0.5, 1.0, 2.0]},
-        },
-    },
-    "retrieval": {
-        "trials": 6,
-        "space": {
-            "lr": {"loguniform": [1e-3, 2e-2]},
-            "epochs": {"choice": [15, 30]},
-            "depth": {"choice": [1, 3]},
-            "image_residual": {"choice": [0.5, 1.0, 2.0]},
-        },
-    },
-}
-"""Recommended search per task for the demo domains (few-shot, a few hundred images):
-small enough for `make demo` on two cores. Trials run on the shared backbone's cached
-stems, so a trial costs one `fit`."""
+def default_search(task: str) -> dict[str, Any]:
+    """The recommended search of a task ({"trials", "space"}): its class's `default_search`
+    (tasks carry it, so a new task brings its own knobs). Small enough for `make demo` on
+    two cores; trials run on the shared backbone's cached stems, so one costs one `fit`."""
+    from ..tasks import TASKS
+
+    return TASKS.get(task).default_search
 
 
 @dataclass(frozen=True)
@@ -277,7 +252,7 @@ class SearchSpec:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigError(f"tuning.search: unknown fields {unknown}; known: {sorted(known)}")
-        default = DEFAULT_SEARCH.get(task, DEFAULT_SEARCH["classification"])
+        default = default_search(task)
         trials = data.get("trials", default["trials"])
         if isinstance(trials, bool) or not isinstance(trials, int) or not 0 <= trials <= 256:
             raise ConfigError(f"tuning.search.trials={trials!r}: a whole number in 0..256")

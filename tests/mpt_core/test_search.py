@@ -8,8 +8,8 @@ import pytest
 
 from mpt_core import ConfigError, TrainConfig, tiny_backbone
 from mpt_core.prompts import preset_config
+from mpt_core.tasks import ClassificationTask
 from mpt_core.training.search import (
-    DEFAULT_SEARCH,
     KNOBS,
     SearchSpec,
     TrialResult,
@@ -108,7 +108,7 @@ def test_selection_is_the_mean_over_folds_ties_to_the_earlier_trial():
 
 def test_search_block_defaults_validation_and_fold_rule():
     spec = SearchSpec.from_dict({"trials": 4}, "classification")
-    assert spec.space == DEFAULT_SEARCH["classification"]["space"]
+    assert spec.space == ClassificationTask.default_search["space"]
     assert spec.fold_count(40) == 3 and spec.fold_count(200) == 1
     params = spec.trial_params()
     assert len(params) == 4 and params[0] == {} and params == spec.trial_params()
