@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import argparse
 import copy
-import csv
+import os
 import platform
 import statistics
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).parent))
 from step_cost import SavedTensorBytes
 
+from flows.dataset import read_rows
 from flows.domains import Domain, discover
 from mpt_core import (
     Example,
@@ -47,6 +48,7 @@ from mpt_core import (
 )
 from mpt_core.backbones.base import Backbone
 from mpt_core.data import load_image
+from mpt_core.errors import ConfigError
 from mpt_core.training.search import SearchSpec, apply_trial, search
 
 REPO = Path(__file__).resolve().parents[1]
@@ -63,29 +65,29 @@ class Run:
 
 
 # ------------------------------------------------------------------ data
+def group_key(task, example: Example) -> str:
+    """What a linear probe's classes are, from the task's contract: the target value, per
+    selector where the value set is declared per question ("question\nanswer")."""
+    contract = task.contract
+    target = getattr(example, contract.target)
+    if contract.value_set is not None and contract.value_set.per:
+        return f"{getattr(example, contract.value_set.per)}\n{target}"
+    return target
+
+
 def load_splits(domain: Domain, shots: int | None) -> dict[str, list[Example]]:
-    cols = domain.config.data
-    with open(domain.metadata_path, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
+    """The domain's examples per split, read by the platform's one table reader (what
+    validation approves is what trains); `shots` caps the rows per class and split."""
+    task = domain.config.build_task()
     splits: dict[str, list[Example]] = {"train": [], "val": [], "test": []}
     seen: dict[tuple, int] = {}
-    for r in rows:
-        key = (
-            r[cols.split_column],
-            r.get(cols.label_column) or r.get(cols.answer_column) or r.get(cols.caption_column),
-        )
+    for row in read_rows(domain.config, domain.data_dir):
+        example = row.example(domain.data_dir)
+        key = (row.split, group_key(task, example))
         seen[key] = seen.get(key, 0) + 1
         if shots is not None and seen[key] > shots:
             continue
-        splits[r[cols.split_column]].append(
-            Example(
-                load_image(domain.data_dir / r[cols.image_column]),
-                label=r.get(cols.label_column),
-                caption=r.get(cols.caption_column),
-                question=r.get(cols.question_column),
-                answer=r.get(cols.answer_column),
-            )
-        )
+        splits[row.split].append(replace(example, image=load_image(example.image)))
     return splits
 
 
@@ -359,7 +361,7 @@ def clip_adapter(backbone, domain, data, cfg, seed) -> Run:
 
     class _Model:
         logit_scale = backbone.logit_scale
-        embed_texts = base.embed_texts
+        embed_texts = base.frozen_texts  # CLIP-Adapter keeps the text side frozen
 
         @staticmethod
         def score(images, text):
@@ -405,11 +407,10 @@ def linear_probe(backbone, domain, data, cfg, seed) -> Run:
     feats = {s: cached_prepare(base, domain, s, data[s]) for s in ("train", "val", "test")}
     base.calibrate_center(feats["train"])
     feats = {s: F.normalize(f - base.image_center, dim=-1) for s, f in feats.items()}
-    key = {
-        "classification": lambda e: e.label,
-        "vqa": lambda e: f"{e.question}\n{e.answer}",
-        "retrieval": lambda e: e.caption,
-    }[task.name]
+
+    def key(e: Example) -> str:
+        return group_key(task, e)
+
     classes = sorted({key(e) for s in data.values() for e in s})
     index = {c: i for i, c in enumerate(classes)}
     head = torch.nn.Linear(feats["train"].shape[1], len(classes))
@@ -426,28 +427,29 @@ def linear_probe(backbone, domain, data, cfg, seed) -> Run:
         with torch.no_grad():
             logits = head(feats[split])
         examples = data[split]
-        if task.name == "retrieval":
+        contract = task.contract
+        if contract.value_set is None:  # free targets (captions): rank them, as retrieval does
             from mpt_core.tasks.metrics import recall_at_k
 
-            caps = list(dict.fromkeys(e.caption for e in examples))
+            caps = list(dict.fromkeys(key(e) for e in examples))
             cols = torch.tensor([index[c] for c in caps])
-            pos = torch.tensor([[e.caption == c for c in caps] for e in examples])
+            pos = torch.tensor([[key(e) == c for c in caps] for e in examples])
             i2t, t2i = (
                 recall_at_k(logits[:, cols], pos, [1]),
                 recall_at_k(logits[:, cols].T, pos.T, [1]),
             )
             return (i2t[1] + t2i[1]) / 2
-        if task.name == "vqa":
+        if contract.value_set.per:  # candidates declared per question: choose among them
             hits = []
             for row, e in zip(logits, examples, strict=True):
-                cands = task.candidates(e.question)
+                selector = getattr(e, contract.value_set.per)
                 best = max(
-                    cands,
-                    key=lambda a: (
-                        row[index[f"{e.question}\n{a}"]] if f"{e.question}\n{a}" in index else -1e9
+                    task.declared_values()[selector],
+                    key=lambda a, q=selector: (
+                        row[index[f"{q}\n{a}"]] if f"{q}\n{a}" in index else -1e9
                     ),
                 )
-                hits.append(best == e.answer)
+                hits.append(best == getattr(e, contract.target))
             return sum(hits) / len(hits)
         pred = logits.argmax(1)
         return float((pred == torch.tensor([index[key(e)] for e in examples])).float().mean())
@@ -486,11 +488,11 @@ METHODS: dict[str, Callable[..., Run]] = {
     "mpt static prompts only": prompt_method(
         "mpt", image_tokens=0, image_residual=0.0, fusion=False
     ),
-    "mpt w/o residual (PFM only)": prompt_method("mpt", image_residual=0.0, fusion=True),
-    "mpt + PFM": prompt_method("mpt", fusion=True),
+    "mpt w/o PFM": prompt_method("mpt", fusion=False),
+    "mpt w/o residual (PFM only)": prompt_method("mpt", image_residual=0.0),
+    "mpt w/o text adapter": prompt_method("mpt", text_residual=0.0),
     "mpt w/o text prompts": prompt_method("mpt", text_tokens=0),
     "mpt + text anchor (KgCoOp)": prompt_method("mpt", text_anchor=1.0),
-    "mpt + text adapter": prompt_method("mpt", text_residual=1.0),
 }
 """Ablation rows whose settings equal the preset's are skipped (see `_redundant`)."""
 
@@ -560,50 +562,76 @@ def _redundant(method: str, backbone: Backbone) -> bool:
         return preset_config("mpt", backbone.slots, **overrides) == preset_config(
             "mpt", backbone.slots
         )
-    except Exception:
+    except ConfigError:
         return True  # not buildable on this backbone
 
 
-def run_backbone(spec: str, args, seeds: int, shots: int | None, epochs: int | None) -> list[str]:
+def run_domain(
+    spec: str, domain_name: str, args, seeds: int, shots: int | None, epochs: int | None
+) -> list[str]:
+    """Every method x seed on one domain; the domain's markdown section (and its plot)."""
+    torch.set_num_threads(args.threads)
+    if args.quick:
+        SEARCH_BLOCK.update(QUICK_SEARCH)
     family, _, name = spec.partition(":")
     backbone = load_backbone(family, name or None)
-    found = discover(args.domains_dir, args.domains.split(","))
+    found = discover(args.domains_dir, [domain_name])
     if found.errors:
         raise SystemExit(f"domains not usable: {found.errors}")
-    doc = [f"## Backbone {backbone.identity}", ""]
+    domain = found.domains[domain_name]
     suffix = "" if spec == "shipped" else "-" + spec.replace(":", "-").replace("/", "-")
-    for domain_name, domain in found.domains.items():
-        data = load_splits(domain, shots)
-        t = domain.config.tuning
-        cfg = TrainConfig(
-            epochs=epochs or t.epochs,
-            batch_size=t.batch_size,
-            lr=t.lr,
-            weight_decay=t.weight_decay,
-            warmup_ratio=t.warmup_ratio,
-            patience=t.patience,
-            progress=False,
-        )
-        metric = domain.config.build_task().primary_metric
-        runs: dict[str, list[Run]] = {}
-        for method in args.methods.split(","):
-            if _redundant(method, backbone):
-                continue
-            for seed in range(seeds):
-                cfg.seed = seed
-                run = METHODS[method](backbone, domain, data, cfg, seed)
-                runs.setdefault(method, []).append(run)
-                print(
-                    f"{spec:12s} {domain_name:13s} {method:30s} seed {seed}: {metric} "
-                    f"{run.metric:.3f} ({run.seconds:.1f}s) {run.extra or ''}",
-                    flush=True,
-                )
-        table = domain_table(domain_name, metric, runs)
-        print("\n".join(table))
-        plot_name = f"{domain_name}{suffix}"
-        doc += [*table, *_chosen(runs), f"![{plot_name}](results-{plot_name}.png)", ""]
-        args.out.mkdir(parents=True, exist_ok=True)
-        plot(plot_name, metric, runs, args.out)
+    data = load_splits(domain, shots)
+    t = domain.config.tuning
+    cfg = TrainConfig(
+        epochs=epochs or t.epochs,
+        batch_size=t.batch_size,
+        lr=t.lr,
+        weight_decay=t.weight_decay,
+        warmup_ratio=t.warmup_ratio,
+        patience=t.patience,
+        progress=False,
+    )
+    metric = domain.config.build_task().primary_metric
+    runs: dict[str, list[Run]] = {}
+    for method in args.methods.split(","):
+        if _redundant(method, backbone):
+            continue
+        for seed in range(seeds):
+            cfg.seed = seed
+            run = METHODS[method](backbone, domain, data, cfg, seed)
+            runs.setdefault(method, []).append(run)
+            print(
+                f"{spec:12s} {domain_name:13s} {method:30s} seed {seed}: {metric} "
+                f"{run.metric:.3f} ({run.seconds:.1f}s) {run.extra or ''}",
+                flush=True,
+            )
+    table = domain_table(domain_name, metric, runs)
+    print("\n".join(table), flush=True)
+    plot_name = f"{domain_name}{suffix}"
+    args.out.mkdir(parents=True, exist_ok=True)
+    plot(plot_name, metric, runs, args.out)
+    return [*table, *_chosen(runs), f"![{plot_name}](results-{plot_name}.png)", ""]
+
+
+def run_backbone(spec: str, args, seeds: int, shots: int | None, epochs: int | None) -> list[str]:
+    """Every demo domain on one backbone; with --jobs > 1, domains run in parallel processes
+    (each single-threaded, so every method of a domain is timed under the same load)."""
+    family, _, name = spec.partition(":")
+    doc = [f"## Backbone {load_backbone(family, name or None).identity}", ""]
+    found = discover(args.domains_dir, args.domains.split(","))
+    names = [n for n in args.domains.split(",") if n in found.domains]  # largest first
+    if args.jobs > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(args.jobs, mp_context=context) as pool:
+            futures = [pool.submit(run_domain, spec, n, args, seeds, shots, epochs) for n in names]
+            sections = [f.result() for f in futures]
+    else:
+        sections = [run_domain(spec, n, args, seeds, shots, epochs) for n in names]
+    for section in sections:
+        doc += section
     return doc
 
 
@@ -639,10 +667,13 @@ def main() -> None:
     )
     parser.add_argument("--domains-dir", type=Path, default=REPO / "domains")
     parser.add_argument("--out", type=Path, default=REPO / "docs")
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="domains run in parallel processes (1 thread each)"
+    )
+    parser.add_argument("--threads", type=int, help="torch threads per process (default: torch's)")
     args = parser.parse_args()
-    if args.quick:
-        torch.set_num_threads(1)
-        SEARCH_BLOCK.update(QUICK_SEARCH)
+    args.threads = args.threads or (1 if args.quick or args.jobs > 1 else torch.get_num_threads())
+    torch.set_num_threads(args.threads)
     seeds, shots = (1, 2) if args.quick else (args.seeds, None)
     epochs = 1 if args.quick else args.epochs
     backbones = (args.backbones or ("shipped,hf-clip:tiny" if args.quick else "shipped")).split(",")
@@ -650,9 +681,11 @@ def main() -> None:
     doc = [
         "# Results: every method on the three demo domains",
         "",
-        f"Command: `python bench/results.py{' --quick' if args.quick else ''}` "
+        f"Command: `python bench/results.py{' --quick' if args.quick else ''}"
+        f"{f' --jobs {args.jobs}' if args.jobs > 1 else ''}` "
         f"({seeds} seed(s){', 2 shots per class, 1 epoch' if args.quick else ''}). Machine: "
-        f"{platform.machine()}, {torch.get_num_threads()} torch threads, "
+        f"{platform.machine()}, {os.cpu_count()} CPUs, {args.jobs} domain(s) at a time, "
+        f"{args.threads} torch thread(s) each, "
         f"torch {torch.__version__}. Test metric mean ± std over seeds; everything chosen "
         "on validation.",
         "",

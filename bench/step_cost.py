@@ -115,7 +115,7 @@ def measure(method: str, backbone_spec: str, batch_size: int, steps: int) -> dic
 
         probe = build_prompts(backbone, "coop", task)
         feats = F.normalize(probe.prepare_images([e.image for e in examples]), dim=-1)
-        text = probe.embed_texts(task.texts())
+        text = probe.frozen_texts(task.texts())
         head = ClipAdapter(backbone.embed_dim).to(device)
         params = list(head.parameters())
         frozen_inputs = [feats, text]

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mpt_core.artifacts import CONFIG, TENSORS, PromptArtifact, verify_artifact
+from mpt_core.artifacts import CONFIG, FORMAT_VERSION, TENSORS, PromptArtifact, verify_artifact
 from mpt_core.backbones import backbone_sha256
 from mpt_core.backbones.base import BackboneIdentity
 from registry import PromptRegistry
@@ -269,15 +269,21 @@ def existing_version(
 def production_artifact(
     domain: str, ref: BackboneRef, registry: PromptRegistry
 ) -> tuple[int | None, PromptArtifact | None]:
-    """The production artifact (verified), if there is one trained on this same backbone."""
+    """The production artifact (verified), if there is one this code can evaluate: trained
+    on this same backbone, in the artifact format this library reads. Otherwise production
+    is not comparable: the candidate is still tuned, and its request's policy says that
+    production has no metric on this data (a reviewer may override, with a reason). A
+    damaged blob is an error: the store lost integrity, and someone must look."""
     number = registry.resolve(domain)
     if number is None:
         return None, None
     version = registry.get_version(domain, number)
     if version.backbone.weights_sha256 != ref.sha256:
         return number, None
-    files = registry.artifact_files(domain, number)
+    files = registry.artifact_files(domain, number)  # verified against its sha256
     artifact = PromptArtifact(files[CONFIG].decode(), files[TENSORS])
+    if json.loads(artifact.config_json).get("format_version") != FORMAT_VERSION:
+        return number, None  # an older library's prompts: intact, but not comparable here
     verify_artifact(artifact, source=f"{domain} v{number} (production)")
     return number, artifact
 

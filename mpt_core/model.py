@@ -172,8 +172,9 @@ class PromptedModel(nn.Module):
         self.centered = True
 
     # --- texts ----------------------------------------------------------------------
-    def _frozen_texts(self, texts: Sequence[str]) -> torch.Tensor:
-        """(N, D) normalised embeddings of the frozen text tower, cached per text."""
+    def frozen_texts(self, texts: Sequence[str]) -> torch.Tensor:
+        """(N, D) normalised embeddings of the frozen text tower (no prompt, no adapter),
+        cached per text: zero-shot candidates, the text anchor's target."""
         missing = [t for t in dict.fromkeys(texts) if t not in self._text_cache]
         if missing:
             with torch.no_grad():
@@ -187,14 +188,14 @@ class PromptedModel(nn.Module):
         """(N, D) L2-normalised text embeddings: a function of the texts and the prompts
         only, never of an image (cache them per text for a fixed prompt version)."""
         if self.text_frozen:
-            return self.prompts.adapt_text(self._frozen_texts(texts))
+            return self.prompts.adapt_text(self.frozen_texts(texts))
         if text is None:
             text = self.prompts().text
         inputs = self.backbone.tokenize(texts, self.config.text_tokens).to(self.backbone.device)
         emb = self.prompts.adapt_text(F.normalize(self.backbone.encode_text(inputs, text), dim=-1))
         if self.config.text_anchor and torch.is_grad_enabled():
             # KgCoOp: keep prompted embeddings near the frozen tower's (added by `fit`)
-            gap = (emb - self._frozen_texts(texts)).pow(2).sum(-1).mean()
+            gap = (emb - self.frozen_texts(texts)).pow(2).sum(-1).mean()
             self._auxiliary.append(self.config.text_anchor * gap)
         return emb
 

@@ -11,7 +11,8 @@ from ..errors import ConfigError
 
 @dataclass
 class PromptConfig:
-    """How many prompt tokens go where, and how the two towers' prompts are coupled."""
+    """How many prompt tokens go where, how the static prompts are coupled, and which
+    image-conditioned parts (generator, residual, PFM) and text-side parts exist."""
 
     text_tokens: int = 4
     """Learnable text context tokens per layer (TPG); 0 = no text prompts."""

@@ -25,9 +25,10 @@ The `tuning.search` block (domain.yaml), as `SearchSpec.from_dict` reads it:
         seed: 0            # sampling and fold assignment
         space:             # knob: {choice: [...]} | {loguniform: [lo, hi]}
                            #       | {uniform: [lo, hi]} | {int: [lo, hi]}
-          lr: {loguniform: [1.0e-3, 2.0e-2]}
+          lr: {loguniform: [1.0e-3, 1.0e-2]}
           epochs: {choice: [15, 30]}
-          depth: {choice: [1, 3]}
+          text_tokens: {choice: [0, 4]}
+          fusion: {choice: [true, false]}
           image_residual: {choice: [0.5, 1.0, 2.0]}
 
 Missing `space` means the task's default space (`Task.default_search`). The knobs are in `KNOBS`.

@@ -3,6 +3,7 @@ backbone and on a tiny random hf-clip (the production family's code path): CI sm
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -35,6 +36,7 @@ def test_quick_results_cover_every_method_and_domain(tmp_path):
         capture_output=True,
         text=True,
         timeout=600,
+        env={**os.environ, "PYTHONPATH": str(REPO)},  # this checkout, not an installed copy
     )
     assert out.returncode == 0, out.stderr[-3000:]
     report = (tmp_path / "docs" / "results.md").read_text()

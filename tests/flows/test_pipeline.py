@@ -227,3 +227,41 @@ def test_nothing_changed_is_decided_without_loading_the_backbone(world, tmp_path
     backbones._remember_sha256("shipped", "tiny", {}, backbone.identity.weights_sha256)
     assert unchanged_version(domain, versioner, registry) == (prepared.data.md5, 1)
     assert loads == []
+
+
+def test_a_production_from_an_older_artifact_format_is_not_comparable_not_fatal(world, tmp_path):
+    import json
+
+    from mpt_core import build_prompts, save_prompts
+    from mpt_core.artifacts import CONFIG
+
+    root, registry, versioner, location = world
+    domain = tiny_domain(root, epochs=1)
+    prepared = prepare(domain, versioner, registry, tmp_path / "reports")
+    backbone = backbones.load_backbone("shipped", "tiny")
+    old = save_prompts(
+        build_prompts(backbone, "coop", domain.config.build_task()), tmp_path / "old"
+    )
+    config = json.loads((old / CONFIG).read_text())
+    (old / CONFIG).write_text(json.dumps({**config, "format_version": 1}))
+    registry.register_version(
+        domain.name,
+        old,
+        method="coop",
+        config={},
+        data_version=prepared.data.md5,
+        backbone=backbone.identity.to_dict(),
+        metrics={"test": {"accuracy": 0.5}},
+        created_by="ana",
+    )
+    request = registry.request_promotion(
+        domain.name, 1, requested_by="ana", policy=domain.config.promotion_policy()
+    )
+    registry.approve(request.id, reviewer="ben")
+    job = build_job(prepared, backbone_ref(domain), registry, location, "run-3")
+    assert job.production_version == 1 and job.production is None
+    outcome = run_tune_job(backbone, job, cache=DataCache(tmp_path / "cache"))
+    result = register_outcome(prepared, outcome, registry, job.production_version, "run-3")
+    assert result.status == "registered" and result.production is None
+    # the policy compares with what production has on this data version (recorded before)
+    assert result.policy_passed is False and "improves by" in result.message

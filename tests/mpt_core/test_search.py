@@ -113,7 +113,7 @@ def test_search_block_defaults_validation_and_fold_rule():
     params = spec.trial_params()
     assert len(params) == 4 and params[0] == {} and params == spec.trial_params()
     assert all(set(p) <= set(KNOBS) for p in params)
-    assert all(1e-3 <= p["lr"] <= 2e-2 and p["depth"] in (1, 3) for p in params[1:])
+    assert all(1e-3 <= p["lr"] <= 1e-2 and p["text_tokens"] in (0, 4) for p in params[1:])
     for block, message in [
         ({"trails": 3}, r"unknown fields \['trails'\]"),
         ({"trials": -1}, "trials=-1: a whole number in 0..256"),
