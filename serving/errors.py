@@ -56,13 +56,14 @@ class ApiError(Exception):
         statuses = {e.status for e in errors}
         status = statuses.pop() if len(statuses) == 1 else 400
         headers = {"Retry-After": "5"} if status == 503 else None
-        return cls(
-            status,
-            f"{len(errors)} of {total} item(s) cannot be served; nothing was predicted "
-            "(POST /v1/predict?partial=true serves the others)",
-            items=errors,
-            headers=headers,
-        )
+        if total == 1:
+            e = errors[0]
+            message = f"item {e.index} cannot be served: {e.field} {e.problem}"
+        else:
+            message = f"{len(errors)} of {total} items cannot be served; nothing was predicted" + (
+                " (POST /v1/predict?partial=true serves the others)" if len(errors) < total else ""
+            )
+        return cls(status, message, items=errors, headers=headers)
 
     def to_dict(self) -> dict[str, Any]:
         body: dict[str, Any] = {"status": self.status, "message": self.message}
