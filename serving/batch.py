@@ -253,7 +253,7 @@ def predict_to_csv(
     import ray
     from ray.data import DataContext
 
-    started_here = connect(address)
+    connected_here = connect(address)
     try:
         resources = ray.cluster_resources()
         gpus, cpus = int(resources.get("GPU", 0)), max(1, int(resources.get("CPU", 1)))
@@ -279,8 +279,8 @@ def predict_to_csv(
         )
         errors = _write(dataset, out, len(rows), f"{domain} v{number}", progress)
     finally:
-        if started_here:
-            ray.shutdown()
+        if connected_here:
+            ray.shutdown()  # a local Ray stops; from a cluster we only disconnect
         for key in set(os.environ) - set(env):
             del os.environ[key]
         os.environ.update(env)

@@ -36,11 +36,19 @@ class ImageRejected(ValueError):
         self.fix = fix
 
 
+def _bytes(n: float) -> str:
+    return f"{n / MB:.1f} MB" if n >= MB / 10 else f"{n / 1024:.0f} KB"
+
+
+def _pixels(n: float) -> str:
+    return f"{n / 1e6:.1f} megapixels" if n >= 1e5 else f"{n:,.0f} pixels"
+
+
 def check_size(size: int, limits: ImageLimits) -> None:
     if size > limits.max_bytes:
         raise ImageRejected(
             413,
-            f"is {size / MB:.1f} MB; the limit is {limits.max_bytes / MB:.1f} MB",
+            f"is {_bytes(size)}; the limit is {_bytes(limits.max_bytes)}",
             "send a smaller or more compressed image (the server's limit is "
             "MPT_SERVE_MAX_IMAGE_MB)",
         )
@@ -70,8 +78,10 @@ def decode(data: bytes, limits: ImageLimits) -> Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our limit rules
             image = Image.open(io.BytesIO(data))
-    except Image.DecompressionBombError as exc:
-        raise _too_many_pixels(str(exc), limits) from None
+    except Image.DecompressionBombError:
+        raise _too_many_pixels(
+            f"over {_pixels(2 * (Image.MAX_IMAGE_PIXELS or 0))}: a decompression bomb", limits
+        ) from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise ImageRejected(
             415,
@@ -82,7 +92,7 @@ def decode(data: bytes, limits: ImageLimits) -> Image.Image:
     if width < 1 or height < 1:
         raise ImageRejected(422, f"has no pixels ({width}x{height})", "send a non-empty image")
     if width * height > limits.max_pixels:
-        raise _too_many_pixels(f"{width}x{height} = {width * height / 1e6:.1f} MP", limits)
+        raise _too_many_pixels(f"{width}x{height} = {_pixels(width * height)}", limits)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -98,7 +108,7 @@ def decode(data: bytes, limits: ImageLimits) -> Image.Image:
 def _too_many_pixels(what: str, limits: ImageLimits) -> ImageRejected:
     return ImageRejected(
         413,
-        f"is too large ({what}); the limit is {limits.max_pixels / 1e6:.1f} megapixels",
+        f"is too large ({what}); the limit is {_pixels(limits.max_pixels)}",
         "downscale the image before sending it (the server's limit is "
         "MPT_SERVE_MAX_IMAGE_MEGAPIXELS)",
     )

@@ -36,7 +36,9 @@ class RayServing:
     replicas: int
     gpus_per_replica: int
     address: str
-    started_here: bool
+    local: bool
+    """A local Ray started for this app (it stops with this process)."""
+    connected_here: bool
 
 
 def resolved(registry_settings: RegistrySettings | None) -> RegistrySettings:
@@ -51,7 +53,8 @@ def resolved(registry_settings: RegistrySettings | None) -> RegistrySettings:
 
 
 def connect(address: str | None) -> bool:
-    """Connect to the cluster at `address`, or start a local Ray. True if we started it."""
+    """Connect to the cluster at `address`, or start a local Ray (`address=None`). True if
+    this call initialised Ray in this process (then the caller shuts it down)."""
     import ray
 
     if ray.is_initialized():
@@ -64,7 +67,7 @@ def connect(address: str | None) -> bool:
                 f"cannot connect to the Ray cluster at {address}: {exc}. Fix: check the "
                 "address (ray status --address ADDR) and that RAY_AUTH_MODE matches the cluster"
             ) from exc
-        return False
+        return True
     ray.init(
         address="local",  # always a fresh local Ray, never one found on the machine
         num_cpus=os.cpu_count() or 1,
@@ -113,7 +116,7 @@ def deploy(
     import ray
     from ray import serve
 
-    started_here = connect(address)
+    connected_here = connect(address)
     cluster_gpus = int(ray.cluster_resources().get("GPU", 0))
     gpus = 1 if cluster_gpus else 0
     n = replicas or max(1, cluster_gpus)
@@ -128,18 +131,20 @@ def deploy(
         replicas=n,
         gpus_per_replica=gpus,
         address=ray.get_runtime_context().gcs_address,
-        started_here=started_here,
+        local=address is None and connected_here,
+        connected_here=connected_here,
     )
 
 
 def undeploy(info: RayServing) -> None:
-    """Remove the app; shut Serve and Ray down if this process started them."""
+    """Remove the app; shut Serve down with a local Ray; disconnect if we connected."""
     import ray
     from ray import serve
 
     serve.delete(APP_NAME)
-    if info.started_here:
+    if info.local:
         serve.shutdown()
+    if info.connected_here:
         ray.shutdown()
 
 
@@ -161,7 +166,7 @@ def serve_forever(
     env = dict(os.environ)  # ray.init exports RAY_* variables into this process
     try:
         info = deploy(settings, registry_settings, address=address, replicas=replicas)
-        where = "a local Ray" if info.started_here else f"the Ray cluster at {info.address}"
+        where = "a local Ray" if info.local else f"the Ray cluster at {info.address}"
         on_ready(
             f"serving on Ray Serve at {info.url}: {info.replicas} replica(s)"
             + (f", {info.gpus_per_replica} GPU each" if info.gpus_per_replica else " on CPUs")
