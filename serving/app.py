@@ -159,7 +159,8 @@ def _result(item: ReadyItem, prediction: Prediction) -> dict[str, Any]:
         "scores": dict(sorted(prediction.scores.items(), key=lambda kv: -kv[1])),
         "backbone": d.backbone.to_dict(),
     }
-    if item.embedding or not prediction.scores:
+    wanted = item.embedding or prediction.value is None  # nothing ranked: the embedding is it
+    if wanted and prediction.embedding is not None:  # generative backbones have none
         out["embedding"] = prediction.embedding.cpu().tolist()
     return out
 

@@ -22,14 +22,14 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from mpt_core import DataError, Example, load_prompts
-from mpt_core.artifacts import CONFIG, TENSORS
+from mpt_core import DataError, Example
+from mpt_core.artifacts import PromptArtifact, prompts_from_bytes
 from mpt_core.inference import predict_batch
 from mpt_core.tasks.base import Task
 from registry import PromptRegistry
 
 from . import images
-from .catalog import BackboneLoader, LoadError
+from .catalog import BackboneLoader, LoadError, fetch_artifact
 from .errors import ServingError
 from .ray_serve import connect
 
@@ -153,7 +153,7 @@ class Predictor:
     def __init__(
         self,
         backbone: list,
-        artifact: tuple[str, bytes],
+        artifact: PromptArtifact,
         limits: images.ImageLimits,
         label: dict[str, Any],
         threads: int | None = None,
@@ -166,10 +166,7 @@ class Predictor:
         model_backbone = ray.get(backbone[0])  # wrapped in a list: Ray resolves it here, once
         if torch.cuda.is_available():
             model_backbone = model_backbone.cuda()
-        with tempfile.TemporaryDirectory() as tmp:
-            (Path(tmp) / CONFIG).write_text(artifact[0])
-            (Path(tmp) / TENSORS).write_bytes(artifact[1])
-            self.model = load_prompts(tmp, model_backbone).eval()
+        self.model = prompts_from_bytes(artifact, model_backbone).eval()
         self.limits = limits
         self.label = label
 
@@ -218,10 +215,8 @@ def _load_version(registry: PromptRegistry, domain: str, alias: str):
         backbone = BackboneLoader(device=_cpu()).get(info.backbone)
     except LoadError as exc:
         raise ServingError(f"{domain} v{number} cannot be loaded: {exc}") from None
-    with tempfile.TemporaryDirectory() as tmp:
-        path = registry.fetch_artifact(domain, number, Path(tmp) / "artifact")
-        artifact = ((path / CONFIG).read_text(), (path / TENSORS).read_bytes())
-        task = load_prompts(path, backbone).task
+    artifact = fetch_artifact(registry, domain, number)
+    task = prompts_from_bytes(artifact, backbone, f"{domain} v{number}").task
     return number, backbone, artifact, task
 
 

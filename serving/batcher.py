@@ -22,19 +22,18 @@ from dataclasses import dataclass
 import torch
 
 from mpt_core import Example
-from mpt_core.inference import Prediction, predict_batch
-from mpt_core.model import PromptedModel
+from mpt_core.inference import DomainModel, Prediction, predict_batch
 
 from .metrics import ServingMetrics
 
 log = logging.getLogger("serving")
 
-Runner = Callable[[Sequence[tuple[PromptedModel, Example]]], list[Prediction]]
+Runner = Callable[[Sequence[tuple[DomainModel, Example]]], list[Prediction]]
 
 
 @dataclass
 class _Job:
-    model: PromptedModel
+    model: DomainModel
     example: Example
     future: asyncio.Future
     loop: asyncio.AbstractEventLoop
@@ -81,7 +80,7 @@ class Batcher:
             self._thread.join(timeout=30)
 
     async def submit(
-        self, items: Sequence[tuple[PromptedModel, Example, tuple[str, int]]]
+        self, items: Sequence[tuple[DomainModel, Example, tuple[str, int]]]
     ) -> list[Prediction]:
         """Predictions for (model, example, (domain, version)) items, in order."""
         loop = asyncio.get_running_loop()

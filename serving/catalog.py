@@ -13,20 +13,19 @@ A version that fails to load leaves the old one serving; the failure is kept for
 from __future__ import annotations
 
 import logging
-import tempfile
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from mpt_core import load_backbone, load_prompts
-from mpt_core.backbones.base import Backbone, BackboneIdentity
-from mpt_core.model import PromptedModel
+from mpt_core import load_backbone
+from mpt_core.artifacts import CONFIG, TENSORS, PromptArtifact, prompts_from_bytes
+from mpt_core.backbones.base import BackboneIdentity
+from mpt_core.inference import DomainModel
 from registry import PromptRegistry
 from registry.records import BackboneInfo
 
@@ -44,7 +43,7 @@ class Deployed:
     domain: str
     alias: str
     version: int
-    model: PromptedModel
+    model: DomainModel
     backbone: BackboneIdentity
     method: str
     artifact_sha256: str
@@ -87,6 +86,12 @@ class Snapshot:
     last_sync: datetime | None = None
 
 
+def fetch_artifact(registry: PromptRegistry, domain: str, number: int) -> PromptArtifact:
+    """A version's artifact in memory, verified against its sha256 by the store."""
+    files = registry.artifact_files(domain, number)
+    return PromptArtifact(files[CONFIG].decode(), files[TENSORS])
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -98,13 +103,14 @@ class BackboneLoader:
 
     def __init__(self, device: torch.device) -> None:
         self.device = device
-        self._loaded: dict[BackboneIdentity, Backbone] = {}
+        self._loaded: dict[BackboneIdentity, Any] = {}
         self._lock = threading.Lock()
 
     def loaded(self) -> list[BackboneIdentity]:
         return list(self._loaded)
 
-    def get(self, info: BackboneInfo) -> Backbone:
+    def get(self, info: BackboneInfo):
+        """The loaded backbone (dual encoder or generative) a version's lineage names."""
         wanted = BackboneIdentity(info.family, info.name, info.weights_sha256)
         with self._lock:
             if wanted in self._loaded:
@@ -244,10 +250,10 @@ class Catalog:
         started = time.perf_counter()
         info = self.registry.get_version(domain, number)
         backbone = self.backbones.get(info.backbone)
-        with tempfile.TemporaryDirectory(prefix="mpt-serve-") as tmp:
-            # the store verifies the blob against the version's sha256 before unpacking
-            path = self.registry.fetch_artifact(domain, number, Path(tmp) / "artifact")
-            model = load_prompts(path, backbone).eval()
+        # the store verifies the blob against the version's sha256, the library the tensors
+        model = prompts_from_bytes(
+            fetch_artifact(self.registry, domain, number), backbone, f"{domain} v{number}"
+        ).eval()
         log.debug("serving: %s v%d loaded in %.2fs", domain, number, time.perf_counter() - started)
         return Deployed(
             domain=domain,

@@ -253,3 +253,36 @@ def test_the_json_item_schema_covers_every_tasks_inputs():
     }
     assert set(TASK_FIELDS) == declared
     assert declared <= set(PredictItem.model_fields)
+
+
+def test_generative_domains_are_served_beside_dual_encoder_ones(tmp_path):
+    """Captioning and open VQA on the tiny hf-blip2 backbone, in one batch with retail."""
+    specs = [
+        factory.Spec("captions", "captioning", "coop", "hf-blip2"),
+        factory.Spec("open-vqa", "vqa-open", "mpt", "hf-blip2"),
+        factory.DOMAINS[0],
+    ]
+    reg = factory.build(tmp_path, specs=specs)
+    image = factory.sample("classification")[0].image
+    items = [
+        {"domain": "captions", "image": b64(image)},
+        {"domain": "open-vqa", "image": b64(image), "question": "is the square red?"},
+        {"domain": "retail", "image": b64(image)},
+    ]
+    with serve(create_app(ServeSettings(**FAST), registry=reg)) as server, server.client() as c:
+        response = c.post("/v1/predict", json={"items": items})
+        assert response.status_code == 200, response.text
+        captions, answer, retail = response.json()["results"]
+        missing = c.post("/v1/predict", json={"items": [{**items[1], "question": None}]})
+        domains = {d["domain"]: d for d in c.get("/v1/domains").json()["domains"]}
+    expected_caption = local_model(reg, "captions", 1).predict([Example(image)])[0]
+    expected_answer = local_model(reg, "open-vqa", 1).predict(
+        [Example(image, question="is the square red?")]
+    )[0]
+    assert (captions["prediction"], captions["scores"]) == (expected_caption, {})
+    assert answer["prediction"] == expected_answer and "embedding" not in answer
+    assert retail["scores"] and retail["task"] == "classification"
+    assert missing.status_code == 422
+    assert missing.json()["error"]["items"][0]["field"] == "question"
+    assert domains["open-vqa"]["inputs"] == ["question"]
+    assert domains["captions"]["backbone"]["family"] == "hf-blip2"
