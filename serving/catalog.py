@@ -24,6 +24,7 @@ import torch
 
 from mpt_core import load_backbone
 from mpt_core.artifacts import CONFIG, TENSORS, PromptArtifact, prompts_from_bytes
+from mpt_core.backbones import Backbone, GenerativeBackbone
 from mpt_core.backbones.base import BackboneIdentity
 from mpt_core.inference import DomainModel
 from registry import PromptRegistry
@@ -103,13 +104,13 @@ class BackboneLoader:
 
     def __init__(self, device: torch.device) -> None:
         self.device = device
-        self._loaded: dict[BackboneIdentity, Any] = {}
+        self._loaded: dict[BackboneIdentity, Backbone | GenerativeBackbone] = {}
         self._lock = threading.Lock()
 
     def loaded(self) -> list[BackboneIdentity]:
         return list(self._loaded)
 
-    def get(self, info: BackboneInfo):
+    def get(self, info: BackboneInfo) -> Backbone | GenerativeBackbone:
         """The loaded backbone (dual encoder or generative) a version's lineage names."""
         wanted = BackboneIdentity(info.family, info.name, info.weights_sha256)
         with self._lock:

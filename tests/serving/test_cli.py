@@ -158,30 +158,38 @@ def test_mpt_predict_checks_its_inputs_before_any_work(
     assert not (tmp_path / "p.csv").exists()
 
 
+def _mpt(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "flows.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
 @pytest.mark.slow
-def test_mpt_predict_over_ray_data_writes_every_row_in_order(
-    home, tmp_path, monkeypatch, capsys, ray_head
-):
-    for key, value in ray_head.env.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setenv("MPT_HOME", str(home))
+def test_mpt_predict_over_ray_data_writes_every_row_in_order(home, tmp_path, ray_head):
+    """As a user runs it: its own process, on a real Ray head."""
+    env = {**os.environ, **ray_head.env, "MPT_HOME": str(home)}
     examples = factory.sample("classification", 3) + factory.sample("classification", 3, seed=4)
     folder = _write_folder(tmp_path / "images", examples)
     out = tmp_path / "preds.csv"
-    code = main(
-        [
-            "predict",
-            "retail",
-            str(folder),
-            "--out",
-            str(out),
-            "--batch-size",
-            "4",
-            "--ray-address",
-            ray_head.address,
-        ]
+    run = _mpt(
+        "predict",
+        "retail",
+        str(folder),
+        "--out",
+        str(out),
+        "--batch-size",
+        "4",
+        "--ray-address",
+        ray_head.address,
+        env=env,
     )
-    assert code == 0, capsys.readouterr().err
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "6 image(s) of retail predicted by v1 (production)" in run.stdout
+    assert "retail v1: 100%" in run.stderr  # the progress bar
     with open(out) as f:
         rows = list(csv.DictReader(f))
     assert [r["image"] for r in rows] == [f"{i:02d}.png" for i in range(6)]
@@ -191,7 +199,6 @@ def test_mpt_predict_over_ray_data_writes_every_row_in_order(
         assert (row["domain"], row["alias"], row["version"]) == ("retail", "production", "1")
         assert row["prediction"] == max(scores, key=scores.get) and not row["error"]
         assert json.loads(row["scores"]) == pytest.approx(scores, abs=1e-5)
-    assert "6 image(s) of retail predicted by v1" in capsys.readouterr().out
 
     (folder / "broken.png").write_bytes(b"not a png")
     table = _csv(
@@ -201,18 +208,17 @@ def test_mpt_predict_over_ray_data_writes_every_row_in_order(
             for n in ("00.png", "broken.png")
         ],
     )
-    code = main(
-        [
-            "predict",
-            "manufacturing",
-            str(table),
-            "--out",
-            str(out),
-            "--ray-address",
-            ray_head.address,
-        ]
+    run = _mpt(
+        "predict",
+        "manufacturing",
+        str(table),
+        "--out",
+        str(out),
+        "--ray-address",
+        ray_head.address,
+        env=env,
     )
-    assert code == 1  # a row with an error: written, and the exit code says so
+    assert run.returncode == 1, run.stderr[-3000:]  # a row with an error: written, and said
     with open(out) as f:
         good, broken = csv.DictReader(f)
     assert good["prediction"] in ("yes", "no") and not good["error"]
