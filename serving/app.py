@@ -119,7 +119,7 @@ def _error(exc: ApiError) -> JSONResponse:
     return JSONResponse(exc.to_dict(), status_code=exc.status, headers=exc.headers)
 
 
-def _install_error_handlers(app: FastAPI, max_body: int) -> None:
+def install_error_handlers(app: FastAPI, max_body: int) -> None:
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
         return _error(exc)
@@ -204,7 +204,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.add_middleware(ObserveAndLimit, max_body=settings.max_request_bytes)
-    _install_error_handlers(app, settings.max_request_bytes)
+    install_error_handlers(app, settings.max_request_bytes)
 
     @app.post(
         "/v1/predict",

@@ -1,12 +1,11 @@
 """Who may call the API: one FastAPI dependency, `require_viewer`.
 
-Written against the registry's users and roles (another branch adds them):
-`PromptRegistry.auth_enabled() -> bool` and `PromptRegistry.authenticate(token) ->
-UserInfo | None`, where `UserInfo` has `.name` and `.role` (viewer < requester < reviewer
-< admin). While the registry has no users (`auth_enabled()` is false), or has no such
-methods at all, the API is open, as on the embedded default (loopback). When it has
-users, a request needs `Authorization: Bearer <token>` of a user with at least the
-viewer role.
+Built on the registry's users and roles: `PromptRegistry.auth_enabled()` (an active user
+exists, or MPT_AUTH=required) and `PromptRegistry.authenticate(token) -> UserInfo | None`
+(roles ordered viewer < requester < reviewer < admin, `registry.ROLES`). While
+authentication is off the API is open, as on the embedded default (loopback); a registry
+object without those methods counts as off. When it is on, a request needs
+`Authorization: Bearer <token>` of an active user with at least the viewer role.
 """
 
 from __future__ import annotations
@@ -16,14 +15,16 @@ from typing import Any
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
+from registry import ROLES
+
 from .errors import ApiError
 
-ROLES = ("viewer", "requester", "reviewer", "admin")
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="mpt-serving"'}
 
 
 def auth_required(registry: Any) -> bool:
-    """False when the registry cannot authenticate anyone (no users, or no user support)."""
+    """Whether requests need a token: the registry's own answer, False for a registry
+    object that has no user support."""
     enabled = getattr(registry, "auth_enabled", None)
     return callable(enabled) and callable(getattr(registry, "authenticate", None)) and enabled()
 

@@ -1,18 +1,31 @@
-"""A real uvicorn serving the app on a free 127.0.0.1 port, in a thread of the test
-process, stopped through the server's own shutdown (lifespan included)."""
+"""Real servers of the app for the tests: uvicorn in a thread of the test process on a free
+127.0.0.1 port, stopped through the server's own shutdown (lifespan included); and
+`mpt serve` as a user runs it, a process on the tests' one server harness
+(`tests/servers.py`), stopped by its PID."""
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import uvicorn
 from fastapi import FastAPI
+
+import serving
+
+from ..servers import Running as Process
+from ..servers import ServerSpec, Signal, http_ok, running
+
+REPO = Path(serving.__file__).resolve().parents[1]
 
 
 def free_port() -> int:
@@ -54,3 +67,33 @@ def serve(app: FastAPI, timeout: float = 60) -> Iterator[Running]:
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+@contextmanager
+def mpt_serve(
+    env: Mapping[str, str],
+    workdir: Path,
+    *args: str,
+    start_timeout_s: float = 90.0,
+    stop_wait_s: float = 30.0,
+) -> Iterator[Process]:
+    """`python -m flows.cli serve --port PORT *args`, ready once /readyz answers 200.
+    After the block, `.proc.returncode` says how it stopped; its log is `.spec.log`."""
+    child_env = {**os.environ, **env}
+    child_env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p
+    )
+    spec = ServerSpec(
+        name="mpt serve",
+        command=lambda port: [sys.executable, "-m", "flows.cli", "serve", "--port", port, *args],
+        ready=lambda port: http_ok(f"http://127.0.0.1:{port}/readyz"),
+        log=workdir / "serve.log",
+        env=child_env,
+        cwd=workdir,
+        start_timeout_s=start_timeout_s,
+        stop=(Signal(signal.SIGTERM, stop_wait_s), Signal(signal.SIGKILL, 5.0, group=True)),
+        parent_death_signal=signal.SIGTERM,
+        poll_s=0.2,
+    )
+    with running(spec) as server:
+        yield server

@@ -20,7 +20,7 @@ from flows.cli import main
 
 from . import factory
 from .helpers import local_model, local_scores, png
-from .server import free_port
+from .server import mpt_serve
 
 IMAGES = factory.sample("classification", 3)
 
@@ -32,33 +32,10 @@ def home(tmp_path):
     return tmp_path / "home"
 
 
-def _wait_ready(url: str, proc: subprocess.Popen, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"mpt serve exited: {proc.stdout.read()}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError("mpt serve did not become ready")
-
-
 def test_mpt_serve_answers_the_readme_curl_and_follows_an_approval(home, tmp_path):
-    port = free_port()
-    env = {**os.environ, "MPT_HOME": str(home), "MPT_SERVE_POLL_SECONDS": "0.2"}
-    log = open(tmp_path / "serve.log", "w+")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "flows.cli", "serve", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_ready(url, proc)
+    env = {"MPT_HOME": str(home), "MPT_SERVE_POLL_SECONDS": "0.2"}
+    with mpt_serve(env, tmp_path) as server:
+        url = f"http://127.0.0.1:{server.port}"
         (tmp_path / "some.png").write_bytes(png(IMAGES[0].image))
         # curl -F domain=retail -F image=@some.png http://127.0.0.1:PORT/v1/predict
         with open(tmp_path / "some.png", "rb") as f:
@@ -85,13 +62,9 @@ def test_mpt_serve_answers_the_readme_curl_and_follows_an_approval(home, tmp_pat
                 break
             assert time.monotonic() < deadline, "the approval was not picked up in 5 s"
             time.sleep(0.1)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        code = proc.wait(timeout=30)
-        log.seek(0)
-        output = log.read()
-        log.close()
-    assert code in (0, -signal.SIGTERM), output  # uvicorn re-raises the signal it handled
+    output = server.spec.log.read_text()
+    # a clean stop on SIGTERM (uvicorn re-raises the signal it handled)
+    assert server.proc.returncode in (0, -signal.SIGTERM), output
     assert "serving: retail production -> v2 (was v1)" in output
     assert "Application shutdown complete" in output
 

@@ -3,10 +3,6 @@ behind Ray Serve's HTTP proxy, the same app, alias moves picked up by every repl
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 
 import httpx
@@ -14,7 +10,7 @@ import pytest
 
 from . import factory
 from .helpers import assert_scores, b64, local_model, local_scores
-from .server import free_port
+from .server import mpt_serve
 from .test_predict import as_json, mixed_items
 
 pytestmark = pytest.mark.slow
@@ -23,44 +19,10 @@ pytestmark = pytest.mark.slow
 def test_mpt_serve_ray_serves_mixed_batches_and_live_alias_moves(ray_head, tmp_path):
     home = tmp_path / "home"
     reg = factory.build(home, seeds=(0, 1))
-    port = free_port()
-    env = {
-        **os.environ,
-        **ray_head.env,
-        "MPT_HOME": str(home),
-        "MPT_SERVE_POLL_SECONDS": "0.3",
-    }
-    log = open(tmp_path / "serve.log", "w+")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "flows.cli",
-            "serve",
-            "--ray",
-            "--address",
-            ray_head.address,
-            "--port",
-            str(port),
-            "--replicas",
-            "2",
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 240
-        while True:
-            assert proc.poll() is None, (log.seek(0), log.read())[1]
-            try:
-                if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "Ray Serve did not become ready"
-            time.sleep(0.5)
+    env = {**ray_head.env, "MPT_HOME": str(home), "MPT_SERVE_POLL_SECONDS": "0.3"}
+    args = ("--ray", "--address", ray_head.address, "--replicas", "2")
+    with mpt_serve(env, tmp_path, *args, start_timeout_s=300, stop_wait_s=120) as server:
+        url = f"http://127.0.0.1:{server.port}"
         with httpx.Client(base_url=url, timeout=60) as c:
             items = mixed_items()
             response = c.post("/v1/predict", json={"items": [as_json(d, e) for d, e in items]})
@@ -91,11 +53,6 @@ def test_mpt_serve_ray_serves_mixed_batches_and_live_alias_moves(ray_head, tmp_p
                     assert versions == {2}, "a replica still served v1 five seconds after"
             assert switched is not None and switched < 5
             assert set(statuses) == {200}
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        code = proc.wait(timeout=120)
-        log.seek(0)
-        output = log.read()
-        log.close()
-    assert code == 0, output
+    output = server.spec.log.read_text()
+    assert server.proc.returncode == 0, output  # SIGTERM removed the app and returned
     assert "2 replica(s) on CPUs" in output
