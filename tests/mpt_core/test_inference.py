@@ -49,10 +49,10 @@ def scores_of(model, emb, data, cached: bool) -> list[dict[str, float]]:
     if cached:
         with torch.no_grad():
             return model.task.scores(model, emb, data)
-    model._text_cache.clear()
-    with torch.enable_grad():  # a training step's path: never the cache (with text prompts)
+    model._inference_cache.clear()
+    with torch.enable_grad():  # a training step's path: never the inference cache
         out = model.task.scores(model, emb, data)
-    model._text_cache.clear()
+    model._inference_cache.clear()
     return out
 
 
@@ -118,7 +118,7 @@ def test_cache_is_bounded(monkeypatch):
     with torch.no_grad():
         for i in range(6):
             model.embed_texts([f"caption {i}"])
-    assert list(model._text_cache) == ["caption 3", "caption 4", "caption 5"]
+    assert list(model._inference_cache) == ["caption 3", "caption 4", "caption 5"]
 
 
 @pytest.mark.parametrize(("family", "task"), [(f, t) for f in DUAL for t in family_tasks(f)])

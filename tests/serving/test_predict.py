@@ -143,7 +143,7 @@ def test_retrieval_without_candidates_returns_the_image_embedding(client, shared
     (result,) = response.json()["results"]
     assert result["prediction"] is None and result["scores"] == {}
     model = local_model(shared_registry, "medical", 1)
-    expected = model.encode_images([image])[0]
+    expected = model.encode_images([image]).embedding[0]
     assert result["embedding"] == pytest.approx(expected.tolist(), abs=1e-5)
 
 
