@@ -16,9 +16,9 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from .commands import core, domain, registry, review, run, schedule, users
+from .commands import core, domain, registry, review, run, schedule, serve, users
 
-GROUPS = (core, domain, registry, run, schedule, users, review)
+GROUPS = (core, domain, registry, run, schedule, users, review, serve)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -20,7 +20,9 @@ class Example:
 
     classification: `label`; retrieval and captioning: `caption`; vqa and vqa-open:
     `question` and `answer` (vqa-open: optionally `question_type`, which groups its
-    per-question-type accuracy).
+    per-question-type accuracy). At prediction time a retrieval example may carry
+    `candidates`: the captions to rank for this image (default: the captions of the
+    examples predicted with it).
     """
 
     image: ImageSource
@@ -29,6 +31,7 @@ class Example:
     question: str | None = None
     answer: str | None = None
     question_type: str | None = None
+    candidates: tuple[str, ...] | None = None
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -66,7 +69,9 @@ def require(examples: Sequence[Example], field: str, task: str) -> list[str]:
         value = getattr(example, field)
         if value is None or (isinstance(value, str) and not value.strip()):
             raise DataError(
-                f"example {index}: the {task} task needs a non-empty {field!r}; got {value!r}"
+                f"example {index}: the {task} task needs a non-empty {field!r}; got {value!r}",
+                index=index,
+                field=field,
             )
         values.append(value)
     return values

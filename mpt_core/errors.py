@@ -19,7 +19,16 @@ class ConfigError(MptError, ValueError):
 
 
 class DataError(MptError, ValueError):
-    """An example handed to the library is unusable (missing field, unknown label...)."""
+    """An example handed to the library is unusable (missing field, unknown label...).
+
+    `index` and `field` name the example and its field when known, for callers that report
+    per item (the serving API answers with them).
+    """
+
+    def __init__(self, message: str, *, index: int | None = None, field: str | None = None):
+        super().__init__(message)
+        self.index = index
+        self.field = field
 
 
 class BackboneMismatchError(MptError):

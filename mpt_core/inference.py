@@ -1,8 +1,16 @@
-"""Serve several domains' prompts on one loaded backbone; a batch may mix domains."""
+"""Serve several domains' prompts on shared backbones; a batch may mix domains.
+
+`predict_batch` is the one inference path: on a dual encoder the image stem (the part of
+the image tower no prompt touches) runs once per backbone for the whole batch, then each
+domain's prompted part runs on its own rows and its task scores them; on a generative
+backbone each domain generates for its rows. `PromptServer` keeps domains by name on one
+backbone; the serving app keeps (domain, version) models and calls the same path.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -10,12 +18,94 @@ import torch
 from .artifacts import load_prompts
 from .backbones.base import Backbone
 from .backbones.generative import GenerativeBackbone
-from .data import Example
-from .errors import ConfigError, UnknownNameError
+from .data import Example, load_image
+from .errors import ConfigError, DataError, UnknownNameError
 from .generative.model import GenerativeModel
 from .model import PromptedModel
 
 DomainModel = PromptedModel | GenerativeModel
+
+STEM_CHUNK = 64
+"""Images per stem pass: bounds the memory of one call whatever the batch size."""
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One image's answer under one domain's prompts."""
+
+    value: str | None
+    """The label, answer, best caption or generated text; None when there was nothing
+    to rank (a retrieval example without candidates)."""
+    scores: dict[str, float]
+    """Each candidate -> probability (softmax over this example's candidates); empty for
+    generated text."""
+    embedding: torch.Tensor | None
+    """(D,) the centred, L2-normalised image embedding the scores came from (dual
+    encoders; None on a generative backbone)."""
+
+
+def _groups(rows: Sequence[int], key) -> dict[Hashable, list[int]]:
+    out: dict[Hashable, list[int]] = {}
+    for row in rows:
+        out.setdefault(key(row), []).append(row)
+    return out
+
+
+def _stem(backbone: Backbone, examples: Sequence[Example]) -> torch.Tensor:
+    chunks = []
+    for start in range(0, len(examples), STEM_CHUNK):
+        images = [load_image(e.image) for e in examples[start : start + STEM_CHUNK]]
+        chunks.append(backbone.image_stem(backbone.preprocess(images)))
+    return torch.cat(chunks)
+
+
+def _scored(items: Sequence[tuple[PromptedModel, Example]], rows: list[int], out: list) -> None:
+    """Dual encoder: one stem pass for `rows`, one shared plain embedding for the models
+    without visual prompts, then each model's prompted part and its task's scores."""
+    backbone = items[rows[0]][0].backbone
+    stem = _stem(backbone, [items[i][1] for i in rows])  # (B, ...) for these rows
+    local = {row: k for k, row in enumerate(rows)}
+    plain_rows = [i for i in rows if items[i][0].vision_frozen]
+    plain = backbone.encode_image(stem[[local[i] for i in plain_rows]]) if plain_rows else None
+    plain_at = {row: k for k, row in enumerate(plain_rows)}
+    for model_rows in _groups(rows, lambda i: id(items[i][0])).values():
+        model = items[model_rows[0]][0]
+        if model.vision_frozen:
+            emb = model.embed_prepared(plain[[plain_at[i] for i in model_rows]])
+        else:
+            emb = model.embed_prepared(stem[[local[i] for i in model_rows]])
+        scores = model.task.scores(model, emb, [items[i][1] for i in model_rows])
+        for i, row_scores, row_emb in zip(model_rows, scores, emb.embedding, strict=True):
+            value = max(row_scores, key=row_scores.__getitem__) if row_scores else None
+            out[i] = Prediction(value, row_scores, row_emb)
+
+
+def _generated(items: Sequence[tuple[GenerativeModel, Example]], rows: list[int], out) -> None:
+    for model_rows in _groups(rows, lambda i: id(items[i][0])).values():
+        model = items[model_rows[0]][0]
+        texts = model.predict([items[i][1] for i in model_rows])
+        for i, text in zip(model_rows, texts, strict=True):
+            out[i] = Prediction(text, {}, None)
+
+
+@torch.no_grad()
+def predict_batch(items: Sequence[tuple[DomainModel, Example]]) -> list[Prediction]:
+    """Predictions for (model, example) pairs, in input order; models may differ per item.
+
+    Dual encoders: per backbone one stem pass over all its items, models without visual
+    prompts share one finished image embedding, then per model its visual prompts on its
+    rows and its task's `scores` (class and answer texts come from the model's text
+    cache). Generative backbones: each model generates for its rows.
+    All forward passes of one backbone must run in one thread: prompt injection hooks
+    hold the active prompts on the backbone while it runs.
+    """
+    out: list[Prediction | None] = [None] * len(items)
+    for rows in _groups(range(len(items)), lambda i: id(items[i][0].backbone)).values():
+        if isinstance(items[rows[0]][0].backbone, GenerativeBackbone):
+            _generated(items, rows, out)  # type: ignore[arg-type]
+        else:
+            _scored(items, rows, out)  # type: ignore[arg-type]
+    return out  # type: ignore[return-value]
 
 
 class PromptServer:
@@ -52,18 +142,21 @@ class PromptServer:
                 f"no prompts loaded for domain {domain!r}; loaded: {self.domains() or '(none)'}"
             ) from None
 
-    @torch.no_grad()
+    def predictions(self, items: Sequence[tuple[str, Example]]) -> list[Prediction]:
+        """Value, scores and embedding per item, in input order (one stem pass per call;
+        each domain's candidate texts come from its cache)."""
+        return predict_batch([(self._model(domain), example) for domain, example in items])
+
     def predict(self, items: Sequence[tuple[str, Example]]) -> list[str]:
-        """Predictions in input order (class names, answers or generated text); examples are
-        grouped per domain internally, so each domain's candidate texts and prompts are
-        computed once per call."""
-        out: list[str | None] = [None] * len(items)
-        groups: dict[str, list[int]] = {}
-        for i, (domain, _) in enumerate(items):
-            self._model(domain)
-            groups.setdefault(domain, []).append(i)
-        for domain, rows in groups.items():
-            preds = self._model(domain).predict([items[i][1] for i in rows])
-            for i, pred in zip(rows, preds, strict=True):
-                out[i] = pred
-        return out  # type: ignore[return-value]
+        """Predictions in input order (class names, answers, captions or generated text)."""
+        out = []
+        for index, ((domain, _), p) in enumerate(zip(items, self.predictions(items), strict=True)):
+            if p.value is None:
+                raise DataError(
+                    f"item {index} ({domain}): nothing to rank; give retrieval examples a "
+                    "caption or candidates",
+                    index=index,
+                    field="candidates",
+                )
+            out.append(p.value)
+        return out

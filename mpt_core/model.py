@@ -12,6 +12,8 @@ caches it; the per-image conditioning (the PFM) happens in `score`, after the te
 
 from __future__ import annotations
 
+import itertools
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -28,6 +30,18 @@ from .prompts import MultimodalPrompts, PromptConfig, PromptSet, preset_config
 if TYPE_CHECKING:
     from .generative.model import GenerativeModel
     from .tasks.base import Task
+
+TEXT_CACHE_SIZE = 8192
+"""Text embeddings a model keeps per cache (least recently used dropped first): every class
+prompt and question+answer pair of a domain, and the recent retrieval captions."""
+
+
+def _keep(cache: OrderedDict[str, torch.Tensor], used: Sequence[str]) -> None:
+    """Mark `used` as recent and drop the oldest entries beyond TEXT_CACHE_SIZE."""
+    for text in dict.fromkeys(used):
+        cache.move_to_end(text)
+    while len(cache) > TEXT_CACHE_SIZE:
+        cache.popitem(last=False)
 
 
 @dataclass(frozen=True)
@@ -96,7 +110,9 @@ class PromptedModel(nn.Module):
         self.preset = preset
         self.register_buffer("image_center", torch.zeros(backbone.embed_dim))
         self.centered = False
-        self._text_cache: dict[str, torch.Tensor] = {}
+        self._text_cache: OrderedDict[str, torch.Tensor] = OrderedDict()  # frozen tower
+        self._inference_cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._inference_key: tuple = ()  # the prompt state the inference cache belongs to
         self._auxiliary: list[torch.Tensor] = []
         self.to(backbone.device)
 
@@ -180,13 +196,49 @@ class PromptedModel(nn.Module):
             with torch.no_grad():
                 emb = self.backbone.encode_text(self.backbone.tokenize(missing))
             self._text_cache.update(zip(missing, F.normalize(emb, dim=-1), strict=True))
-        return torch.stack([self._text_cache[t] for t in texts])
+        out = torch.stack([self._text_cache[t] for t in texts])
+        _keep(self._text_cache, texts)
+        return out
 
     def embed_texts(
         self, texts: Sequence[str], text: Sequence[torch.Tensor] | None = None
     ) -> torch.Tensor:
         """(N, D) L2-normalised text embeddings: a function of the texts and the prompts
-        only, never of an image (cache them per text for a fixed prompt version)."""
+        only, never of an image.
+
+        At inference (grad disabled, the model's own prompts) they are cached per text,
+        keyed by the state of every prompt tensor, so a training step or `load_state_dict`
+        drops them: a server embeds a domain's class prompts and question+answer pairs
+        once per (domain, version).
+        """
+        if text is None and not torch.is_grad_enabled():
+            return self._cached_texts(texts)
+        return self._embed_texts(texts, text)
+
+    def _cached_texts(self, texts: Sequence[str]) -> torch.Tensor:
+        key = self._prompt_state()
+        if key != self._inference_key:
+            self._inference_cache.clear()
+            self._inference_key = key
+        cache = self._inference_cache
+        missing = [t for t in dict.fromkeys(texts) if t not in cache]
+        if missing:
+            cache.update(zip(missing, self._embed_texts(missing), strict=True))
+        out = torch.stack([cache[t] for t in texts])
+        _keep(cache, texts)
+        return out
+
+    def _prompt_state(self) -> tuple:
+        """Changes whenever a prompt tensor does: optimizer steps and load_state_dict write
+        in place (bumping each tensor's version counter), replacing a tensor changes its id,
+        `.to()` its device or dtype."""
+        tensors = itertools.chain(self.prompts.parameters(), self.prompts.buffers())
+        return (self.backbone.device, *((id(t), t._version, t.device, t.dtype) for t in tensors))
+
+    def _embed_texts(
+        self, texts: Sequence[str], text: Sequence[torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """The text tower under the prompts, no inference cache."""
         if self.text_frozen:
             return self.prompts.adapt_text(self.frozen_texts(texts))
         if text is None:

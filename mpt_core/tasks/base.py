@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
-from ..data import Example
+from ..data import Example, require
 
 if TYPE_CHECKING:
     from ..model import ImageFeatures, PromptedModel
@@ -131,6 +131,10 @@ class Task(ABC):
             "image_residual": {"choice": [0.5, 1.0, 2.0]},
         },
     }
+    #: Example fields a prediction needs besides the image (vqa: the question) ...
+    inputs: ClassVar[tuple[str, ...]] = ()
+    #: ... and the ones it may use (retrieval: candidate captions).
+    optional_inputs: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -151,6 +155,12 @@ class Task(ABC):
     def check(self, examples: Sequence[Example]) -> None:
         """Raise DataError naming the first example this task cannot use."""
 
+    def check_inputs(self, examples: Sequence[Example]) -> None:
+        """Raise DataError (with `.index` and `.field`) for the first example this task
+        cannot predict for: a missing input, or a value outside what the task declares."""
+        for field in self.inputs:
+            require(examples, field, self.name)
+
     @abstractmethod
     def loss(
         self, model: PromptedModel, image_emb: ImageFeatures, examples: Sequence[Example]
@@ -165,6 +175,15 @@ class Task(ABC):
     def predict(
         self, model: PromptedModel, image_emb: ImageFeatures, examples: Sequence[Example]
     ) -> list[str]: ...
+
+    def scores(
+        self, model: PromptedModel, image_emb: ImageFeatures, examples: Sequence[Example]
+    ) -> list[dict[str, float]]:
+        """Per example: each of its candidates (class, answer, caption) -> probability
+        (softmax over that example's candidates); the argmax is `predict`'s answer. Empty
+        for an example that has no candidates (retrieval without captions). Every task
+        that scores candidates defines it; a task that generates text has none."""
+        raise NotImplementedError(f"task {self.name!r} generates text; it scores no candidates")
 
     @abstractmethod
     def predict_scored(

@@ -90,6 +90,10 @@ template: "a photo of a {}."
             for i, p in zip(best.indices.tolist(), best.values.tolist(), strict=True)
         ]
 
+    def scores(self, model, image_emb, examples) -> list[dict[str, float]]:
+        probs = self.logits(model, image_emb).softmax(1).tolist()
+        return [dict(zip(self.class_names, row, strict=True)) for row in probs]
+
     def to_dict(self) -> dict[str, Any]:
         return {"class_names": self.class_names, "template": self.template}
 

@@ -26,6 +26,7 @@ def _caption_groups(captions: Sequence[str]) -> tuple[list[str], torch.Tensor]:
 
 class RetrievalTask(Task):
     name = "retrieval"
+    optional_inputs = ("candidates",)
     contract = TaskContract(
         fields=("caption",),
         metrics=("r1_mean", *(f"{d}_r{k}" for d in ("i2t", "t2i") for k in KS)),
@@ -37,6 +38,19 @@ class RetrievalTask(Task):
 
     def check(self, examples: Sequence[Example]) -> None:
         require(examples, "caption", self.name)
+
+    def check_inputs(self, examples: Sequence[Example]) -> None:
+        for i, example in enumerate(examples):
+            cands = example.candidates
+            if cands is not None and (
+                not cands or any(not isinstance(c, str) or not c.strip() for c in cands)
+            ):
+                raise DataError(
+                    f"example {i}: candidates must be a non-empty list of non-empty captions; "
+                    f"got {cands!r}",
+                    index=i,
+                    field="candidates",
+                )
 
     def _scores(self, model, image_emb, examples):
         captions, group = _caption_groups(require(examples, "caption", self.name))
@@ -79,6 +93,22 @@ class RetrievalTask(Task):
             (captions[i], p)
             for i, p in zip(best.indices.tolist(), best.values.tolist(), strict=True)
         ]
+
+    def scores(self, model, image_emb, examples) -> list[dict[str, float]]:
+        """Each image against its own `candidates`, else against the batch's captions;
+        every distinct text of the batch is embedded once."""
+        shared = list(dict.fromkeys(e.caption for e in examples if e.caption))
+        per_example = [list(dict.fromkeys(e.candidates or shared)) for e in examples]
+        texts = list(dict.fromkeys(c for cands in per_example for c in cands))
+        if not texts:
+            return [{} for _ in examples]
+        column = {t: i for i, t in enumerate(texts)}
+        sims = model.score(image_emb, model.embed_texts(texts))  # (B, T)
+        out = []
+        for row, cands in enumerate(per_example):
+            probs = sims[row, [column[c] for c in cands]].softmax(0).tolist() if cands else []
+            out.append(dict(zip(cands, probs, strict=True)))
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         return {}

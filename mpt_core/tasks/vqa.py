@@ -19,6 +19,7 @@ DEFAULT_TEMPLATE = "question: {question} answer: {answer}"
 
 class VQATask(Task):
     name = "vqa"
+    inputs = ("question",)
     contract = TaskContract(
         fields=("question", "answer"),
         metrics=("accuracy",),
@@ -65,12 +66,19 @@ template: "question: {question} answer: {answer}"
             where = f"example {index}: " if index is not None else ""
             raise DataError(
                 f"{where}question {question!r} has no declared answers; "
-                f"declared questions: {sorted(self.answers)}"
+                f"declared questions: {sorted(self.answers)}",
+                index=index,
+                field="question",
             )
         return self.answers[question]
 
     def check(self, examples: Sequence[Example]) -> None:
         self.targets(examples)
+
+    def check_inputs(self, examples: Sequence[Example]) -> None:
+        super().check_inputs(examples)
+        for i, example in enumerate(examples):
+            self.candidates(example.question, i)
 
     def targets(self, examples: Sequence[Example]) -> torch.Tensor:
         questions = require(examples, "question", self.name)
@@ -126,6 +134,14 @@ template: "question: {question} answer: {answer}"
             (self.candidates(e.question)[i], p)
             for e, i, p in zip(examples, best.indices.tolist(), best.values.tolist(), strict=True)
         ]
+
+    def scores(self, model, image_emb, examples) -> list[dict[str, float]]:
+        probs = self.logits(model, image_emb, examples).softmax(1).tolist()  # 0 at -inf pads
+        out = []
+        for example, row in zip(examples, probs, strict=True):
+            cands = self.candidates(example.question)
+            out.append(dict(zip(cands, row[: len(cands)], strict=True)))
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -31,6 +31,7 @@ def _mean(values: Sequence[float]) -> float:
 class OpenVQATask(GenerativeTask):
     name = "vqa-open"
     primary_metric = "accuracy"
+    inputs = ("question",)
     contract = TaskContract(
         fields=("question", "answer"),
         optional_fields=("question_type",),

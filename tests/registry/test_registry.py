@@ -235,6 +235,23 @@ def test_rollback_returns_to_an_earlier_production_version_and_is_recorded(reg, 
     assert kinds == [("promotion", None, 1), ("promotion", 1, 2), ("rollback", 2, 1)]
 
 
+def test_alias_targets_map_every_domain_to_its_alias_in_one_call(reg, tmp_path):
+    assert reg.alias_targets() == {}
+    data(reg)
+    data(reg, domain="medical")
+    register(reg, tmp_path, "one")
+    register(reg, tmp_path, "two")
+    register(reg, tmp_path, "m", domain="medical")
+    assert reg.alias_targets() == {"medical": None, "retail": None}
+    promote(reg, "retail", 1)
+    reg.set_alias("medical", "staging", 1, actor="ops")
+    assert reg.alias_targets() == {"medical": None, "retail": 1}
+    assert reg.alias_targets("staging") == {"medical": 1, "retail": None}
+    promote(reg, "retail", 2)
+    reg.rollback("retail", 1, actor="ops", reason="v2 misreads sandals")
+    assert reg.alias_targets()["retail"] == 1
+
+
 def test_what_was_production_at_time_t(reg, tmp_path):
     data(reg)
     for tag in ("one", "two"):

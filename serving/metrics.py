@@ -1,0 +1,76 @@
+"""Prometheus metrics of one server (or one Ray Serve replica), on a registry of its own."""
+
+from __future__ import annotations
+
+from collections import Counter as Tally
+from collections.abc import Sequence
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+class ServingMetrics:
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "mpt_serving_requests",
+            "HTTP requests by route and status code",
+            ["route", "status"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "mpt_serving_request_seconds",
+            "HTTP request latency by route",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.items = Counter(
+            "mpt_serving_items",
+            "items predicted, by domain and prompt version",
+            ["domain", "version"],
+            registry=r,
+        )
+        self.refused = Counter(
+            "mpt_serving_items_refused", "items refused, by HTTP status", ["status"], registry=r
+        )
+        self.batch_size = Histogram(
+            "mpt_serving_batch_size",
+            "items per backbone batch (any domains)",
+            buckets=BATCH_BUCKETS,
+            registry=r,
+        )
+        self.batch_seconds = Histogram(
+            "mpt_serving_batch_seconds",
+            "time to run one batch",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.queue = Gauge("mpt_serving_queue_items", "items waiting for a batch", registry=r)
+        self.version = Gauge(
+            "mpt_serving_version",
+            "prompt version served per domain and alias",
+            ["domain", "alias"],
+            registry=r,
+        )
+        self.load_failures = Counter(
+            "mpt_serving_load_failures",
+            "versions that failed to load",
+            ["domain", "version"],
+            registry=r,
+        )
+
+    def observe_batch(self, size: int, seconds: float, labels: Sequence[tuple[str, int]]) -> None:
+        self.batch_size.observe(size)
+        self.batch_seconds.observe(seconds)
+        for (domain, version), n in Tally(labels).items():
+            self.items.labels(domain, str(version)).inc(n)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,56 @@
+"""Serving settings from the environment (prefix MPT_SERVE_); `mpt serve` flags override them."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MB = 1024 * 1024
+
+
+class ServeSettings(BaseSettings):
+    """What one server (or every Ray Serve replica) runs with."""
+
+    model_config = SettingsConfigDict(env_prefix="MPT_SERVE_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    """Interface to listen on; anything but loopback is reachable from other machines."""
+    port: int = Field(8000, ge=0, le=65535)
+    alias: str = "production"
+    """Which alias of every domain is served (`staging` to try candidates)."""
+    max_batch_size: int = Field(32, ge=1)
+    """Items (of any domains) run through the backbone together."""
+    max_wait_ms: float = Field(5.0, ge=0)
+    """How long the first item of a batch waits for others to join it."""
+    max_items: int = Field(64, ge=1)
+    """Items per request."""
+    max_image_mb: float = Field(10.0, gt=0)
+    """Largest image file, checked before decoding."""
+    max_image_megapixels: float = Field(50.0, gt=0)
+    """Largest image (width x height), read from the header before decoding."""
+    max_request_mb: float = Field(100.0, gt=0)
+    """Largest request body."""
+    max_candidates: int = Field(256, ge=1)
+    """Candidate captions per retrieval item."""
+    poll_seconds: float = Field(1.0, gt=0)
+    """How often the registry is asked where the alias points (alias moves are live)."""
+    retry_seconds: float = Field(30.0, gt=0)
+    """How long a version that failed to load waits before it is tried again."""
+    startup_timeout_seconds: float = Field(600.0, gt=0)
+    """How long start-up waits for the first load before it serves with /readyz at 503."""
+    threads: int | None = Field(None, ge=1)
+    """torch intra-op threads (default: torch's own choice)."""
+    device: str = "auto"
+    """cpu, cuda, cuda:1 ...; auto = cuda when available."""
+
+    @property
+    def max_image_bytes(self) -> int:
+        return int(self.max_image_mb * MB)
+
+    @property
+    def max_image_pixels(self) -> int:
+        return int(self.max_image_megapixels * 1_000_000)
+
+    @property
+    def max_request_bytes(self) -> int:
+        return int(self.max_request_mb * MB)
