@@ -17,12 +17,12 @@ import posixpath
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from mpt_core.errors import MptError
+
+from .locking import flocked
 
 DEFAULT_S3_REGION = "us-east-1"
 READY = ".complete"
@@ -112,7 +112,7 @@ class DataCache:
         target = self.root / "versions" / md5
         if (target / READY).exists():
             return target
-        with _LOCK, _flock(self.root / ".lock"):
+        with _LOCK, flocked(self.root / ".lock"):
             if (target / READY).exists():
                 return target
             reader = _Reader(location)
@@ -148,16 +148,3 @@ class DataCache:
         os.chmod(tmp, 0o444)
         os.replace(tmp, path)
         return path
-
-
-@contextmanager
-def _flock(path: Path) -> Iterator[None]:
-    import fcntl
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)

@@ -22,7 +22,6 @@ S3 credentials are never written to `.dvc/config`: DVC reads `AWS_ACCESS_KEY_ID`
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
 import os
@@ -37,6 +36,8 @@ from urllib.parse import urlparse
 import yaml
 
 from mpt_core.errors import MptError
+
+from .locking import flocked
 
 if TYPE_CHECKING:
     from dvc.repo import Repo
@@ -183,10 +184,10 @@ class DataVersioner:
                 f"needs one at the repository root: run `git init {self.root}`, or pass "
                 "the root of the existing repository"
             )
-        with self._thread_lock(), _flocked(self.root):  # no .dvc/tmp before `dvc init`
+        with self._thread_lock(), flocked(self.root):  # no .dvc/tmp before `dvc init`
             if not (self.root / ".dvc").is_dir():
                 self._dvc_init()
-            with _flocked(self._lock_path()), self._repo("configure DVC") as repo:
+            with flocked(self._lock_path()), self._repo("configure DVC") as repo:
                 self._configure(repo)
         self._ready = True
 
@@ -378,7 +379,7 @@ class DataVersioner:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        with self._thread_lock(), _flocked(self._lock_path()):
+        with self._thread_lock(), flocked(self._lock_path()):
             yield
 
     def _thread_lock(self) -> threading.Lock:
@@ -534,24 +535,6 @@ def _describe(exc: BaseException) -> str:
     """The exception's message without DVC's ANSI colours, or its type if it has none."""
     text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()
     return text or type(exc).__name__
-
-
-@contextlib.contextmanager
-def _flocked(path: Path) -> Iterator[None]:
-    """Exclusive `flock` on `path` (a file, created if needed, or a directory).
-
-    A new descriptor per call, so the lock also excludes other threads of this process.
-    """
-    if path.is_dir():
-        fd = os.open(path, os.O_RDONLY)
-    else:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # releases the lock
 
 
 @contextlib.contextmanager

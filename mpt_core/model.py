@@ -89,7 +89,25 @@ class ImageFeatures:
         )
 
 
-class PromptedModel(nn.Module):
+class PromptsHolder(nn.Module):
+    """What every prompted model (of either backbone kind) says about what trains."""
+
+    prompts: nn.Module
+    backbone: nn.Module
+
+    @property
+    def config(self) -> PromptConfig:
+        return self.prompts.config
+
+    def num_trainable(self) -> int:
+        return self.prompts.num_trainable()
+
+    def trainable_fraction(self) -> float:
+        """Trainable prompt parameters / backbone parameters."""
+        return self.num_trainable() / self.backbone.num_parameters()
+
+
+class PromptedModel(PromptsHolder):
     """Only `prompts` (and the image centre buffer) belong to this module.
 
     The backbone is held, not registered: `parameters()`, `state_dict()` and the
@@ -117,17 +135,6 @@ class PromptedModel(nn.Module):
         self.to(backbone.device)
 
     # --- what trains ---------------------------------------------------------------
-    @property
-    def config(self) -> PromptConfig:
-        return self.prompts.config
-
-    def num_trainable(self) -> int:
-        return self.prompts.num_trainable()
-
-    def trainable_fraction(self) -> float:
-        """Trainable prompt parameters / backbone parameters."""
-        return self.num_trainable() / self.backbone.num_parameters()
-
     @property
     def text_frozen(self) -> bool:
         """No prompt inside the text tower: its embeddings are computed once per text."""

@@ -7,7 +7,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, Self
 
 import torch
 from PIL import Image
@@ -79,7 +79,43 @@ def state_dict_sha256(module: nn.Module) -> str:
 ImageLike = Image.Image
 
 
-class Backbone(nn.Module, ABC):
+class FrozenBackbone(nn.Module):
+    """What every backbone kind shares: a name, an identity bound to its weights, and
+    being frozen for good (no parameter trains, never out of eval mode)."""
+
+    family: ClassVar[str]
+    kind: ClassVar[str]
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
+        self._identity: BackboneIdentity | None = None
+
+    @property
+    def identity(self) -> BackboneIdentity:
+        if self._identity is None:
+            self._identity = BackboneIdentity(self.family, self.name, state_dict_sha256(self))
+        return self._identity
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def freeze(self) -> Self:
+        """eval() and requires_grad=False on every parameter. Called once at load."""
+        for p in self.parameters():
+            p.requires_grad_(False)
+        return self.eval()
+
+    def train(self, mode: bool = True) -> Self:
+        # A frozen backbone never leaves eval mode: no dropout, batch-norm statistics fixed.
+        return super().train(False)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+
+class Backbone(FrozenBackbone, ABC):
     """A frozen dual encoder. Subclasses wrap real towers; nothing in them ever trains.
 
     Image path: `preprocess` (PIL -> pixels) -> `image_stem` (the part no prompt touches,
@@ -88,16 +124,10 @@ class Backbone(nn.Module, ABC):
     `centers_images`).
     """
 
-    family: ClassVar[str]
     kind: ClassVar[str] = "dual-encoder"  # see `Task.backbone_kind`; generative.py has the other
     #: The shipped bridge puts every image near one point; subtracting the domain's mean
     #: image embedding before normalising is what makes its zero-shot space usable.
     centers_images: ClassVar[bool] = False
-
-    def __init__(self, name: str) -> None:
-        super().__init__()
-        self.name = name
-        self._identity: BackboneIdentity | None = None
 
     # --- description -------------------------------------------------------------
     @property
@@ -111,30 +141,6 @@ class Backbone(nn.Module, ABC):
     @property
     @abstractmethod
     def logit_scale(self) -> float: ...
-
-    @property
-    def identity(self) -> BackboneIdentity:
-        if self._identity is None:
-            self._identity = BackboneIdentity(self.family, self.name, state_dict_sha256(self))
-        return self._identity
-
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
-
-    # --- freezing ------------------------------------------------------------------
-    def freeze(self) -> Backbone:
-        """eval() and requires_grad=False on every parameter. Called once at load."""
-        for p in self.parameters():
-            p.requires_grad_(False)
-        return self.eval()
-
-    def train(self, mode: bool = True) -> Backbone:
-        # A frozen backbone never leaves eval mode: no dropout, batch-norm statistics fixed.
-        return super().train(False)
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.parameters()).device
 
     # --- encoding ------------------------------------------------------------------
     @abstractmethod

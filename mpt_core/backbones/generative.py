@@ -19,9 +19,8 @@ from typing import ClassVar
 import torch
 from PIL import Image
 from tokenizers import Tokenizer
-from torch import nn
 
-from .base import BackboneIdentity, PromptSlots, state_dict_sha256
+from .base import FrozenBackbone, PromptSlots
 
 #: (cross-attention layer index, query states (B, Q, d_q)) -> new query states (B, Q, d_q)
 QueryFusion = Callable[[int, torch.Tensor], torch.Tensor]
@@ -85,7 +84,7 @@ class GenerativeTokenizer:
         return out
 
 
-class GenerativeBackbone(nn.Module, ABC):
+class GenerativeBackbone(FrozenBackbone, ABC):
     """A frozen image-to-text model. Subclasses wrap real models; nothing in them trains.
 
     Image path: `preprocess` (PIL -> pixels) -> `encode_image(pixels, vision prompts)` ->
@@ -98,10 +97,8 @@ class GenerativeBackbone(nn.Module, ABC):
     centers_images: ClassVar[bool] = False  # no shared embedding space to centre
 
     def __init__(self, name: str, tokenizer: GenerativeTokenizer) -> None:
-        super().__init__()
-        self.name = name
+        super().__init__(name)
         self.tokenizer = tokenizer
-        self._identity: BackboneIdentity | None = None
 
     # --- description -------------------------------------------------------------
     @property
@@ -125,30 +122,6 @@ class GenerativeBackbone(nn.Module, ABC):
     @property
     @abstractmethod
     def is_encoder_decoder(self) -> bool: ...
-
-    @property
-    def identity(self) -> BackboneIdentity:
-        if self._identity is None:
-            self._identity = BackboneIdentity(self.family, self.name, state_dict_sha256(self))
-        return self._identity
-
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
-
-    # --- freezing ------------------------------------------------------------------
-    def freeze(self) -> GenerativeBackbone:
-        """eval() and requires_grad=False on every parameter. Called once at load."""
-        for p in self.parameters():
-            p.requires_grad_(False)
-        return self.eval()
-
-    def train(self, mode: bool = True) -> GenerativeBackbone:
-        # A frozen backbone never leaves eval mode: no dropout anywhere.
-        return super().train(False)
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.parameters()).device
 
     # --- encoding ------------------------------------------------------------------
     @abstractmethod

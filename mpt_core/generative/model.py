@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import torch
-from torch import nn
 
 from ..backbones.generative import GenerativeBackbone
 from ..data import Example, ImageSource, load_image
+from ..model import PromptsHolder
 from ..prompts.config import PromptConfig
 from .prompts import GenerativePrompts, GenerativePromptSet
 
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 GENERATION_BATCH = 32
 
 
-class GenerativeModel(nn.Module):
+class GenerativeModel(PromptsHolder):
     """Only `prompts` belong to this module; the backbone is held, not registered, so
     `parameters()`, `state_dict()` and the optimizer see the prompts alone."""
 
@@ -46,17 +46,6 @@ class GenerativeModel(nn.Module):
         self.to(backbone.device)
 
     # --- what trains ---------------------------------------------------------------
-    @property
-    def config(self) -> PromptConfig:
-        return self.prompts.config
-
-    def num_trainable(self) -> int:
-        return self.prompts.num_trainable()
-
-    def trainable_fraction(self) -> float:
-        """Trainable prompt parameters / backbone parameters."""
-        return self.num_trainable() / self.backbone.num_parameters()
-
     @property
     def text_frozen(self) -> bool:
         return not self.config.has_text
