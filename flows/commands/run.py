@@ -13,8 +13,13 @@ import sys
 import time
 from pathlib import Path
 
+from mpt_core.errors import MptError
+
 from ..settings import load_settings
 from .output import emit, table
+
+STARTUP_TIMEOUT_ENV = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
+EMBEDDED_STARTUP_TIMEOUT_S = 180
 
 
 def _embedded_prefect(home: Path) -> None:
@@ -24,6 +29,9 @@ def _embedded_prefect(home: Path) -> None:
     Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    # Prefect waits 20 s for its ephemeral server; its first start migrates a fresh SQLite
+    # database, which takes longer than that on a busy 2-core machine.
+    os.environ.setdefault(STARTUP_TIMEOUT_ENV, str(EMBEDDED_STARTUP_TIMEOUT_S))
 
 
 def _nothing_changed(settings, names: list[str] | None) -> list[dict] | None:
@@ -62,6 +70,10 @@ def _nothing_changed(settings, names: list[str] | None) -> list[dict] | None:
             ).to_dict()
         )
     return sorted(results, key=lambda r: r["domain"])
+
+
+class PrefectUnavailable(MptError):
+    """The orchestrator could not be reached or started; raised before any domain ran."""
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -115,12 +127,22 @@ def _run_flow(args: argparse.Namespace, settings) -> list[dict]:
 
 
 def _call_flow(args, settings, retrain_flow) -> list[dict]:
-    return retrain_flow(
-        domains=args.domains or None,
-        force=args.force,
-        ray_address=args.ray_address,
-        domains_dir=str(settings.domains_dir),
-    )
+    try:
+        return retrain_flow(
+            domains=args.domains or None,
+            force=args.force,
+            ray_address=args.ray_address,
+            domains_dir=str(settings.domains_dir),
+        )
+    except RuntimeError as exc:
+        if "ephemeral Prefect API server" not in str(exc):
+            raise
+        raise PrefectUnavailable(
+            f"Prefect's embedded server did not start within "
+            f"{os.environ.get(STARTUP_TIMEOUT_ENV)} s (home {os.environ.get('PREFECT_HOME')}); "
+            f"nothing was tuned or registered. Raise {STARTUP_TIMEOUT_ENV}, or start a "
+            "server (`prefect server start`) and set PREFECT_API_URL=http://127.0.0.1:4200/api"
+        ) from exc
 
 
 def _print_table(results: list[dict], seconds: float) -> None:
