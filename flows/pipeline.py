@@ -105,6 +105,17 @@ class PreparedDomain:
     validation: str = "passed"
     """passed | unchanged (validated before, same data and rules: not run again)"""
 
+    def failed(self, stage: str, message: str) -> DomainResult:
+        """This domain's failed result at a later stage (its data version and validation kept)."""
+        return DomainResult(
+            self.domain.name,
+            "failed",
+            self.data.md5,
+            self.validation,
+            stage=stage,
+            message=message,
+        )
+
 
 def validation_key(domain: Domain) -> str:
     """What a validation result depends on besides the data: the rules, the task's contract

@@ -280,27 +280,15 @@ def _tune_group(
         outcomes = tune_domains(ref, [job for _, job in todo], ray_address)
     if isinstance(outcomes, str):
         return results + [
-            DomainResult(
-                p.domain.name,
-                "failed",
-                p.data.md5,
-                p.validation,
-                stage="tune",
-                message=f"backbone {ref.describe()} did not start on a worker: {outcomes}",
-            )
+            p.failed("tune", f"backbone {ref.describe()} did not start on a worker: {outcomes}")
             for p, _ in todo
         ]
     for prepared, job in todo:
         outcome = outcomes[job.domain]
         if isinstance(outcome, TuneFailure):
             results.append(
-                DomainResult(
-                    job.domain,
-                    "failed",
-                    prepared.data.md5,
-                    prepared.validation,
-                    stage="tune",
-                    message=f"tuning failed after {outcome.attempts} attempt(s): {outcome.error}",
+                prepared.failed(
+                    "tune", f"tuning failed after {outcome.attempts} attempt(s): {outcome.error}"
                 )
             )
             continue
@@ -330,16 +318,7 @@ def _search(todo: list, home: Path) -> tuple[list, dict[str, dict], list[DomainR
         if found is None:
             kept.append((prepared, job))
         elif isinstance(found, str):
-            failed.append(
-                DomainResult(
-                    job.domain,
-                    "failed",
-                    prepared.data.md5,
-                    prepared.validation,
-                    stage="search",
-                    message=f"search failed: {found}",
-                )
-            )
+            failed.append(prepared.failed("search", f"search failed: {found}"))
         else:
             kept.append((prepared, found.job))
             lineage[job.domain] = found.lineage

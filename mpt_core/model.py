@@ -90,10 +90,30 @@ class ImageFeatures:
 
 
 class PromptsHolder(nn.Module):
-    """What every prompted model (of either backbone kind) says about what trains."""
+    """What every prompted model (of either backbone kind) holds and says about what
+    trains: one domain's `prompts` (registered), its task, and the shared backbone (held,
+    not registered: `parameters()`, `state_dict()` and the optimizer see the prompts
+    alone, and one backbone object serves many domains). Subclasses define
+    `encode_images`, which `predict` hands to the task."""
 
     prompts: nn.Module
     backbone: nn.Module
+
+    def __init__(self, backbone: nn.Module, prompts: nn.Module, task: Task, preset: str | None):
+        super().__init__()
+        object.__setattr__(self, "backbone", backbone)
+        self.prompts = prompts
+        self.task = task
+        self.preset = preset
+
+    def predict(self, examples: Sequence[Example]) -> list[str]:
+        """Task predictions (class name, caption or answer) for each example."""
+        with torch.no_grad():
+            emb = self.encode_images([e.image for e in examples])
+            return self.task.predict(self, emb, examples)
+
+    def extra_repr(self) -> str:
+        return f"preset={self.preset}, backbone={self.backbone.identity}, task={self.task.name}"
 
     @property
     def config(self) -> PromptConfig:
@@ -121,11 +141,7 @@ class PromptedModel(PromptsHolder):
         task: Task,
         preset: str | None = None,
     ) -> None:
-        super().__init__()
-        object.__setattr__(self, "backbone", backbone)
-        self.prompts = prompts
-        self.task = task
-        self.preset = preset
+        super().__init__(backbone, prompts, task, preset)
         self.register_buffer("image_center", torch.zeros(backbone.embed_dim))
         self.centered = False
         self._text_cache: OrderedDict[str, torch.Tensor] = OrderedDict()  # frozen tower
@@ -276,16 +292,6 @@ class PromptedModel(PromptsHolder):
             return self.logit_scale * images.embedding @ text.T
         fused = self.prompts.fuse(text, images.tokens)  # (B, N, D)
         return self.logit_scale * torch.einsum("bd,bnd->bn", images.embedding, fused)
-
-    # --- task-level -----------------------------------------------------------------
-    def predict(self, examples: Sequence[Example]) -> list[str]:
-        """Task predictions (class name, caption or answer) for each example."""
-        with torch.no_grad():
-            emb = self.encode_images([e.image for e in examples])
-            return self.task.predict(self, emb, examples)
-
-    def extra_repr(self) -> str:
-        return f"preset={self.preset}, backbone={self.backbone.identity}, task={self.task.name}"
 
 
 def build_prompts(

@@ -27,7 +27,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
@@ -42,8 +41,8 @@ from .generative import (
     QueryFusion,
     VisionOutput,
 )
-from .hf_clip import CLIP_MEAN, CLIP_STD
 from .injection import DeepPromptInjector
+from .pixels import CLIP_MEAN, CLIP_STD, PixelNormalizer
 
 if TYPE_CHECKING:  # transformers takes seconds to import: only when a backbone is built
     from transformers import Blip2Config, Blip2ForConditionalGeneration
@@ -69,8 +68,7 @@ class HFBlip2Backbone(GenerativeBackbone):
         self.model = model
         size = model.config.vision_config.image_size
         self.image_size = size if isinstance(size, int) else int(size[0])
-        self.register_buffer("_mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("_std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+        self.normalize = PixelNormalizer(mean, std)
         vision = model.vision_model
         self._vision_injector = DeepPromptInjector(
             vision.embeddings, vision.encoder.layers, "append"
@@ -124,13 +122,9 @@ class HFBlip2Backbone(GenerativeBackbone):
     # --- vision --------------------------------------------------------------------
     def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """Resize to the square input size (BLIP-2's processor does not crop), normalise."""
-        size = self.image_size
-        batch = []
-        for image in images:
-            image = image.convert("RGB").resize((size, size), Image.Resampling.BICUBIC)
-            batch.append(torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0))
-        pixels = torch.stack(batch).permute(0, 3, 1, 2).to(self._mean.device)
-        return ((pixels - self._mean) / self._std).to(self.model.vision_model.dtype)
+        size = (self.image_size, self.image_size)
+        batch = [im.convert("RGB").resize(size, Image.Resampling.BICUBIC) for im in images]
+        return self.normalize(batch).to(self.model.vision_model.dtype)
 
     def encode_image(
         self, pixels: torch.Tensor, prompts: Sequence[torch.Tensor] | None = None

@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
 import torch
 from PIL import Image
 
@@ -20,12 +19,10 @@ from ..errors import BackboneLoadError
 from ..text import TextInputs, TextTokenizer, char_tokenizer
 from .base import Backbone, PromptSlots, TowerSlot, quiet_transformers
 from .injection import DeepPromptInjector
+from .pixels import CLIP_MEAN, CLIP_STD, PixelNormalizer
 
 if TYPE_CHECKING:  # transformers takes seconds to import: only when a backbone is built
     from transformers import CLIPConfig, CLIPModel
-
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 class HFClipBackbone(Backbone):
@@ -44,8 +41,7 @@ class HFClipBackbone(Backbone):
         self.model = model
         self.tokenizer = tokenizer
         self.image_size = model.config.vision_config.image_size
-        self.register_buffer("_mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("_std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+        self.normalize = PixelNormalizer(mean, std)
         text, vision = model.text_model, model.vision_model
         self._text_injector = DeepPromptInjector(
             text.embeddings.token_embedding, text.encoder.layers, "replace_after_start"
@@ -85,10 +81,8 @@ class HFClipBackbone(Backbone):
             w, h = max(size, round(image.width * scale)), max(size, round(image.height * scale))
             image = image.resize((w, h), Image.Resampling.BICUBIC)
             left, top = (w - size) // 2, (h - size) // 2
-            image = image.crop((left, top, left + size, top + size))
-            batch.append(torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0))
-        pixels = torch.stack(batch).permute(0, 3, 1, 2).to(self._mean.device)
-        return (pixels - self._mean) / self._std
+            batch.append(image.crop((left, top, left + size, top + size)))
+        return self.normalize(batch)
 
     def tokenize(self, texts: Sequence[str], n_prompt_tokens: int = 0) -> TextInputs:
         return self.tokenizer(texts, n_prompt_tokens)

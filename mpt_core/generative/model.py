@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from ..backbones.generative import GenerativeBackbone
-from ..data import Example, ImageSource, load_image
+from ..data import ImageSource, load_image
 from ..model import PromptsHolder
 from ..prompts.config import PromptConfig
 from .prompts import GenerativePrompts, GenerativePromptSet
@@ -38,11 +38,7 @@ class GenerativeModel(PromptsHolder):
         task: Task,
         preset: str | None = None,
     ) -> None:
-        super().__init__()
-        object.__setattr__(self, "backbone", backbone)
-        self.prompts = prompts
-        self.task = task
-        self.preset = preset
+        super().__init__(backbone, prompts, task, preset)
         self.to(backbone.device)
 
     # --- what trains ---------------------------------------------------------------
@@ -134,16 +130,6 @@ class GenerativeModel(PromptsHolder):
             )
             out += self.backbone.tokenizer.decode(ids)
         return out
-
-    # --- task-level -----------------------------------------------------------------
-    def predict(self, examples: Sequence[Example]) -> list[str]:
-        """The generated caption or answer for each example."""
-        with torch.no_grad():
-            emb = self.encode_images([e.image for e in examples])
-            return self.task.predict(self, emb, examples)
-
-    def extra_repr(self) -> str:
-        return f"preset={self.preset}, backbone={self.backbone.identity}, task={self.task.name}"
 
 
 def build_generative(

@@ -52,6 +52,20 @@ def world(tmp_path):
     return root, registry, versioner, RemoteLocation(str(tmp_path / "remote"))
 
 
+def tuned_once(world, tmp_path, run_id=None):
+    """A one-epoch tiny domain, prepared and tuned (not registered)."""
+    root, registry, versioner, location = world
+    domain = tiny_domain(root, epochs=1)
+    prepared = prepare(domain, versioner, registry, tmp_path / "reports")
+    backbone = backbones.load_backbone("shipped", "tiny")
+    outcome = run_tune_job(
+        backbone,
+        build_job(prepared, backbone_ref(domain), registry, location, run_id),
+        cache=DataCache(tmp_path / "cache"),
+    )
+    return domain, prepared, outcome
+
+
 def test_prepare_validates_then_versions_and_records(world, tmp_path):
     root, registry, versioner, _ = world
     domain = tiny_domain(root)
@@ -163,15 +177,8 @@ def test_tune_register_and_compare_with_production_on_the_same_data(world, tmp_p
 
 
 def test_registration_is_one_idempotent_transaction(world, tmp_path, monkeypatch):
-    root, registry, versioner, location = world
-    domain = tiny_domain(root, epochs=1)
-    prepared = prepare(domain, versioner, registry, tmp_path / "reports")
-    backbone = backbones.load_backbone("shipped", "tiny")
-    outcome = run_tune_job(
-        backbone,
-        build_job(prepared, backbone_ref(domain), registry, location, "run-9"),
-        cache=DataCache(tmp_path / "cache"),
-    )
+    registry = world[1]
+    domain, prepared, outcome = tuned_once(world, tmp_path, "run-9")
 
     def broken(*args, **kwargs):
         raise RuleViolation("the request could not be opened")
@@ -188,15 +195,8 @@ def test_registration_is_one_idempotent_transaction(world, tmp_path, monkeypatch
 
 
 def test_a_corrupted_candidate_artifact_is_refused_at_registration(world, tmp_path):
-    root, registry, versioner, location = world
-    domain = tiny_domain(root, epochs=1)
-    prepared = prepare(domain, versioner, registry, tmp_path / "reports")
-    backbone = backbones.load_backbone("shipped", "tiny")
-    outcome = run_tune_job(
-        backbone,
-        build_job(prepared, backbone_ref(domain), registry, location, None),
-        cache=DataCache(tmp_path / "cache"),
-    )
+    registry = world[1]
+    _, prepared, outcome = tuned_once(world, tmp_path)
     bad = type(outcome.artifact)(outcome.artifact.config_json, outcome.artifact.tensors[:-7])
     with pytest.raises(Exception, match="changed or damaged"):
         register_outcome(
@@ -206,15 +206,8 @@ def test_a_corrupted_candidate_artifact_is_refused_at_registration(world, tmp_pa
 
 
 def test_nothing_changed_is_decided_without_loading_the_backbone(world, tmp_path, monkeypatch):
-    root, registry, versioner, location = world
-    domain = tiny_domain(root, epochs=1)
-    prepared = prepare(domain, versioner, registry, tmp_path / "reports")
-    backbone = backbones.load_backbone("shipped", "tiny")
-    outcome = run_tune_job(
-        backbone,
-        build_job(prepared, backbone_ref(domain), registry, location, None),
-        cache=DataCache(tmp_path / "cache"),
-    )
+    registry, versioner = world[1], world[2]
+    domain, prepared, outcome = tuned_once(world, tmp_path)
     register_outcome(prepared, outcome, registry, None, None)
     loads = []
     monkeypatch.setattr(backbones, "_cache", {})
@@ -224,7 +217,7 @@ def test_nothing_changed_is_decided_without_loading_the_backbone(world, tmp_path
     monkeypatch.setattr(
         backbones.BackboneFamily, "weight_files", lambda self, *a, **k: [domain.metadata_path]
     )
-    backbones._remember_sha256("shipped", "tiny", {}, backbone.identity.weights_sha256)
+    backbones._remember_sha256("shipped", "tiny", {}, outcome.backbone["weights_sha256"])
     assert unchanged_version(domain, versioner, registry) == (prepared.data.md5, 1)
     assert loads == []
 

@@ -50,24 +50,21 @@ def run(capsys, *argv):
     return code, captured.out, captured.err
 
 
+def register(capsys, artifact, data_version, metrics, *more):
+    """`mpt registry register pets ARTIFACT --data-version MD5 --metrics FILE [more...]`."""
+    return run(
+        capsys,
+        *("registry", "register", "pets", str(artifact), "--data-version", data_version),
+        *("--metrics", str(metrics), *more),
+    )
+
+
 def test_walk_through(artifacts, tmp_path, capsys):
     md5 = "0" * 32
     good = write_metrics(tmp_path / "m1.json", 0.80, 0.8, 0.8)
     better = write_metrics(tmp_path / "m2.json", 0.90, 0.9, 0.9)
     for artifact, metrics in zip(artifacts[:2], (good, better), strict=True):
-        code, out, _ = run(
-            capsys,
-            "registry",
-            "register",
-            "pets",
-            str(artifact),
-            "--data-version",
-            md5,
-            "--metrics",
-            metrics,
-            "--user",
-            "trainer",
-        )
+        code, out, _ = register(capsys, artifact, md5, metrics, "--user", "trainer")
         assert code == 0 and "registered pets v" in out
     code, out, _ = run(capsys, "registry", "list", "pets")
     assert code == 0 and "accuracy=0.9000" in out
@@ -102,28 +99,8 @@ def test_walk_through(artifacts, tmp_path, capsys):
 
 def test_failed_policy_needs_an_override(artifacts, tmp_path, capsys):
     md5 = "1" * 32
-    run(
-        capsys,
-        "registry",
-        "register",
-        "pets",
-        str(artifacts[0]),
-        "--data-version",
-        md5,
-        "--metrics",
-        write_metrics(tmp_path / "a.json", 0.8, 0.9, 0.7),
-    )
-    run(
-        capsys,
-        "registry",
-        "register",
-        "pets",
-        str(artifacts[1]),
-        "--data-version",
-        md5,
-        "--metrics",
-        write_metrics(tmp_path / "b.json", 0.81, 0.6, 0.99),
-    )
+    register(capsys, artifacts[0], md5, write_metrics(tmp_path / "a.json", 0.8, 0.9, 0.7))
+    register(capsys, artifacts[1], md5, write_metrics(tmp_path / "b.json", 0.81, 0.6, 0.99))
     run(capsys, "promote", "request", "pets", "1", "--user", "ana")
     run(capsys, "promote", "approve", "1", "--user", "ben")
     code, out, _ = run(capsys, "promote", "request", "pets", "2", "--user", "ana")
@@ -143,17 +120,7 @@ def test_the_policy_comes_from_domain_yaml_whoever_requests(artifacts, tmp_path,
     )
     metrics = tmp_path / "m.json"
     metrics.write_text(json.dumps({"test": {"accuracy": 0.9, "macro_f1": 0.7}}))
-    run(
-        capsys,
-        "registry",
-        "register",
-        "pets",
-        str(artifacts[0]),
-        "--data-version",
-        "2" * 32,
-        "--metrics",
-        str(metrics),
-    )
+    register(capsys, artifacts[0], "2" * 32, metrics)
     code, out, _ = run(capsys, "promote", "request", "pets", "1", "--user", "ana", "--json")
     assert code == 0 and json.loads(out)["policy_report"]["policy"]["metric"] == "macro_f1"
 

@@ -17,6 +17,7 @@ from review import ReviewSettings, create_app
 
 from .builders import CLASSES, metrics_of, regressing_request
 from .conftest import SECRET, login
+from .shared_scene import *  # noqa: F403 - one scene for the module (per backend)
 
 
 def text(response) -> str:
@@ -29,28 +30,6 @@ def section(response, element_id: str) -> str:
     match = re.search(rf'id="{element_id}".*?(?=<section|\Z)', response.text, flags=re.S)
     assert match, f"no element #{element_id}"
     return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", match.group(0))).split())
-
-
-# One scene for the whole module (per backend): these tests only read, or add domains and
-# versions the others do not look at.
-@pytest.fixture
-def reg(shared):
-    return shared.reg
-
-
-@pytest.fixture
-def tokens(shared):
-    return shared.tokens
-
-
-@pytest.fixture
-def scene(shared):
-    return shared.scene
-
-
-@pytest.fixture
-def app(shared):
-    return shared.app
 
 
 def test_overview_lists_each_domain_with_production_metric_retrain_and_pending(as_user, scene):

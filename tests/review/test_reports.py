@@ -5,29 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from .shared_scene import *  # noqa: F403 - one scene for the module (per backend)
+
 BASE = "/domains/retail/data/{md5}/report/"
-
-
-# One scene for the whole module (per backend): these tests only read, or add domains and
-# versions the others do not look at.
-@pytest.fixture
-def reg(shared):
-    return shared.reg
-
-
-@pytest.fixture
-def tokens(shared):
-    return shared.tokens
-
-
-@pytest.fixture
-def scene(shared):
-    return shared.scene
-
-
-@pytest.fixture
-def app(shared):
-    return shared.app
 
 
 @pytest.fixture
