@@ -37,6 +37,14 @@ def per_group(metrics: dict[str, Any], key: str | None = None) -> dict[str, floa
     return {f"{k}:{g}": value for k, d in dicts.items() for g, value in d.items()}
 
 
+def regresses(delta: float, max_regression: float) -> bool:
+    """A group (class, question) whose metric changed by `delta` lost more than allowed.
+
+    A small tolerance: 0.95 - 1.0 is -0.050000000000000044 in floating point, and a group
+    that lost exactly the allowed amount has not regressed by more than it."""
+    return -delta > max_regression + 1e-9
+
+
 def evaluate_policy(
     policy: Policy,
     candidate: dict[str, Any],
@@ -90,10 +98,11 @@ def evaluate_policy(
         if name in cand_classes
     }
     report["per_class"] = per_class
-    # A small tolerance: 0.95 - 1.0 is -0.050000000000000044 in floating point, and a class
-    # that lost exactly the allowed amount has not regressed by more than it.
-    limit = policy.max_class_regression + 1e-9
-    regressed = {n: v["delta"] for n, v in per_class.items() if -v["delta"] > limit}
+    regressed = {
+        n: v["delta"]
+        for n, v in per_class.items()
+        if regresses(v["delta"], policy.max_class_regression)
+    }
     if regressed:
         worst = min(regressed, key=regressed.__getitem__)
         report["reasons"].append(

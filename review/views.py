@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from markupsafe import Markup
 
 from registry import DataVersionInfo, PromptRegistry, RequestInfo, VersionInfo
-from registry.policy import per_group
+from registry.policy import per_group, regresses
 
 from .charts import training_curve_svg
 
@@ -127,7 +127,7 @@ def class_rows(
     rows = []
     for name, value in cand.items():
         base = prod.get(name)
-        regressed = base is not None and base - value > max_regression
+        regressed = base is not None and regresses(value - base, max_regression)
         rows.append(ClassRow(name, base, value, regressed))
     return key, rows
 

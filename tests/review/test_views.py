@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+from registry import Policy
+from registry.policy import evaluate_policy
 from review.charts import training_curve_svg
-from review.views import MAX_LABELS, OTHER, config_diff, confusions, disagreements
+from review.views import (
+    MAX_LABELS,
+    OTHER,
+    class_rows,
+    config_diff,
+    confusions,
+    disagreements,
+)
 
 
 def test_confusion_counts_per_question_and_caps_many_labels():
@@ -59,3 +68,17 @@ def test_training_curve_draws_loss_and_the_validation_metric():
     assert training_curve_svg([]) is None
     only_loss = str(training_curve_svg([{"epoch": 1, "train_loss": 0.5}]))
     assert only_loss.count("<polyline") == 1 and "val_" not in only_loss
+
+
+def test_class_rows_mark_exactly_the_classes_the_policy_says_regress():
+    """0.95 - 1.0 is -0.050000000000000044 in floating point: a class that lost exactly the
+    allowed 0.05 passes the policy, and the page must not mark it either."""
+    production = {"accuracy": 0.9, "per_class_accuracy": {"cat": 1.0, "dog": 0.9, "owl": 0.8}}
+    candidate = {"accuracy": 0.92, "per_class_accuracy": {"cat": 0.95, "dog": 0.8, "owl": 0.9}}
+    report = evaluate_policy(
+        Policy("accuracy", max_class_regression=0.05), candidate, production, data_version="d"
+    )
+    _, rows = class_rows(candidate, production, 0.05)
+    marked = {r.name for r in rows if r.regression}
+    assert marked == {"dog"}
+    assert "1 class(es) regress" in " ".join(report["reasons"]) and "'dog'" in report["reasons"][-1]
