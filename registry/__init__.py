@@ -15,7 +15,7 @@ from .errors import (
     RegistryError,
     RuleViolation,
 )
-from .identity import ROLES
+from .identity import ROLES, role_at_least
 from .migrate import upgrade
 from .policy import Policy, evaluate_policy
 from .records import (
@@ -52,5 +52,6 @@ __all__ = [
     "VersionInfo",
     "evaluate_policy",
     "open_registry",
+    "role_at_least",
     "upgrade",
 ]

@@ -77,6 +77,12 @@ def auth_on(s: Session) -> bool:
     return bool(s.scalar(select(exists().where(m.User.active, m.User.service.is_(False)))))
 
 
+def role_at_least(role: str | None, need: str) -> bool:
+    """Whether `role` ranks `need` or higher (viewer < requester < reviewer < admin); an
+    unknown role ranks nothing."""
+    return role in RANK and RANK[role] >= RANK[need]
+
+
 def check_role(role: str) -> str:
     if role not in RANK:
         raise InvalidRecord(f"unknown role {role!r}; roles are {', '.join(ROLES)}")
@@ -102,7 +108,7 @@ def authorize(s: Session, actor: str, need: str, what: str) -> None:
             f"{actor!r} is not an active user; with authentication on, {what} needs a user "
             f"with the {need} role or higher (an admin adds one with `mpt user add`)"
         )
-    if RANK[user.role] < RANK[need]:
+    if not role_at_least(user.role, need):
         raise PermissionDenied(f"{actor} is a {user.role}; {what} needs the {need} role or higher")
 
 

@@ -20,7 +20,7 @@ from urllib.parse import quote
 from fastapi import Depends, Request
 from itsdangerous import BadSignature, TimestampSigner
 
-from registry import ROLES, UserInfo
+from registry import UserInfo, role_at_least
 
 SESSION_COOKIE = "mpt_session"
 LOGIN_COOKIE = "mpt_login"
@@ -52,7 +52,7 @@ class Viewer:
         return self.user.name
 
     def at_least(self, role: str) -> bool:
-        return ROLES.index(self.user.role) >= ROLES.index(role)
+        return role_at_least(self.user.role, role)
 
 
 class Sessions:
