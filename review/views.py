@@ -349,14 +349,14 @@ class DomainRow:
 
 def overview(reg: PromptRegistry) -> list[DomainRow]:
     versions = reg.list_versions()
-    pending = reg.requests(status="pending")
-    latest_request: dict[str, RequestInfo] = {}
-    for r in reg.requests():
-        latest_request[r.domain] = r
+    production = reg.alias_targets()
+    requests = reg.requests()
+    pending = [r for r in requests if r.status == "pending"]
+    latest_request = {r.domain: r for r in requests}
     out = []
-    for name in reg.domains():
+    for name in dict.fromkeys(v.domain for v in versions):  # the domains with a version
         mine = [v for v in versions if v.domain == name]
-        prod_number = reg.resolve(name)
+        prod_number = production.get(name)
         prod = next((v for v in mine if v.number == prod_number), None)
         test = prod.metrics("test") if prod else None
         metric = primary_metric(latest_request.get(name), test or mine[-1].metrics("test"))

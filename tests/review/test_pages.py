@@ -214,7 +214,7 @@ def test_unknown_things_get_a_404_page(as_user, scene, path):
 
 def test_no_stack_trace_reaches_a_page(reg, tokens, tmp_path, caplog):
     class Broken(PromptRegistry):
-        def domains(self):
+        def list_versions(self, domain=None):
             raise ZeroDivisionError("secret internals")
 
     broken = Broken(reg.url, reg.store)
