@@ -14,7 +14,14 @@ from urllib.parse import urlsplit
 
 from markupsafe import Markup
 
-from registry import DataVersionInfo, PromptRegistry, RequestInfo, VersionInfo
+from registry import (
+    PRODUCTION,
+    DataVersionInfo,
+    HistoryEntry,
+    PromptRegistry,
+    RequestInfo,
+    VersionInfo,
+)
 from registry.policy import per_group, regresses
 
 from .charts import training_curve_svg
@@ -382,11 +389,12 @@ class VersionRow:
     was_production: bool
 
 
-def version_rows(reg: PromptRegistry, domain: str) -> list[VersionRow]:
-    versions = reg.list_versions(domain)
-    history = reg.history(domain, "production")
-    ever = {h.to_version for h in history}
-    requests = reg.requests(domain)
+def version_rows(
+    versions: list[VersionInfo], history: list[HistoryEntry], requests: list[RequestInfo]
+) -> list[VersionRow]:
+    """One domain's versions, newest first, from what the domain page already fetched:
+    its versions, its alias history (every alias) and its requests."""
+    ever = {h.to_version for h in history if h.alias == PRODUCTION}
     metric = primary_metric(requests[-1] if requests else None, versions[-1].metrics("test"))
     rows = []
     for v in reversed(versions):

@@ -53,8 +53,9 @@ def domain_page(
             status = 400 if status == 200 else status
         else:
             at_result = (when, reg.alias_at(domain, when, PRODUCTION))
-    history = list(reversed(reg.history(domain)))
-    rows = version_rows(reg, domain)
+    history = reg.history(domain)
+    requests = reg.requests(domain)
+    rows = version_rows(reg.list_versions(domain), history, requests)
     current = reg.resolve(domain)
     return render(
         request,
@@ -62,9 +63,9 @@ def domain_page(
         {
             "domain": domain,
             "current": current,
-            "history": history,
+            "history": list(reversed(history)),
             "rows": rows,
-            "requests": list(reversed(reg.requests(domain))),
+            "requests": list(reversed(requests)),
             "protected": reg.protected_aliases(domain),
             "aliases": reg.aliases(domain),
             "at": at or "",
