@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,7 @@ from safetensors.torch import save as save_tensors
 from . import __version__
 from .backbones.base import Backbone, BackboneIdentity
 from .backbones.generative import GenerativeBackbone
+from .cache import atomic_write
 from .errors import ArtifactError, BackboneMismatchError
 from .generative.model import GenerativeModel, build_generative
 from .model import PromptedModel
@@ -96,13 +95,7 @@ def write_artifact(artifact: PromptArtifact, directory: str | Path) -> Path:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     for name, data in ((TENSORS, artifact.tensors), (CONFIG, artifact.config_json.encode())):
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, directory / name)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        atomic_write(directory / name, data)
     return directory
 
 

@@ -31,16 +31,25 @@ def read_json(name: str) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write `data` to `path` whole or not at all: a temp file in the same folder, then
+    os.replace. The temp file is removed whatever happens; OSError propagates."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
 def update_json(name: str, key: str, value: Any) -> None:
-    """Set one key of a JSON cache file, written atomically (a lost race loses one entry)."""
-    path = cache_dir() / name
+    """Set one key of a JSON cache file, written atomically (a lost race loses one entry).
+    OSError (an unwritable cache) propagates: callers that can do without decide."""
     data = read_json(name)
     data[key] = value
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{name}.")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=1, sort_keys=True)
-    os.replace(tmp, path)
+    atomic_write(cache_dir() / name, json.dumps(data, indent=1, sort_keys=True).encode())
 
 
 def file_stamp(paths: list[Path]) -> list[list[Any]]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from threading import Lock
@@ -85,6 +86,7 @@ FAMILIES.register(
     ),
 )
 
+log = logging.getLogger(__name__)
 _cache: dict[tuple, Backbone | GenerativeBackbone] = {}
 _lock = Lock()
 
@@ -125,8 +127,12 @@ def _sha_key(family: str, name: str, options: dict[str, Any]) -> str | None:
 
 def _remember_sha256(family: str, name: str, options: dict[str, Any], sha256: str) -> None:
     key = _sha_key(family, name, options)
-    if key is not None and read_json(SHA_CACHE).get(key) != sha256:
+    if key is None or read_json(SHA_CACHE).get(key) == sha256:
+        return
+    try:
         update_json(SHA_CACHE, key, sha256)  # first load, or stale entry (weights changed)
+    except OSError as exc:  # an unwritable cache costs a load in backbone_sha256 later
+        log.debug("not remembering the sha256 of backbone %s/%s: %s", family, name, exc)
 
 
 def backbone_sha256(family: str = "shipped", name: str | None = None, **options: Any) -> str:

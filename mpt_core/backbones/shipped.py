@@ -11,10 +11,9 @@ exactly global average pooling, the baseline). A frozen least-squares bridge
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import os
 import re
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,10 +22,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from tokenizers import Tokenizer
 
-from ..cache import cache_dir
+from ..cache import atomic_write, cache_dir
 from ..text import TextInputs, TextTokenizer, char_tokenizer
 from .base import Backbone, PromptSlots, TowerSlot, quiet_transformers
 from .bridge import Bridge, derive_bridge
@@ -127,14 +126,8 @@ class ShippedBackbone(Backbone):
             "lam": torch.tensor(bridge.lam),
             "heldout": torch.tensor(bridge.heldout_identification),
         }
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".bridge-")
-            os.close(fd)
-            save_file(tensors, tmp)
-            os.replace(tmp, path)
-        except OSError:  # a read-only cache only costs the derivation next time
-            pass
+        with contextlib.suppress(OSError):  # a read-only cache only costs the derivation next time
+            atomic_write(path, save(tensors))
 
     @property
     def slots(self) -> PromptSlots:
