@@ -20,6 +20,7 @@ from PIL import Image
 from mpt_core import Example, PromptedModel
 from mpt_core.data import load_image
 from mpt_core.model import ImageFeatures
+from mpt_core.training import embed_examples
 
 if TYPE_CHECKING:
     from registry import PromptRegistry
@@ -49,24 +50,23 @@ def relative_images(examples: Sequence[Example], data_dir: Path) -> list[str]:
 
 @torch.no_grad()
 def predict_rows(
-    model: PromptedModel, examples: Sequence[Example], images: Sequence[str], batch_size: int = 64
+    model: PromptedModel,
+    examples: Sequence[Example],
+    images: Sequence[str],
+    embedded: ImageFeatures | torch.Tensor | None = None,
+    batch_size: int = 64,
 ) -> list[dict[str, Any]]:
     """One row per example: image (path relative to data/), question (if any), target,
     prediction, score.
 
-    Images are embedded in batches, then ranked all at once, as `evaluate` does (retrieval
-    ranks the whole set), so the rows agree with the stored metrics."""
+    Scored from the same embeddings `evaluate` ranks all at once (retrieval ranks the
+    whole set), so the rows agree with the stored metrics; `embedded`:
+    `embed_examples(model, examples)`, when the caller has it already."""
     if len(examples) != len(images):
         raise ValueError(f"{len(examples)} examples but {len(images)} images; they must align")
-    prepared = model.prepare_images([e.image for e in examples], batch_size)
-    prompts = model.prompts()
-    emb = ImageFeatures.cat(
-        [
-            model.embed_prepared(prepared[i : i + batch_size], prompts)
-            for i in range(0, len(prepared), batch_size)
-        ]
-    )
-    scored = model.task.predict_scored(model, emb.float(), examples)
+    if embedded is None:
+        embedded = embed_examples(model, examples, batch_size)
+    scored = model.task.predict_scored(model, embedded, examples)
     out = []
     for example, image, (prediction, score) in zip(examples, images, scored, strict=True):
         item: dict[str, Any] = {"image": image}
@@ -111,11 +111,13 @@ def evidence_for(
     examples: Sequence[Example],
     images: Sequence[str],
     split: str = "test",
+    embedded: tuple[Any, Any] = (None, None),
 ) -> Evidence:
     """Predictions of both versions on the same examples and thumbnails worth a look.
-    `images[i]` names the image of `examples[i]` (path relative to data/)."""
-    cand = predict_rows(candidate, examples, images)
-    prod = None if production is None else predict_rows(production, examples, images)
+    `images[i]` names the image of `examples[i]` (path relative to data/); `embedded`:
+    (candidate's, production's) `embed_examples` of them, when the caller has them."""
+    cand = predict_rows(candidate, examples, images, embedded[0])
+    prod = None if production is None else predict_rows(production, examples, images, embedded[1])
     wanted = set(worth_a_look(cand, prod)[:MAX_THUMBNAILS])
     thumbs = {}
     for example, image in zip(examples, images, strict=True):

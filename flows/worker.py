@@ -14,6 +14,7 @@ from mpt_core import TrainConfig, build_prompts, evaluate, fit, load_backbone
 from mpt_core.artifacts import prompts_from_bytes, prompts_to_bytes
 from mpt_core.backbones.base import Backbone
 from mpt_core.errors import BackboneMismatchError, DataError
+from mpt_core.training import embed_examples
 
 from .datacache import DataCache
 from .dataset import read_rows, rows_digest, split_examples
@@ -84,17 +85,26 @@ def run_tune_job(
         model, train, val or None, TrainConfig(**{**tuning, "progress": False}), on_epoch=on_epoch
     )
     seconds = time.perf_counter() - started
-    metrics = {"test": evaluate(model, test)}
+    # The test split is embedded once per model: for its metrics and its per-example rows.
+    embedded = embed_examples(model, test)
+    metrics = {"test": evaluate(model, test, embedded=embedded)}
     if val:
         metrics["val"] = evaluate(model, val)
-    production_metrics = production = None
+    production_metrics = production = production_embedded = None
     if job.production is not None:
         production = prompts_from_bytes(
             job.production, backbone, source=f"{job.domain} v{job.production_version}"
         )
-        production_metrics = evaluate(production, test)
+        production_embedded = embed_examples(production, test)
+        production_metrics = evaluate(production, test, embedded=production_embedded)
     data_dir = cache.materialise(job.data.location, job.data.md5)  # already there: no copy
-    evidence = evidence_for(model, production, test, relative_images(test, data_dir))
+    evidence = evidence_for(
+        model,
+        production,
+        test,
+        relative_images(test, data_dir),
+        embedded=(embedded, production_embedded),
+    )
     return TuneOutcome(
         domain=job.domain,
         artifact=prompts_to_bytes(model, extra=job.extra),

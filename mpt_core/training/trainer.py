@@ -53,26 +53,44 @@ def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContex
 
 
 @torch.no_grad()
+def embed_examples(
+    model: PromptedModel,
+    examples: Sequence[Example],
+    batch_size: int = 64,
+    prepared: torch.Tensor | None = None,
+) -> ImageFeatures | torch.Tensor:
+    """Every example's image embedded by `model` (float), in batches: what `evaluate` and
+    per-example predictions score, so both can share one pass over the images."""
+    if not examples:
+        raise DataError("cannot evaluate on an empty set of examples")
+    if prepared is None:
+        prepared = model.prepare_images([e.image for e in examples], batch_size)
+    prompts = model.prompts()
+    return ImageFeatures.cat(
+        [
+            model.embed_prepared(prepared[i : i + batch_size], prompts)
+            for i in range(0, len(prepared), batch_size)
+        ]
+    ).float()
+
+
+@torch.no_grad()
 def evaluate(
     model: PromptedModel,
     examples: Sequence[Example],
     batch_size: int = 64,
     prepared: torch.Tensor | None = None,
+    *,
+    embedded: ImageFeatures | torch.Tensor | None = None,
 ) -> Metrics:
-    """The task's metrics on `examples` (all at once: retrieval ranks the whole set)."""
+    """The task's metrics on `examples` (all at once: retrieval ranks the whole set).
+    `embedded`: `embed_examples(model, examples)`, when the caller has it already."""
     if not examples:
         raise DataError("cannot evaluate on an empty set of examples")
     model.task.check(examples)
-    if prepared is None:
-        prepared = model.prepare_images([e.image for e in examples], batch_size)
-    prompts = model.prompts()
-    emb = ImageFeatures.cat(
-        [
-            model.embed_prepared(prepared[i : i + batch_size], prompts)
-            for i in range(0, len(prepared), batch_size)
-        ]
-    )
-    return model.task.evaluate(model, emb.float(), examples)
+    if embedded is None:
+        embedded = embed_examples(model, examples, batch_size, prepared)
+    return model.task.evaluate(model, embedded, examples)
 
 
 def fit(

@@ -24,7 +24,7 @@ from flows.pipeline import (
 )
 from flows.versioning import DataVersioner, RemoteSpec
 from flows.worker import job_examples, run_tune_job
-from mpt_core import backbones
+from mpt_core import PromptedModel, backbones
 from mpt_core.errors import DataError
 from registry import PromptRegistry, RuleViolation, open_registry
 
@@ -166,7 +166,20 @@ def test_tune_register_and_compare_with_production_on_the_same_data(world, tmp_p
 
     job = build_job(prepared, ref, registry, location, "run-2")
     assert job.production_version == 1 and job.production is not None
-    second = run_tune_job(backbone, job, cache=cache)
+    test_images = {e.image for e in job_examples(job, cache)["test"]}
+    embeds = []  # the test split, once per model: its metrics and its evidence share it
+    real_prepare = PromptedModel.prepare_images
+
+    def counting(model, images, *args, **kwargs):
+        if {str(i) for i in images} == {str(i) for i in test_images}:
+            embeds.append(id(model))
+        return real_prepare(model, images, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(PromptedModel, "prepare_images", counting)
+        second = run_tune_job(backbone, job, cache=cache)
+    assert len(embeds) == 2 and len(set(embeds)) == 2, embeds  # candidate and production
+    assert second.evidence.production is not None
     assert second.production_metrics == first.metrics["test"]  # same data, same prompts
     result = register_outcome(prepared, second, registry, job.production_version, "run-2")
     assert result.production == first.metrics["test"]["accuracy"]
