@@ -105,6 +105,18 @@ class PreparedDomain:
     validation: str = "passed"
     """passed | unchanged (validated before, same data and rules: not run again)"""
 
+    def skipped(self, version: int) -> DomainResult:
+        """This domain's result when `version` was tuned from the same data, backbone,
+        config and code."""
+        return DomainResult(
+            self.domain.name,
+            "skipped",
+            self.data.md5,
+            self.validation,
+            version=version,
+            message=f"unchanged since v{version} (data, backbone, config, code)",
+        )
+
     def failed(self, stage: str, message: str) -> DomainResult:
         """This domain's failed result at a later stage (its data version and validation kept)."""
         return DomainResult(
@@ -246,12 +258,20 @@ def unchanged_version(
     """(data md5, version) when nothing changed since that version was tuned: the same
     data under the same validation rules, backbone weights, config and code. Decided
     without validating, without loading the backbone and without Ray."""
+    skipped = unchanged_result(domain, versioner, registry)
+    return None if skipped is None else (skipped.data_version, skipped.version)
+
+
+def unchanged_result(
+    domain: Domain, versioner: DataVersioner, registry: PromptRegistry
+) -> DomainResult | None:
+    """The domain's "skipped" result when nothing changed (see `unchanged_version`)."""
     data = unchanged_data(domain, versioner, registry)
     if data is None:
         return None
     prepared = PreparedDomain(domain, data, rows_sha256="", validation="unchanged")
     number = existing_version(prepared, backbone_ref(domain), registry)
-    return None if number is None else (data.md5, number)
+    return None if number is None else prepared.skipped(number)
 
 
 def backbone_ref(domain: Domain) -> BackboneRef:
@@ -293,7 +313,7 @@ def production_artifact(
         return number, None
     files = registry.artifact_files(domain, number)  # verified against its sha256
     artifact = PromptArtifact(files[CONFIG].decode(), files[TENSORS])
-    if json.loads(artifact.config_json).get("format_version") != FORMAT_VERSION:
+    if artifact.config.get("format_version") != FORMAT_VERSION:
         return number, None  # an older library's prompts: intact, but not comparable here
     verify_artifact(artifact, source=f"{domain} v{number} (production)")
     return number, artifact

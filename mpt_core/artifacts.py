@@ -122,10 +122,6 @@ def read_artifact(directory: str | Path) -> PromptArtifact:
     return PromptArtifact(config, tensors)
 
 
-def read_config(directory: str | Path) -> dict[str, Any]:
-    return _parse_config(read_artifact(directory).config_json, str(Path(directory) / CONFIG))
-
-
 def _parse_config(config_json: str, source: str) -> dict[str, Any]:
     try:
         config = json.loads(config_json)

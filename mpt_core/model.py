@@ -72,11 +72,6 @@ class ImageFeatures:
             self.embedding.float(), None if self.tokens is None else self.tokens.float()
         )
 
-    def cpu(self) -> ImageFeatures:
-        return ImageFeatures(
-            self.embedding.cpu(), None if self.tokens is None else self.tokens.cpu()
-        )
-
     @staticmethod
     def cat(parts: Sequence[ImageFeatures | torch.Tensor]) -> ImageFeatures | torch.Tensor:
         """Batches joined; plain tensors (a generative model's query embeddings) too."""

@@ -341,7 +341,6 @@ class TrialResult:
 
     params: dict[str, Any]
     fold_values: list[float]
-    seconds: float = 0.0
 
     @property
     def value(self) -> float:
@@ -375,12 +374,9 @@ def run_trial(
     `prepare(model, examples)` may return cached `model.prepare_images` outputs (the
     frozen stems) so trials do not recompute them.
     """
-    import time
-
     from ..model import build_prompts
     from .trainer import fit
 
-    started = time.perf_counter()
     preset, prompt, config = apply_trial(preset, overrides, train_config, params, backbone.slots)
     values = []
     for fold_train, fold_val in folds:
@@ -388,7 +384,7 @@ def run_trial(
         cached = None if prepare is None else (prepare(model, fold_train), prepare(model, fold_val))
         result = fit(model, fold_train, fold_val, config, prepared=cached)
         values.append(float(result.best_value if result.best_value is not None else 0.0))
-    return TrialResult(dict(params), values, time.perf_counter() - started)
+    return TrialResult(dict(params), values)
 
 
 def search(
