@@ -39,3 +39,20 @@ class ArtifactCorruptedError(RegistryError):
 
 class StoreError(RegistryError):
     """The artifact store could not do what was asked (I/O, S3, bad URL or argument)."""
+
+
+def short_reason(exc: BaseException) -> str:
+    """`exc` in one line fit to show a client: its type and the first line of its message.
+
+    For a database error, the driver's own error (SQLAlchemy's `orig`, also behind a
+    RegistryError raised from one) instead: SQLAlchemy's text carries the SQL statement and
+    its parameters, the registry's the database URL, and those belong in the log only.
+    """
+    cause = exc
+    for candidate in (exc, exc.__cause__ if isinstance(exc, RegistryError) else None):
+        orig = getattr(candidate, "orig", None)
+        if isinstance(orig, BaseException):
+            cause = orig
+            break
+    lines = str(cause).strip().splitlines()
+    return f"{type(cause).__name__}: {lines[0]}" if lines else type(cause).__name__

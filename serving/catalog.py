@@ -28,6 +28,7 @@ from mpt_core.backbones import Backbone, GenerativeBackbone
 from mpt_core.backbones.base import BackboneIdentity
 from mpt_core.inference import DomainModel
 from registry import PromptRegistry
+from registry.errors import short_reason
 from registry.records import BackboneInfo
 
 log = logging.getLogger("serving")
@@ -121,7 +122,7 @@ class BackboneLoader:
             except Exception as exc:  # any family's loader: missing files, unknown name...
                 raise LoadError(
                     f"its backbone {info.family}:{info.name} cannot be loaded here "
-                    f"({type(exc).__name__}: {exc}). Fix: make that backbone available to the "
+                    f"({short_reason(exc)}). Fix: make that backbone available to the "
                     "server (installed package, local path or cache), or re-tune the domain "
                     "on a backbone the server has"
                 ) from exc
@@ -196,9 +197,13 @@ class Catalog:
         try:
             targets = self.registry.alias_targets(self.alias)
         except Exception as exc:
-            message = f"{type(exc).__name__}: {exc}"
+            message = short_reason(exc)  # /readyz shows it: no SQL, no database URL
             if message != old.registry_error:
-                log.error("serving: cannot read the registry, serving what is loaded: %s", message)
+                log.error(
+                    "serving: cannot read the registry, serving what is loaded: %s: %s",
+                    type(exc).__name__,
+                    exc,
+                )
             self._publish(replace(old, registry_error=message))
             return self._snapshot
         served = dict(old.served)
@@ -270,16 +275,18 @@ class Catalog:
     def _failed(
         self, domain: str, number: int, current: Deployed | None, exc: Exception
     ) -> LoadFailure:
-        error = str(exc) if isinstance(exc, LoadError) else f"{type(exc).__name__}: {exc}"
+        # the API shows `error` (/readyz, /v1/domains, refused items); the log the full text
+        error = str(exc) if isinstance(exc, LoadError) else short_reason(exc)
         still = f"still serving v{current.version}" if current else "nothing else to serve"
         log.error(
-            "serving: %s v%d (%s) failed to load, %s; retrying in %.0fs: %s",
+            "serving: %s v%d (%s) failed to load, %s; retrying in %.0fs: %s: %s",
             domain,
             number,
             self.alias,
             still,
             self.retry_seconds,
-            error,
+            type(exc).__name__,
+            exc,
         )
         return LoadFailure(domain, number, error, datetime.now(UTC), time.monotonic())
 

@@ -244,3 +244,49 @@ def test_an_unreadable_registry_keeps_the_loaded_versions_serving(tmp_path):
         while c.get("/readyz").json()["registry_error"]:
             assert time.monotonic() < deadline
             time.sleep(0.05)
+
+
+def clobber_header(db: Path) -> bytes:
+    """Overwrite the SQLite header: every query now fails with 'file is not a database'."""
+    with db.open("r+b") as f:
+        header = f.read(100)
+        f.seek(0)
+        f.write(b"\0" * 100)
+    return header
+
+
+def restore_header(db: Path, header: bytes) -> None:
+    with db.open("r+b") as f:
+        f.write(header)
+
+
+@pytest.mark.parametrize("fault", ["dropped table", "not a database"])
+def test_readyz_names_a_registry_fault_without_its_sql_or_database_url(tmp_path, caplog, fault):
+    caplog.set_level(logging.ERROR, logger="serving")
+    reg = factory.build(tmp_path, specs=[RETAIL])
+    db = tmp_path / "registry.db"
+    with serve(create_app(ServeSettings(**FAST), registry=reg)) as server, server.client() as c:
+        if fault == "dropped table":
+            rename_table(db, "aliases", "aliases_gone")
+            words = "no such table: aliases"
+        else:
+            header = clobber_header(db)
+            words = "file is not a database"
+        deadline = time.monotonic() + 5
+        while not (error := c.get("/readyz").json()["registry_error"]):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert words in error and "\n" not in error
+        assert "SELECT" not in error.upper() and "registry.db" not in error
+        assert "sqlalche.me" not in error
+        logged = " ".join(r.getMessage() for r in caplog.records)
+        assert "cannot read the registry" in logged  # the log has the full text
+        assert str(db) in logged or "SELECT" in logged
+        if fault == "dropped table":
+            rename_table(db, "aliases_gone", "aliases")
+        else:
+            restore_header(db, header)
+        deadline = time.monotonic() + 5
+        while c.get("/readyz").json()["registry_error"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
