@@ -83,14 +83,15 @@ def approve(
     override_reason: Annotated[str, Form()] = "",
 ) -> Response:
     def act() -> str:
-        request.app.state.registry.approve(
+        decided = request.app.state.registry.approve(
             parse_id(request_id),
             reviewer=viewer.name,
             comment=comment.strip(),
             override_reason=override_reason.strip() or None,
             address=client_address(request),
         )
-        return "overridden" if override_reason.strip() else "approved"
+        # what the registry recorded: an override only where the policy failed
+        return "approved" if decided.policy_passed else "overridden"
 
     return _decide(request, request_id, viewer, csrf_token, act)
 

@@ -28,6 +28,15 @@ def test_a_reviewer_approves_and_the_alias_moves_with_an_audit_record(as_user, r
     assert entry.version == 2 and entry.detail["comment"] == "better"
 
 
+def test_an_override_reason_on_a_passing_request_is_a_plain_approval(as_user, reg, scene):
+    client = as_user("ben")
+    response = post(client, f"/requests/{scene.request_id}/approve", override_reason="just in case")
+    assert response.headers["location"] == f"/requests/{scene.request_id}?done=approved"
+    page = client.get(response.headers["location"])
+    assert "Approved: the alias moved." in text(page) and "with an override" not in text(page)
+    assert reg.history(scene.domain)[-1].kind == "promotion"
+
+
 def test_a_rejection_needs_a_comment_and_is_final(as_user, reg, scene):
     client = as_user("cy")
     refused = post(client, f"/requests/{scene.request_id}/reject", comment="  ")
