@@ -372,19 +372,38 @@ def run_trial(
     """Fit one trial on each (train, val) fold; its validation metric per fold.
 
     `prepare(model, examples)` may return cached `model.prepare_images` outputs (the
-    frozen stems) so trials do not recompute them.
+    frozen stems, or the finished embeddings where no visual prompt exists) so trials do
+    not recompute them. They are taken to be prepared under the untried config (`preset`,
+    `overrides`), so they serve only trials whose model has the same `vision_frozen`
+    (a trial setting the visual tokens to 0 needs embeddings, not stems); any other trial
+    prepares its own images, once for all its folds.
     """
     from ..model import build_prompts
     from .trainer import fit
 
+    if prepare is not None:
+        prepared_frozen = build_prompts(backbone, preset, task, **overrides).vision_frozen
     preset, prompt, config = apply_trial(preset, overrides, train_config, params, backbone.slots)
     values = []
     for fold_train, fold_val in folds:
         model = build_prompts(backbone, preset, task, seed=config.seed, **prompt)
+        if prepare is not None and model.vision_frozen != prepared_frozen:
+            prepare, prepared_frozen = _prepared_once(model, folds), model.vision_frozen
         cached = None if prepare is None else (prepare(model, fold_train), prepare(model, fold_val))
         result = fit(model, fold_train, fold_val, config, prepared=cached)
         values.append(float(result.best_value if result.best_value is not None else 0.0))
     return TrialResult(dict(params), values)
+
+
+def _prepared_once(
+    model: Any, folds: Sequence[tuple[Sequence[Example], Sequence[Example]]]
+) -> Callable[[Any, Sequence[Example]], Any]:
+    """A `prepare` over `model.prepare_images` of every example of `folds`, computed once
+    (what it prepares depends only on the backbone and the model's `vision_frozen`)."""
+    examples = {id(e): e for pair in folds for split in pair for e in split}
+    row = {key: i for i, key in enumerate(examples)}
+    prepared = model.prepare_images([e.image for e in examples.values()])
+    return lambda _model, subset: prepared[[row[id(e)] for e in subset]]
 
 
 def search(

@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from mpt_core import ConfigError, TrainConfig, tiny_backbone
+from mpt_core import ConfigError, TrainConfig, build_prompts, tiny_backbone
 from mpt_core.prompts import preset_config
 from mpt_core.tasks import ClassificationTask
 from mpt_core.training.search import (
@@ -15,6 +15,7 @@ from mpt_core.training.search import (
     TrialResult,
     apply_trial,
     kfold_splits,
+    run_trial,
     search,
     select_best,
     target_key,
@@ -145,3 +146,42 @@ def test_search_selects_on_validation_and_reports_every_trial():
     assert len(results) == 3 and all(len(r.fold_values) == 2 for r in results)
     assert best.value == max(r.value for r in results)
     assert results[0].params == {}
+
+
+@pytest.mark.parametrize(
+    ("preset", "params"),
+    [
+        ("vpt", {"vision_tokens": 0, "text_tokens": 2}),  # stems cached, embeddings needed
+        ("coop", {"vision_tokens": 2}),  # embeddings cached, stems needed
+    ],
+)
+def test_a_trial_uses_the_prepared_images_only_when_they_fit_its_model(preset, params):
+    """`prepare` gives what the untried config's model prepares; a trial that turns the
+    visual prompt on or off prepares its own, with the result of no cache at all."""
+    task = make_task("classification")
+    train, val = examples("classification", 2), examples("classification", 1, seed=1)
+    base = build_prompts(SHIPPED, preset, task)
+    pool = [*train, *val]
+    stored = base.prepare_images([e.image for e in pool])
+    row = {id(e): i for i, e in enumerate(pool)}
+    calls = []
+
+    def prepare(model, subset):
+        calls.append(len(subset))
+        return stored[[row[id(e)] for e in subset]]
+
+    config = TrainConfig(epochs=2, batch_size=4, progress=False)
+    folds = [(train, val)]
+    same = run_trial(SHIPPED, task, preset, {}, config, {"lr": 1e-2}, folds, prepare)
+    assert calls == [len(train), len(val)]  # a trial like the base config reads the cache
+    assert (
+        same.fold_values
+        == run_trial(SHIPPED, task, preset, {}, config, {"lr": 1e-2}, folds).fold_values
+    )
+    calls.clear()
+    flipped = run_trial(SHIPPED, task, preset, {}, config, params, folds, prepare)
+    assert calls == []
+    assert (
+        flipped.fold_values
+        == run_trial(SHIPPED, task, preset, {}, config, params, folds).fold_values
+    )
