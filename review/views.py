@@ -22,6 +22,7 @@ from registry import (
     RequestInfo,
     VersionInfo,
 )
+from registry.metrics import main_metric, tuned_metric
 from registry.policy import per_group, regresses
 
 from .charts import training_curve_svg
@@ -244,11 +245,14 @@ def docs_url(domain: str, data: DataVersionInfo | None) -> str | None:
     return f"/domains/{domain}/data/{data.md5}/report/{DOCS_INDEX}"
 
 
-def primary_metric(request: RequestInfo | None, metrics: dict[str, Any] | None) -> str | None:
-    metric = ((request.policy_report if request else {}) or {}).get("policy", {}).get("metric")
-    if metric:
-        return metric
-    return next((k for k in ("accuracy", "r1_mean") if k in (metrics or {})), None)
+def primary_metric(
+    request: RequestInfo | None, version: VersionInfo | None, metrics: dict[str, Any] | None
+) -> str | None:
+    """registry.metrics.main_metric: the request's policy metric, else the version's task
+    metric (the one its tuning validated on), else its first scalar metric."""
+    policy = ((request.policy_report if request else {}) or {}).get("policy", {}).get("metric")
+    task = tuned_metric(version.training_history) if version else None
+    return main_metric(metrics, task, policy)
 
 
 # ---------------------------------------------------------------------- the request page
@@ -298,7 +302,7 @@ def request_view(reg: PromptRegistry, request_id: int) -> RequestView:
     prod_metrics = prod.metrics(split, md5) if prod else None
     policy = report.get("policy", {})
     max_regression = float(policy.get("max_class_regression", 0.05))
-    primary = primary_metric(r, cand_metrics)
+    primary = primary_metric(r, cand, cand_metrics)
     class_key, classes = class_rows(
         cand_metrics, prod_metrics, max_regression, policy.get("group_metric")
     )
@@ -366,7 +370,8 @@ def overview(reg: PromptRegistry) -> list[DomainRow]:
         prod_number = production.get(name)
         prod = next((v for v in mine if v.number == prod_number), None)
         test = prod.metrics("test") if prod else None
-        metric = primary_metric(latest_request.get(name), test or mine[-1].metrics("test"))
+        judged = prod if test else mine[-1]
+        metric = primary_metric(latest_request.get(name), judged, judged.metrics("test"))
         value = (test or {}).get(metric) if metric else None
         out.append(
             DomainRow(
@@ -395,7 +400,8 @@ def version_rows(
     """One domain's versions, newest first, from what the domain page already fetched:
     its versions, its alias history (every alias) and its requests."""
     ever = {h.to_version for h in history if h.alias == PRODUCTION}
-    metric = primary_metric(requests[-1] if requests else None, versions[-1].metrics("test"))
+    last = versions[-1]
+    metric = primary_metric(requests[-1] if requests else None, last, last.metrics("test"))
     rows = []
     for v in reversed(versions):
         value = (v.metrics("test") or {}).get(metric) if metric else None
