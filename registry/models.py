@@ -129,10 +129,10 @@ class PromptVersion(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     status: Mapped[str] = mapped_column(String(20), default="candidate")
     training_history: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    """One row per epoch (epoch, train_loss, val_<metric>, ...), for the training curve."""
     search: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     """The hyper-parameter search that chose the config: every trial's validation metric,
     the chosen params, the space and the folds (None when the domain searched nothing)."""
-    """One row per epoch (epoch, train_loss, val_<metric>, ...), for the training curve."""
 
 
 class Evaluation(Base):

@@ -71,8 +71,9 @@ class VersionInfo(_Record):
     aliases: list[str] = field(default_factory=list)
     evaluations: list[EvaluationInfo] = field(default_factory=list)
     training_history: list[dict[str, Any]] = field(default_factory=list)
-    search: dict[str, Any] | None = None
     """Per-epoch rows of the tuning run (epoch, train_loss, val_<metric>...), if stored."""
+    search: dict[str, Any] | None = None
+    """The hyper-parameter search that chose the config (None when nothing was searched)."""
 
     def metrics(
         self, split: str = "test", data_version: str | None = None
