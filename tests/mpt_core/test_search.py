@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import statistics
 from collections import Counter
 
 import pytest
 
-from mpt_core import ConfigError, TrainConfig, build_prompts, tiny_backbone
+from mpt_core import ConfigError, TrainConfig, build_prompts, evaluate, tiny_backbone
 from mpt_core.prompts import preset_config
 from mpt_core.tasks import ClassificationTask
+from mpt_core.training import trainer
 from mpt_core.training.search import (
     KNOBS,
     SearchSpec,
@@ -128,11 +130,23 @@ def test_search_block_defaults_validation_and_fold_rule():
             SearchSpec.from_dict(block, "classification")
 
 
-def test_search_selects_on_validation_and_reports_every_trial():
+def test_search_selects_on_validation_and_reports_every_trial(monkeypatch):
+    """The chosen trial is the one whose fitted prompts score best on the validation folds,
+    as evaluated here outside the search; fit only ever sees train + val examples."""
     train, val = examples("classification", 2), examples("classification", 2, seed=1)
+    test = examples("classification", 2, seed=2)
     spec = SearchSpec.from_dict(
         {"trials": 3, "folds": 2, "space": {"lr": {"choice": [1e-4, 5e-2]}}}, "classification"
     )
+    real_fit, fits = trainer.fit, []
+
+    def recording_fit(model, fold_train, fold_val, config, **kwargs):
+        result = real_fit(model, fold_train, fold_val, config, **kwargs)
+        seen = {id(e) for e in [*fold_train, *fold_val]}
+        fits.append((seen, evaluate(model, fold_val)["accuracy"]))  # the restored best prompts
+        return result
+
+    monkeypatch.setattr(trainer, "fit", recording_fit)
     best, results = search(
         SHIPPED,
         make_task("classification"),
@@ -144,8 +158,14 @@ def test_search_selects_on_validation_and_reports_every_trial():
         val,
     )
     assert len(results) == 3 and all(len(r.fold_values) == 2 for r in results)
-    assert best.value == max(r.value for r in results)
-    assert results[0].params == {}
+    assert [r.params for r in results] == spec.trial_params() and results[0].params == {}
+    assert len(fits) == 3 * 2  # trial by trial, fold by fold
+    pool, held_out = {id(e) for e in [*train, *val]}, {id(e) for e in test}
+    assert all(seen <= pool and not seen & held_out for seen, _ in fits)
+    means = [statistics.mean(value for _, value in fits[2 * i : 2 * i + 2]) for i in range(3)]
+    assert len(set(means)) > 1  # the trials differ: the choice below is not a tie
+    chosen = means.index(max(means))  # the first of the best: ties go to the earlier trial
+    assert best is results[chosen] and best.params == spec.trial_params()[chosen]
 
 
 @pytest.mark.parametrize(
