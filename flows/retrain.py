@@ -177,8 +177,10 @@ def retrain_flow(
     force: bool = False,
     ray_address: str | None = None,
     domains_dir: str | None = None,
+    preflight: bool = True,
 ) -> list[dict[str, Any]]:
-    """Retrain the named domains (default: all discovered) and open promotion requests."""
+    """Retrain the named domains (default: all discovered) and open promotion requests.
+    `preflight=False`: the caller checked the services just before (`mpt run` does)."""
     logger = get_run_logger()
     settings = load_settings(domains_dir=domains_dir)
     ray_address = ray_address or settings.ray_address
@@ -195,7 +197,7 @@ def retrain_flow(
         repo_root = None
         problems = [str(exc)]
     else:
-        problems = check_services(settings, repo_root=repo_root)
+        problems = check_services(settings, repo_root=repo_root) if preflight else []
     if problems:
         for problem in problems:
             logger.error("preflight: %s", problem)
@@ -246,16 +248,7 @@ def _tune_group(
         name, md5 = prepared.domain.name, prepared.data.md5
         existing = None if force else pipeline.existing_version(prepared, ref, registry)
         if existing is not None:
-            results.append(
-                DomainResult(
-                    name,
-                    "skipped",
-                    md5,
-                    prepared.validation,
-                    version=existing,
-                    message=f"unchanged since v{existing} (data, backbone, config, code)",
-                )
-            )
+            results.append(prepared.skipped(existing))
             current().stage(name, "skipped", f"unchanged since v{existing}")
             continue
         job = guarded(

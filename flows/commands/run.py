@@ -34,41 +34,30 @@ def _embedded_prefect(home: Path) -> None:
     os.environ.setdefault(STARTUP_TIMEOUT_ENV, str(EMBEDDED_STARTUP_TIMEOUT_S))
 
 
-def _nothing_changed(settings, names: list[str] | None) -> list[dict] | None:
+def _nothing_changed(settings, repo_root: Path, names: list[str] | None) -> list[dict] | None:
     """The skipped results when every domain is unchanged since its last version."""
     from registry import open_registry
 
     from ..domains import discover
-    from ..pipeline import DomainResult, unchanged_version
-    from ..versioning import DataVersioner, RemoteSpec, find_repo_root
+    from ..pipeline import unchanged_result
+    from ..versioning import DataVersioner, RemoteSpec
 
     found = discover(settings.domains_dir, names)
     if found.errors or not found.domains:
         return None
     registry = open_registry()
     versioner = DataVersioner(
-        find_repo_root(settings.domains_dir),
-        RemoteSpec(settings.dvc_remote_url, settings.dvc_s3_endpoint),
+        repo_root, RemoteSpec(settings.dvc_remote_url, settings.dvc_s3_endpoint)
     )
     results = []
     for domain in found.domains.values():
         try:
-            unchanged = unchanged_version(domain, versioner, registry)
+            skipped = unchanged_result(domain, versioner, registry)
         except Exception:  # let the flow report it, isolated, with its stage
             return None
-        if unchanged is None:
+        if skipped is None:
             return None
-        md5, number = unchanged
-        results.append(
-            DomainResult(
-                domain.name,
-                "skipped",
-                md5,
-                "unchanged",
-                version=number,
-                message=f"unchanged since v{number} (data, backbone, config, code)",
-            ).to_dict()
-        )
+        results.append(skipped.to_dict())
     return sorted(results, key=lambda r: r["domain"])
 
 
@@ -94,7 +83,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"  - {problem}", file=sys.stderr)
         print("nothing was written", file=sys.stderr)
         return 2
-    results = None if args.force else _nothing_changed(settings, args.domains or None)
+    results = None if args.force else _nothing_changed(settings, repo_root, args.domains or None)
     if results is None:
         results = _run_flow(args, settings)
     if args.json:
@@ -133,6 +122,7 @@ def _call_flow(args, settings, retrain_flow) -> list[dict]:
             force=args.force,
             ray_address=args.ray_address,
             domains_dir=str(settings.domains_dir),
+            preflight=False,  # checked by cmd_run a moment ago
         )
     except RuntimeError as exc:
         if "ephemeral Prefect API server" not in str(exc):

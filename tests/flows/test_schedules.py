@@ -48,6 +48,7 @@ def retrain_flow(
     force: bool = False,
     ray_address: str | None = None,
     domains_dir: str | None = None,
+    preflight: bool = True,
 ) -> list[str]:
     """Stands in for flows.retrain.retrain_flow (same parameters); leaves a mark per domain."""
     for domain in domains or []:
