@@ -23,21 +23,18 @@ def _registry() -> PromptRegistry:
     return open_registry()
 
 
-def _user(args: argparse.Namespace, reg: PromptRegistry) -> str:
-    """The token's user when authentication is on (see users.py), else --user/MPT_USER."""
-    return acting_user(args, reg)
-
-
 def _primary(config: dict[str, Any], metrics: dict[str, Any]) -> str | None:
-    """The metric a version is judged by: its task's primary metric (from the task name in
-    its config, via mpt_core's contract), else the first scalar it has."""
+    """The metric a version is judged by (`registry.metrics.main_metric`), with its task's
+    primary metric from mpt_core's contract (the task name is in its config)."""
+    from registry.metrics import main_metric
+
     name = (config.get("task") or {}).get("name")
+    task_metric = None
     if name:
         from mpt_core import TASKS
 
-        if name in TASKS and TASKS.get(name).primary_metric in metrics:
-            return TASKS.get(name).primary_metric
-    return next((k for k, x in metrics.items() if isinstance(x, int | float)), None)
+        task_metric = TASKS.get(name).primary_metric if name in TASKS else None
+    return main_metric(metrics, task_metric)
 
 
 def _short(metrics: dict[str, Any] | None, key: str) -> str:
@@ -205,7 +202,7 @@ def cmd_register(args: argparse.Namespace) -> None:
         )
     metrics = _metrics_file(args.metrics)
     reg = _registry()
-    who = _user(args, reg)  # before anything is written
+    who = acting_user(args, reg)  # before anything is written
     reg.record_data_version(
         args.domain,
         args.data_version,
@@ -277,7 +274,7 @@ def cmd_request(args: argparse.Namespace) -> int:
     r = reg.request_promotion(
         args.domain,
         args.version,
-        requested_by=_user(args, reg),
+        requested_by=acting_user(args, reg),
         policy=policy,
         alias=args.alias,
         address=cli_address(),
@@ -312,7 +309,7 @@ def cmd_approve(args: argparse.Namespace) -> None:
     reg = _registry()
     r = reg.approve(
         args.request,
-        reviewer=_user(args, reg),
+        reviewer=acting_user(args, reg),
         comment=args.comment or "",
         override_reason=args.override,
         address=cli_address(),
@@ -326,7 +323,7 @@ def cmd_approve(args: argparse.Namespace) -> None:
 def cmd_reject(args: argparse.Namespace) -> None:
     reg = _registry()
     r = reg.reject(
-        args.request, reviewer=_user(args, reg), comment=args.comment, address=cli_address()
+        args.request, reviewer=acting_user(args, reg), comment=args.comment, address=cli_address()
     )
     print(f"rejected #{r.id} ({r.domain} v{r.version})")
 
@@ -336,7 +333,7 @@ def cmd_rollback(args: argparse.Namespace) -> None:
     e = reg.rollback(
         args.domain,
         args.version,
-        actor=_user(args, reg),
+        actor=acting_user(args, reg),
         reason=args.reason,
         alias=args.alias,
         address=cli_address(),
@@ -349,7 +346,7 @@ def cmd_protect(args: argparse.Namespace) -> None:
     protected = reg.protect_alias(
         args.domain,
         args.alias,
-        actor=_user(args, reg),
+        actor=acting_user(args, reg),
         protect=not args.off,
         address=cli_address(),
     )
