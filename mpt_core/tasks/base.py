@@ -210,10 +210,12 @@ def take_declaration(
     *,
     template: bool = True,
     options: tuple[str, ...] = (),
+    hint: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The declared keys a task reads, checked: its value-set key is present, nothing else
     is (an unused `labels` on a retrieval domain, a misspelt option, are mistakes worth
-    saying). `options`: the task options it accepts (domain.yaml `task_options`)."""
+    saying). `options`: the task options it accepts (domain.yaml `task_options`); `hint`:
+    key -> why the task does not use it, said when that key is given."""
     from ..errors import ConfigError
 
     wanted = set(task.contract.declaration_keys) | ({"template"} if template else set())
@@ -224,8 +226,10 @@ def take_declaration(
             raise ConfigError(f"task {task.name!r} needs {key!r}")
     extra = sorted(set(given) - wanted)
     if extra:
+        why = "; ".join(dict.fromkeys(hint[k] for k in extra if k in hint)) if hint else ""
         raise ConfigError(
             f"{', '.join(repr(k) for k in extra)} {'is' if len(extra) == 1 else 'are'} not used "
-            f"by task {task.name!r}; remove {'it' if len(extra) == 1 else 'them'}"
+            f"by task {task.name!r}{': ' + why if why else ''}; "
+            f"remove {'it' if len(extra) == 1 else 'them'}"
         )
     return given

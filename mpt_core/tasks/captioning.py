@@ -98,10 +98,12 @@ class CaptioningTask(GenerativeTask):
     @classmethod
     def from_declaration(cls, declaration: dict[str, Any]) -> CaptioningTask:
         """From domain.yaml: `template` (the caption prompt), `num_beams`, `max_new_tokens`."""
-        cls._reject(
-            declaration, cls.name, ("labels", "answers"), "captions are free text, not a set"
+        declaration = take_declaration(
+            cls,
+            declaration,
+            options=("num_beams", "max_new_tokens"),
+            hint=dict.fromkeys(("labels", "answers"), "captions are free text, not a set"),
         )
-        declaration = take_declaration(cls, declaration, options=("num_beams", "max_new_tokens"))
         return cls(
             declaration.get("template") or "",
             declaration.get("num_beams", DEFAULT_NUM_BEAMS),

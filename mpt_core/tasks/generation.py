@@ -85,9 +85,3 @@ class GenerativeTask(Task):
         first = [rows[0] for rows in groups.values()]
         texts = model.generate(queries[first], [prompts[i] for i in first], **self.decoding())
         return dict(zip(groups, texts, strict=True))
-
-    @staticmethod
-    def _reject(declaration: dict[str, Any], task: str, keys: Sequence[str], why: str) -> None:
-        for key in keys:
-            if declaration.get(key):
-                raise ConfigError(f"{key!r} is not used by task {task!r}: {why}; remove it")

@@ -125,13 +125,15 @@ class OpenVQATask(GenerativeTask):
     @classmethod
     def from_declaration(cls, declaration: dict[str, Any]) -> OpenVQATask:
         """From domain.yaml: `template`, `num_beams`, `max_new_tokens`."""
-        cls._reject(
+        declaration = take_declaration(
+            cls,
             declaration,
-            cls.name,
-            ("labels", "answers"),
-            "open answers are free text (for a fixed answer set use task 'vqa')",
+            options=("num_beams", "max_new_tokens"),
+            hint=dict.fromkeys(
+                ("labels", "answers"),
+                "open answers are free text (for a fixed answer set use task 'vqa')",
+            ),
         )
-        declaration = take_declaration(cls, declaration, options=("num_beams", "max_new_tokens"))
         return cls(
             declaration.get("template") or DEFAULT_TEMPLATE,
             declaration.get("num_beams", DEFAULT_NUM_BEAMS),

@@ -148,6 +148,10 @@ def test_an_empty_caption_or_answer_names_the_example(blip2):
             lambda: OpenVQATask.from_declaration({"answers": ["yes", "no"]}),
             "for a fixed answer set use task 'vqa'",
         ),
+        (  # the hint is for the value sets only, not for a misspelt option
+            lambda: CaptioningTask.from_declaration({"num_beam": 2}),
+            r"^'num_beam' is not used by task 'captioning'; remove it$",
+        ),
     ],
 )
 def test_bad_task_specs_are_config_errors(build, message):
