@@ -226,8 +226,9 @@ def cmd_register(args: argparse.Namespace) -> None:
 
 def _declared_backbone(args: argparse.Namespace):
     """The identity of the backbone the domain's domain.yaml declares (None if the domain
-    folder is not here: a registry-only machine)."""
-    from mpt_core.backbones import load_backbone
+    folder is not here: a registry-only machine). Its weights sha256 comes from the cache
+    kept by the weight files' stamps: no loading when they did not change."""
+    from mpt_core.backbones import FAMILIES, BackboneIdentity, backbone_sha256
 
     from ..domains import discover
     from ..settings import load_settings
@@ -236,7 +237,8 @@ def _declared_backbone(args: argparse.Namespace):
     if domain is None:
         return None
     spec = domain.config.backbone
-    return load_backbone(spec.family, spec.name, **spec.options).identity
+    name = spec.name or FAMILIES.get(spec.family).default_name
+    return BackboneIdentity(spec.family, name, backbone_sha256(spec.family, name, **spec.options))
 
 
 def _metrics_file(path: str) -> dict[str, Any]:
