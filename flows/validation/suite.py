@@ -167,9 +167,9 @@ def _value_checks(config: DomainConfig, present: set[str]) -> list[Check]:
         column = layout.column(text.field)
         if column not in present:
             continue
-        if text.field == "caption":
-            low, high = config.validation.caption_length
-            source = "validation.caption_length"
+        bounds = getattr(config.validation, f"{text.field}_length", None)  # domain.yaml's own
+        if bounds is not None:
+            (low, high), source = bounds, f"validation.{text.field}_length"
         else:
             low, high, source = text.min_chars, text.max_chars, f"task {config.task!r}"
         exp = gxe.ExpectColumnValueLengthsToBeBetween(column=column, min_value=low, max_value=high)
