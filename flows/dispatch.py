@@ -64,13 +64,14 @@ def connect(address: str | None = None) -> bool:
 
 
 @contextlib.contextmanager
-def ray_session(address: str | None = None) -> Iterator[None]:
+def ray_session(address: str | None = None) -> Iterator[bool]:
     """Ray connected for the block (a local one started, and stopped after, when no
-    address is given); what runs inside shares it (searches, then the tuning pool)."""
+    address is given); what runs inside shares it (searches, then the tuning pool).
+    Yields whether the block started Ray (False inside an outer session)."""
     env = dict(os.environ)  # before importing Ray, which exports RAY_* variables
     started_here = connect(address)
     try:
-        yield
+        yield started_here
     finally:
         if started_here:
             import ray
@@ -154,80 +155,76 @@ def tune_on_ray(
     """Run every job on workers holding `backbone`; returns domain -> outcome or failure,
     and what the cluster was. `on_epoch(row)` sees each worker's latest epoch (with its
     domain) as it is polled."""
-    env = dict(os.environ)  # before importing Ray, which exports RAY_* variables
-    import ray
-    from ray.exceptions import RayActorError, RayTaskError
+    with ray_session(address) as started_here:  # before importing Ray: see ray_session
+        import ray
+        from ray.exceptions import RayActorError, RayTaskError
 
-    started_here = connect(address)
-    actors: list = []
-    try:
-        resources = ray.cluster_resources()
-        gpus, cpus = int(resources.get("GPU", 0)), max(1, int(resources.get("CPU", 1)))
-        slots = gpus or cpus
-        n = max(1, min(len(jobs), slots, max_workers or slots))
-        threads = max(1, cpus // n)
-        options = {"num_gpus": 1, "num_cpus": 0} if gpus else {"num_cpus": 1}
-        worker_cls = _worker_class().options(**options)
+        actors: list = []
+        try:
+            resources = ray.cluster_resources()
+            gpus, cpus = int(resources.get("GPU", 0)), max(1, int(resources.get("CPU", 1)))
+            slots = gpus or cpus
+            n = max(1, min(len(jobs), slots, max_workers or slots))
+            threads = max(1, cpus // n)
+            options = {"num_gpus": 1, "num_cpus": 0} if gpus else {"num_cpus": 1}
+            worker_cls = _worker_class().options(**options)
 
-        def spawn():
-            actor = worker_cls.remote(backbone, threads)
-            actors.append(actor)
-            try:
-                return actor, ray.get(actor.pid.remote())
-            except RayActorError as exc:  # the backbone failed to load on the worker
-                raise WorkerStartError(_actor_error(exc)) from None
+            def spawn():
+                actor = worker_cls.remote(backbone, threads)
+                actors.append(actor)
+                try:
+                    return actor, ray.get(actor.pid.remote())
+                except RayActorError as exc:  # the backbone failed to load on the worker
+                    raise WorkerStartError(_actor_error(exc)) from None
 
-        idle = deque(spawn() for _ in range(n))
-        queue = deque(jobs)
-        attempts: dict[str, int] = {}
-        running: dict = {}
-        results: dict[str, TuneOutcome | TuneFailure] = {}
-        while queue or running:
-            while queue and idle:
-                job = queue.popleft()
-                actor, pid = idle.popleft()
-                attempts[job.domain] = attempts.get(job.domain, 0) + 1
-                running[actor.tune.remote(job)] = (actor, pid, job)
-                if on_dispatch:
-                    on_dispatch(job.domain, pid)
-            done_list, _ = ray.wait(list(running), num_returns=1, timeout=poll_seconds)
-            if not done_list:
-                if on_epoch is not None:
-                    _poll(running, on_epoch)
-                continue
-            done = done_list[0]
-            actor, pid, job = running.pop(done)
-            try:
-                results[job.domain] = ray.get(done)
-                idle.append((actor, pid))
-            except RayActorError as exc:
-                log.warning("worker %s died while tuning %s: %s", pid, job.domain, exc)
-                if attempts[job.domain] < max_attempts:
-                    queue.appendleft(job)
-                else:
+            idle = deque(spawn() for _ in range(n))
+            queue = deque(jobs)
+            attempts: dict[str, int] = {}
+            running: dict = {}
+            results: dict[str, TuneOutcome | TuneFailure] = {}
+            while queue or running:
+                while queue and idle:
+                    job = queue.popleft()
+                    actor, pid = idle.popleft()
+                    attempts[job.domain] = attempts.get(job.domain, 0) + 1
+                    running[actor.tune.remote(job)] = (actor, pid, job)
+                    if on_dispatch:
+                        on_dispatch(job.domain, pid)
+                done_list, _ = ray.wait(list(running), num_returns=1, timeout=poll_seconds)
+                if not done_list:
+                    if on_epoch is not None:
+                        _poll(running, on_epoch)
+                    continue
+                done = done_list[0]
+                actor, pid, job = running.pop(done)
+                try:
+                    results[job.domain] = ray.get(done)
+                    idle.append((actor, pid))
+                except RayActorError as exc:
+                    log.warning("worker %s died while tuning %s: %s", pid, job.domain, exc)
+                    if attempts[job.domain] < max_attempts:
+                        queue.appendleft(job)
+                    else:
+                        results[job.domain] = TuneFailure(
+                            job.domain,
+                            f"worker died while tuning ({type(exc).__name__}): {exc}",
+                            attempts[job.domain],
+                        )
+                    idle.append(spawn())  # keep the pool at strength
+                except RayTaskError as exc:
+                    cause = exc.cause if exc.cause is not None else exc
                     results[job.domain] = TuneFailure(
-                        job.domain,
-                        f"worker died while tuning ({type(exc).__name__}): {exc}",
-                        attempts[job.domain],
+                        job.domain, f"{type(cause).__name__}: {cause}", attempts[job.domain]
                     )
-                idle.append(spawn())  # keep the pool at strength
-            except RayTaskError as exc:
-                cause = exc.cause if exc.cause is not None else exc
-                results[job.domain] = TuneFailure(
-                    job.domain, f"{type(cause).__name__}: {cause}", attempts[job.domain]
-                )
-                idle.append((actor, pid))
-        info = ClusterInfo(
-            address=ray.get_runtime_context().gcs_address,
-            cpus=cpus,
-            gpus=gpus,
-            workers=n,
-            started_here=started_here,
-        )
-        return results, info
-    finally:
-        for actor in actors:
-            ray.kill(actor, no_restart=True)
-        if started_here:
-            ray.shutdown()
-            restore_env(env)
+                    idle.append((actor, pid))
+            info = ClusterInfo(
+                address=ray.get_runtime_context().gcs_address,
+                cpus=cpus,
+                gpus=gpus,
+                workers=n,
+                started_here=started_here,
+            )
+            return results, info
+        finally:
+            for actor in actors:
+                ray.kill(actor, no_restart=True)
