@@ -24,7 +24,6 @@ from mpt_core.errors import MptError
 
 from .locking import flocked
 
-DEFAULT_S3_REGION = "us-east-1"
 READY = ".complete"
 _LOCK = threading.Lock()
 
@@ -56,6 +55,8 @@ class _Reader:
         if location.url.startswith("s3://"):
             import boto3
             from botocore.config import Config
+
+            from .versioning import DEFAULT_S3_REGION
 
             # A session of its own: the default one caches the first credentials it finds.
             self._s3 = boto3.session.Session().client(

@@ -77,10 +77,10 @@ def check_store(url: str, endpoint_url: str | None) -> str | None:
 
 
 def check_dvc_remote(url: str, endpoint_url: str | None, repo_root: Path | None) -> str | None:
+    from .versioning import DEFAULT_S3_REGION, RemoteSpec
+
     if not url.startswith("s3://"):
-        folder = Path(url).expanduser()
-        if not folder.is_absolute() and repo_root is not None:
-            folder = repo_root / folder
+        folder = RemoteSpec(url).local_path(repo_root) if repo_root else Path(url).expanduser()
         problem = _unwritable(folder)
         return f"DVC remote {folder}: {problem}; set MPT_DVC_REMOTE" if problem else None
     import boto3
@@ -91,7 +91,7 @@ def check_dvc_remote(url: str, endpoint_url: str | None, repo_root: Path | None)
     client = boto3.session.Session().client(  # fresh credentials, not a cached session
         "s3",
         endpoint_url=endpoint_url,
-        region_name="us-east-1" if endpoint_url else None,
+        region_name=DEFAULT_S3_REGION if endpoint_url else None,
         config=Config(
             connect_timeout=TIMEOUT_S, read_timeout=TIMEOUT_S, retries={"max_attempts": 1}
         ),

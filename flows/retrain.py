@@ -166,8 +166,7 @@ def remote_location(settings: PlatformSettings, repo_root: Path) -> RemoteLocati
     """Where workers read data versions: the DVC remote, a local path made absolute."""
     url = settings.dvc_remote_url
     if not url.startswith("s3://"):
-        path = Path(url).expanduser()
-        url = str(path if path.is_absolute() else (repo_root / path).resolve())
+        url = str(RemoteSpec(url).local_path(repo_root))
     return RemoteLocation(url, settings.dvc_s3_endpoint)
 
 

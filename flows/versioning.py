@@ -144,13 +144,17 @@ class RemoteSpec:
         where = f" at {self.endpoint_url}" if self.endpoint_url else ""
         return f"remote {self.name!r} ({self.url}{where})"
 
+    def local_path(self, repo_root: Path) -> Path:
+        """A local remote's directory, absolute (a relative one is under `repo_root`)."""
+        return (repo_root / Path(self.url).expanduser()).resolve()
+
     def dvc_section(self, repo_root: Path) -> dict[str, str]:
         """The keys of this remote's `.dvc/config` section (never credentials).
 
         A relative local directory is taken relative to `repo_root`.
         """
         if not self.is_s3:
-            return {"url": str((repo_root / Path(self.url).expanduser()).resolve())}
+            return {"url": str(self.local_path(repo_root))}
         section = {"url": self.url}
         if self.endpoint_url:
             section["endpointurl"] = self.endpoint_url
