@@ -4,31 +4,41 @@ artifact store. No flows, Prefect, Ray or torch.
 
     from registry import PromptRegistry, Policy
     reg = PromptRegistry.from_settings()     # MPT_DATABASE_URL, MPT_ARTIFACT_STORE, MPT_HOME
+
+Names are imported on first use: `from registry import RegistrySettings, ROLES` loads
+neither SQLAlchemy nor Alembic (the CLI's start-up), `PromptRegistry` does.
 """
 
-from .api import PRODUCTION, PromptRegistry, open_registry
-from .errors import (
-    ConflictError,
-    InvalidRecord,
-    NotFoundError,
-    PermissionDenied,
-    RegistryError,
-    RuleViolation,
-)
-from .identity import ROLES, role_at_least
-from .migrate import upgrade
-from .policy import Policy, evaluate_policy
-from .records import (
-    AliasInfo,
-    AuditEntry,
-    DataVersionInfo,
-    HistoryEntry,
-    PredictionSet,
-    RequestInfo,
-    UserInfo,
-    VersionInfo,
-)
-from .settings import RegistrySettings
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "PRODUCTION": "api",
+    "PromptRegistry": "api",
+    "open_registry": "api",
+    "ConflictError": "errors",
+    "InvalidRecord": "errors",
+    "NotFoundError": "errors",
+    "PermissionDenied": "errors",
+    "RegistryError": "errors",
+    "RuleViolation": "errors",
+    "upgrade": "migrate",
+    "Policy": "policy",
+    "evaluate_policy": "policy",
+    "AliasInfo": "records",
+    "AuditEntry": "records",
+    "DataVersionInfo": "records",
+    "HistoryEntry": "records",
+    "PredictionSet": "records",
+    "RequestInfo": "records",
+    "UserInfo": "records",
+    "VersionInfo": "records",
+    "ROLES": "roles",
+    "role_at_least": "roles",
+    "RegistrySettings": "settings",
+}
 
 __all__ = [
     "PRODUCTION",
@@ -55,3 +65,42 @@ __all__ = [
     "role_at_least",
     "upgrade",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'registry' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+if TYPE_CHECKING:  # for type checkers and IDEs
+    from .api import PRODUCTION, PromptRegistry, open_registry
+    from .errors import (
+        ConflictError,
+        InvalidRecord,
+        NotFoundError,
+        PermissionDenied,
+        RegistryError,
+        RuleViolation,
+    )
+    from .migrate import upgrade
+    from .policy import Policy, evaluate_policy
+    from .records import (
+        AliasInfo,
+        AuditEntry,
+        DataVersionInfo,
+        HistoryEntry,
+        PredictionSet,
+        RequestInfo,
+        UserInfo,
+        VersionInfo,
+    )
+    from .roles import ROLES, role_at_least
+    from .settings import RegistrySettings

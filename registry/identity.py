@@ -39,11 +39,10 @@ from . import models as m
 from .db import session_scope
 from .errors import ConflictError, InvalidRecord, NotFoundError, PermissionDenied, RegistryError
 from .records import AuditEntry, UserInfo
+from .roles import RANK, ROLES, role_at_least
 
 log = logging.getLogger(__name__)
 
-ROLES = m.ROLES
-RANK = {role: i for i, role in enumerate(ROLES)}
 ALWAYS_PROTECTED = frozenset({"production"})
 AUTH_ENV = "MPT_AUTH"
 TOKEN_PREFIX = "mpt_"
@@ -75,12 +74,6 @@ def auth_on(s: Session) -> bool:
     if auth_required_by_env():
         return True
     return bool(s.scalar(select(exists().where(m.User.active, m.User.service.is_(False)))))
-
-
-def role_at_least(role: str | None, need: str) -> bool:
-    """Whether `role` ranks `need` or higher (viewer < requester < reviewer < admin); an
-    unknown role ranks nothing."""
-    return role in RANK and RANK[role] >= RANK[need]
 
 
 def check_role(role: str) -> str:

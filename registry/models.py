@@ -26,6 +26,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from .roles import ROLES
+
 NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -36,8 +38,6 @@ NAMING = {
 
 VERSION_STATUSES = ("candidate", "rejected", "archived")
 REQUEST_STATUSES = ("pending", "approved", "rejected")
-ROLES = ("viewer", "requester", "reviewer", "admin")
-"""Ordered: each role may do what the ones before it may."""
 AUDIT_OUTCOMES = ("ok", "refused")
 
 

@@ -10,16 +10,21 @@ import json
 import os
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mpt_core.errors import MptError
-from registry import Policy, PromptRegistry, RegistrySettings, open_registry, upgrade
+from registry import Policy, RegistrySettings  # light: no SQLAlchemy at start-up
 
 from .output import CommandError, emit
 from .users import acting_user, cli_address
 
+if TYPE_CHECKING:
+    from registry import PromptRegistry
+
 
 def _registry() -> PromptRegistry:
+    from registry import open_registry
+
     return open_registry()
 
 
@@ -45,6 +50,8 @@ def _short(metrics: dict[str, Any] | None, key: str) -> str:
 
 # ------------------------------------------------------------------ registry
 def cmd_upgrade(args: argparse.Namespace) -> None:
+    from registry import upgrade
+
     settings = RegistrySettings()
     upgrade(settings.database)
     print(f"registry schema at head on {settings.database}")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import socket
 
-from registry import RegistrySettings, open_registry
+from registry import RegistrySettings  # light: no SQLAlchemy at start-up
 
 from .output import CommandError
 
@@ -25,6 +25,7 @@ def cmd_review(args: argparse.Namespace) -> None:
     import uvicorn
     from sqlalchemy.engine import make_url
 
+    from registry import open_registry
     from review import create_app
 
     settings = RegistrySettings()

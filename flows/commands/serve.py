@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from registry import RegistrySettings, open_registry
+from registry import RegistrySettings  # light: no SQLAlchemy at start-up
 
 from ..settings import load_settings
 
@@ -37,6 +37,8 @@ def _serve_settings(args: argparse.Namespace):
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
+    from registry import open_registry
+
     settings = _serve_settings(args)
     if args.ray:
         from serving.ray_serve import serve_forever
@@ -56,6 +58,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from registry import open_registry
     from serving.batch import predict_to_csv
     from serving.items import limits
 

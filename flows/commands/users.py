@@ -13,11 +13,14 @@ from __future__ import annotations
 import argparse
 import os
 import socket
+from typing import TYPE_CHECKING
 
-from registry import ROLES, PermissionDenied, PromptRegistry, UserInfo, open_registry
-from registry.api import current_user
+from registry import ROLES, PermissionDenied  # light: no SQLAlchemy at start-up
 
 from .output import emit
+
+if TYPE_CHECKING:
+    from registry import PromptRegistry, UserInfo
 
 TOKEN_ENV = "MPT_TOKEN"
 
@@ -53,6 +56,8 @@ def acting_user(args: argparse.Namespace, reg: PromptRegistry) -> str:
         if name
     ]
     if not reg.auth_enabled():
+        from registry.api import current_user
+
         return claimed[0][1] if claimed else current_user()
     user = token_user(reg)
     if user is None:
@@ -99,6 +104,8 @@ def _print_token(args: argparse.Namespace, verb: str, user: UserInfo, token: str
 
 
 def cmd_add(args: argparse.Namespace) -> None:
+    from registry import open_registry
+
     reg = open_registry()
     actor = _admin(reg)
     existing = {u.name: u for u in reg.list_users()}.get(args.name)
@@ -111,23 +118,31 @@ def cmd_add(args: argparse.Namespace) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> None:
+    from registry import open_registry
+
     users = open_registry().list_users()
     emit(args, [u.to_dict() for u in users] if args.json else [_row(u) for u in users])
 
 
 def cmd_revoke(args: argparse.Namespace) -> None:
+    from registry import open_registry
+
     reg = open_registry()
     user = reg.revoke_user(args.name, actor=_admin(reg), address=cli_address())
     print(f"revoked {user.name}: their token and sessions no longer work")
 
 
 def cmd_rotate(args: argparse.Namespace) -> None:
+    from registry import open_registry
+
     reg = open_registry()
     user, token = reg.rotate_token(args.name, actor=_admin(reg), address=cli_address())
     _print_token(args, "new token for", user, token)
 
 
 def cmd_audit(args: argparse.Namespace) -> None:
+    from registry import open_registry
+
     entries = open_registry().audit_log(domain=args.domain, actor=args.actor, limit=args.limit)
     if args.json:
         emit(args, [e.to_dict() for e in entries])

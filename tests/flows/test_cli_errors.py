@@ -105,11 +105,13 @@ def test_mpt_run_with_a_service_down_fails_fast_and_writes_nothing(
     assert after == before and not (workspace / "domains" / "shop" / "data.dvc").exists()
 
 
-def test_the_cli_starts_without_torch_prefect_or_ray():
+def test_the_cli_starts_without_torch_prefect_ray_or_the_database_layer():
+    heavy = ("torch", "prefect", "ray", "great_expectations", "transformers")
+    heavy += ("sqlalchemy", "alembic", "boto3")  # the registry's, until a command needs it
     code = (
         "import sys; from flows.cli import main; main(['version']); "
-        "heavy = [m for m in ('torch', 'prefect', 'ray', 'great_expectations', 'transformers') "
-        "if m in sys.modules]; sys.exit(str(heavy) if heavy else 0)"
+        f"heavy = [m for m in {heavy!r} if m in sys.modules]; "
+        "sys.exit(str(heavy) if heavy else 0)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
