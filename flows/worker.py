@@ -46,15 +46,19 @@ def load_ref(ref: BackboneRef) -> Backbone:
 def job_examples(job: TuneJob, cache: DataCache) -> dict[str, list]:
     """The job's examples per split, from its data version materialised on this node; the
     rows must be exactly those the driver validated."""
+    return _job_data(job, DomainConfig.model_validate(job.config), cache)[1]
+
+
+def _job_data(job: TuneJob, config: DomainConfig, cache: DataCache) -> tuple[Path, dict]:
+    """(the data version's folder on this node, the job's examples per split)."""
     data_dir = cache.materialise(job.data.location, job.data.md5)
-    config = DomainConfig.model_validate(job.config)
     rows = read_rows(config, data_dir)
     if rows_digest(rows) != job.data.rows_sha256:
         raise DataError(
             f"{job.domain}: the rows read from data version {job.data.md5} differ from the "
             "rows validated on the driver; re-run (the data changed while it was versioned)"
         )
-    return split_examples(rows, data_dir)
+    return data_dir, split_examples(rows, data_dir)
 
 
 def run_tune_job(
@@ -69,8 +73,7 @@ def run_tune_job(
     splits, and return the artifact bytes and metrics. Images are read from disk in
     batches when needed, never all held at once."""
     config = DomainConfig.model_validate(job.config)
-    cache = cache or node_cache()
-    splits = job_examples(job, cache)
+    data_dir, splits = _job_data(job, config, cache or node_cache())
     train, val, test = splits["train"], splits["val"], splits["test"]
     tuning = config.train_config()
     model = build_prompts(
@@ -97,7 +100,6 @@ def run_tune_job(
         )
         production_embedded = embed_examples(production, test)
         production_metrics = evaluate(production, test, embedded=production_embedded)
-    data_dir = cache.materialise(job.data.location, job.data.md5)  # already there: no copy
     evidence = evidence_for(
         model,
         production,

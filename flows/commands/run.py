@@ -8,6 +8,7 @@ no flow is started at all.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -108,10 +109,7 @@ def _run_flow(args: argparse.Namespace, settings) -> list[dict]:
         )
     live = LiveTable() if not args.json and sys.stderr.isatty() else None
     reporter = live or LogReporter()
-    with reporting(reporter):
-        if live is not None:
-            with live:
-                return _call_flow(args, settings, retrain_flow)
+    with reporting(reporter), live or contextlib.nullcontext():
         return _call_flow(args, settings, retrain_flow)
 
 

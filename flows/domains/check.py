@@ -10,7 +10,6 @@ test example of a class can move.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from mpt_core.errors import MptError
@@ -19,12 +18,6 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from .discovery import Domain
-
-
-@dataclass
-class DomainCheck:
-    problems: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
 
 
 def check_backbone(domain: Domain) -> list[str]:
