@@ -581,16 +581,8 @@ def run_domain(
     domain = found.domains[domain_name]
     suffix = "" if spec == "shipped" else "-" + spec.replace(":", "-").replace("/", "-")
     data = load_splits(domain, shots)
-    t = domain.config.tuning
-    cfg = TrainConfig(
-        epochs=epochs or t.epochs,
-        batch_size=t.batch_size,
-        lr=t.lr,
-        weight_decay=t.weight_decay,
-        warmup_ratio=t.warmup_ratio,
-        patience=t.patience,
-        progress=False,
-    )
+    cfg = TrainConfig(**{**domain.config.train_config(), "progress": False})
+    cfg.epochs = epochs or cfg.epochs
     metric = domain.config.build_task().primary_metric
     runs: dict[str, list[Run]] = {}
     for method in args.methods.split(","):

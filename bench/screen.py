@@ -43,7 +43,6 @@ def main() -> None:
     for name, domain in found.domains.items():
         data = load_splits(domain, None)
         data.pop("test")  # screening never sees test
-        t = domain.config.tuning
         task = domain.config.build_task()
         for label, (preset, overrides, train_overrides) in configs.items():
             values, started = [], time.perf_counter()
@@ -52,12 +51,7 @@ def main() -> None:
                 prepared = {s: cached_prepare(model, domain, s, data[s]) for s in data}
                 config = TrainConfig(
                     **{
-                        "epochs": t.epochs,
-                        "batch_size": t.batch_size,
-                        "lr": t.lr,
-                        "weight_decay": t.weight_decay,
-                        "warmup_ratio": t.warmup_ratio,
-                        "patience": t.patience,
+                        **domain.config.train_config(),
                         "seed": seed,
                         "progress": False,
                         **train_overrides,
