@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import base64
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -206,6 +206,15 @@ def disagreements(
     return Disagreements(kind, len(cards), len(candidate), cards[:MAX_SHOWN])
 
 
+def with_thumbnails(found: Disagreements, thumbnails: dict[str, bytes]) -> Disagreements:
+    """The same cards, each with its stored thumbnail (if one was stored)."""
+    cards = [
+        replace(c, thumbnail=data_uri(thumbnails[c.image])) if c.image in thumbnails else c
+        for c in found.cards
+    ]
+    return replace(found, cards=cards)
+
+
 def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     if isinstance(value, dict):
         out: dict[str, Any] = {}
@@ -311,9 +320,9 @@ def request_view(reg: PromptRegistry, request_id: int) -> RequestView:
     found = None
     if cand_pred is not None:
         prod_rows = prod_pred.rows if prod_pred else None
-        wanted = disagreements(cand_pred.rows, prod_rows, {})
-        thumbs = reg.thumbnails(r.domain, md5, split, [c.image for c in wanted.cards])
-        found = disagreements(cand_pred.rows, prod_rows, thumbs)
+        found = disagreements(cand_pred.rows, prod_rows, {})
+        thumbs = reg.thumbnails(r.domain, md5, split, [c.image for c in found.cards])
+        found = with_thumbnails(found, thumbs)
     notes = []
     if prod and prod_metrics is None:
         notes.append(

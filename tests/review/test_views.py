@@ -12,6 +12,7 @@ from review.views import (
     config_diff,
     confusions,
     disagreements,
+    with_thumbnails,
 )
 
 
@@ -48,6 +49,8 @@ def test_disagreements_align_by_image_and_question():
     assert card.thumbnail.startswith("data:image/jpeg;base64,")
     alone = disagreements(cand, None, {})
     assert alone.kind == "wrong" and alone.count == 1 and alone.cards[0].thumbnail is None
+    filled = with_thumbnails(disagreements(cand, prod, {}), {"a": b"\xff\xd8\xff"})
+    assert filled == found  # thumbnails filled in afterwards: the same cards
 
 
 def test_config_diff_flattens_nested_keys():
