@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +35,22 @@ class SearchOutcome:
     """What a search found: the chosen trial, every trial, and the job to tune with it."""
 
     domain: str
-    best: dict[str, Any]
-    trials: list[dict[str, Any]]
-    folds: int
     job: TuneJob
+    lineage: dict[str, Any]
+    """What the registry keeps: every trial, the chosen params, their value, folds, space."""
     seconds: float = 0.0
-    lineage: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def best(self) -> dict[str, Any]:
+        return self.lineage["chosen"]
+
+    @property
+    def trials(self) -> list[dict[str, Any]]:
+        return self.lineage["trials"]
+
+    @property
+    def folds(self) -> int:
+        return self.lineage["folds"]
 
 
 def _spec(job: TuneJob) -> SearchSpec:
@@ -185,11 +195,7 @@ def search_on_ray(
         best = select_best(results)
         out[job.domain] = SearchOutcome(
             job.domain,
-            best.params,
-            [r.to_dict() for r in results],
-            data["k"],
             chosen_job(job, applied[repr(sorted(best.params.items()))]),
-            time.perf_counter() - started,
             {
                 "trials": [r.to_dict() for r in results],
                 "chosen": best.params,
@@ -198,6 +204,7 @@ def search_on_ray(
                 "space": spec.space,
                 "seed": spec.seed,
             },
+            time.perf_counter() - started,
         )
     return out
 
