@@ -22,6 +22,7 @@ from .data import Example, load_image
 from .errors import ConfigError, DataError, UnknownNameError
 from .generative.model import GenerativeModel
 from .model import PromptedModel
+from .tasks.base import best_candidate
 
 DomainModel = PromptedModel | GenerativeModel
 
@@ -76,8 +77,7 @@ def _scored(items: Sequence[tuple[PromptedModel, Example]], rows: list[int], out
             emb = model.embed_prepared(stem[[local[i] for i in model_rows]])
         scores = model.task.scores(model, emb, [items[i][1] for i in model_rows])
         for i, row_scores, row_emb in zip(model_rows, scores, emb.embedding, strict=True):
-            value = max(row_scores, key=row_scores.__getitem__) if row_scores else None
-            out[i] = Prediction(value, row_scores, row_emb)
+            out[i] = Prediction(best_candidate(row_scores), row_scores, row_emb)
 
 
 def _generated(items: Sequence[tuple[GenerativeModel, Example]], rows: list[int], out) -> None:

@@ -185,7 +185,6 @@ class Task(ABC):
         that scores candidates defines it; a task that generates text has none."""
         raise NotImplementedError(f"task {self.name!r} generates text; it scores no candidates")
 
-    @abstractmethod
     def predict_scored(
         self, model: PromptedModel, image_emb: torch.Tensor, examples: Sequence[Example]
     ) -> list[tuple[str, float | None]]:
@@ -193,7 +192,16 @@ class Task(ABC):
         there is no cheap one, as for generated text).
 
         A ranking task ranks exactly what `evaluate` ranks, so the share of correct
-        predictions equals its top-1 metric on the same examples."""
+        predictions equals its top-1 metric on the same examples. By default: the best of
+        each example's `scores` (every example must have candidates) and its probability;
+        a task whose `scores` rank other candidates than `evaluate` overrides this."""
+        out: list[tuple[str, float | None]] = []
+        for row in self.scores(model, image_emb, examples):
+            value = best_candidate(row)
+            if value is None:
+                raise ValueError(f"task {self.name!r}: an example has no candidates to rank")
+            out.append((value, row[value]))
+        return out
 
     @abstractmethod
     def to_dict(self) -> dict[str, Any]:
@@ -202,6 +210,12 @@ class Task(ABC):
     @classmethod
     @abstractmethod
     def from_dict(cls, spec: dict[str, Any]) -> Task: ...
+
+
+def best_candidate(scores: Mapping[str, float]) -> str | None:
+    """The highest-scoring candidate of one example's `Task.scores` (the first of equal
+    ones, as `argmax`); None when it has no candidates."""
+    return max(scores, key=scores.__getitem__) if scores else None
 
 
 def take_declaration(

@@ -83,13 +83,6 @@ template: "a photo of a {}."
     def predict(self, model, image_emb, examples) -> list[str]:
         return [self.class_names[i] for i in self.logits(model, image_emb).argmax(1).tolist()]
 
-    def predict_scored(self, model, image_emb, examples) -> list[tuple[str, float]]:
-        best = self.logits(model, image_emb).softmax(1).max(1)
-        return [
-            (self.class_names[i], p)
-            for i, p in zip(best.indices.tolist(), best.values.tolist(), strict=True)
-        ]
-
     def scores(self, model, image_emb, examples) -> list[dict[str, float]]:
         probs = self.logits(model, image_emb).softmax(1).tolist()
         return [dict(zip(self.class_names, row, strict=True)) for row in probs]

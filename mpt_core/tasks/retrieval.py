@@ -53,20 +53,22 @@ class RetrievalTask(Task):
                 )
 
     def _scores(self, model, image_emb, examples):
+        """(B, C) scores against the C distinct captions, each example's caption index,
+        and the captions."""
         captions, group = _caption_groups(require(examples, "caption", self.name))
         text_emb = model.embed_texts(captions)
-        return model.score(image_emb, text_emb), group.to(image_emb.device)  # (B, C)
+        return model.score(image_emb, text_emb), group.to(image_emb.device), captions
 
     def loss(self, model, image_emb, examples):
         """Symmetric contrastive loss: image -> its caption, caption -> its images."""
-        logits, group = self._scores(model, image_emb, examples)
+        logits, group, _ = self._scores(model, image_emb, examples)
         i2t = F.cross_entropy(logits, group)
         positives = F.one_hot(group, logits.shape[1]).T.float()  # (C, B)
         t2i = -(positives * logits.T.log_softmax(1)).sum(1) / positives.sum(1)
         return (i2t + t2i.mean()) / 2
 
     def evaluate(self, model, image_emb, examples) -> Metrics:
-        logits, group = self._scores(model, image_emb, examples)
+        logits, group, _ = self._scores(model, image_emb, examples)
         logits, group = logits.cpu(), group.cpu()
         positives = F.one_hot(group, logits.shape[1]).bool()  # (B, C)
         i2t = recall_at_k(logits, positives, KS)
@@ -86,8 +88,7 @@ class RetrievalTask(Task):
 
     def predict_scored(self, model, image_emb, examples) -> list[tuple[str, float]]:
         """The best of the examples' own captions per image (what i2t R@1 ranks)."""
-        logits, _ = self._scores(model, image_emb, examples)  # (B, distinct captions)
-        captions = list(dict.fromkeys(e.caption for e in examples))
+        logits, _, captions = self._scores(model, image_emb, examples)
         best = logits.softmax(1).max(1)
         return [
             (captions[i], p)

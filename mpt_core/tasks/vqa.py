@@ -128,13 +128,6 @@ template: "question: {question} answer: {answer}"
         pred = self.logits(model, image_emb, examples).argmax(1).tolist()
         return [self.candidates(e.question)[i] for e, i in zip(examples, pred, strict=True)]
 
-    def predict_scored(self, model, image_emb, examples) -> list[tuple[str, float]]:
-        best = self.logits(model, image_emb, examples).softmax(1).max(1)  # -inf -> 0
-        return [
-            (self.candidates(e.question)[i], p)
-            for e, i, p in zip(examples, best.indices.tolist(), best.values.tolist(), strict=True)
-        ]
-
     def scores(self, model, image_emb, examples) -> list[dict[str, float]]:
         probs = self.logits(model, image_emb, examples).softmax(1).tolist()  # 0 at -inf pads
         out = []
