@@ -15,7 +15,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
-    "PRODUCTION": "api",
+    "PRODUCTION": "constants",
     "PromptRegistry": "api",
     "open_registry": "api",
     "ConflictError": "errors",
@@ -81,7 +81,8 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs
-    from .api import PRODUCTION, PromptRegistry, open_registry
+    from .api import PromptRegistry, open_registry
+    from .constants import PRODUCTION
     from .errors import (
         ConflictError,
         InvalidRecord,

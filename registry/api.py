@@ -15,6 +15,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from . import models as m
+from .constants import PRODUCTION
 from .db import session_scope
 from .errors import ConflictError, NotFoundError, RuleViolation
 from .evidence import EvidenceAPI
@@ -32,8 +33,6 @@ from .records import (
 )
 from .settings import RegistrySettings
 from .store import ArtifactStore, StoredArtifact, open_store, pack_files
-
-PRODUCTION = "production"
 
 
 def current_user() -> str:

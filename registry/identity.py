@@ -36,6 +36,7 @@ from sqlalchemy import exists, select, update
 from sqlalchemy.orm import Session
 
 from . import models as m
+from .constants import PRODUCTION
 from .db import session_scope
 from .errors import ConflictError, InvalidRecord, NotFoundError, PermissionDenied, RegistryError
 from .records import AuditEntry, UserInfo
@@ -43,7 +44,7 @@ from .roles import RANK, ROLES, role_at_least
 
 log = logging.getLogger(__name__)
 
-ALWAYS_PROTECTED = frozenset({"production"})
+ALWAYS_PROTECTED = frozenset({PRODUCTION})
 AUTH_ENV = "MPT_AUTH"
 TOKEN_PREFIX = "mpt_"
 _TOKEN = re.compile(r"mpt_([0-9a-f]{16})_([A-Za-z0-9_-]{43})")
