@@ -1,7 +1,10 @@
-"""The registry's fixed names: the alias serving and review default to. No imports, so
-anything may use them without loading SQLAlchemy (the CLI's start-up, review's pages)."""
+"""The registry's fixed names: the alias serving and review default to, the statuses of
+versions and promotion requests. No imports, so anything may use them without loading
+SQLAlchemy (the CLI's start-up, review's pages)."""
 
 from __future__ import annotations
 
 PRODUCTION = "production"
 """The alias served by default; always protected."""
+VERSION_STATUSES = ("candidate", "rejected", "archived")
+REQUEST_STATUSES = ("pending", "approved", "rejected")

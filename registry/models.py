@@ -26,6 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from .constants import REQUEST_STATUSES, VERSION_STATUSES
 from .roles import ROLES
 
 NAMING = {
@@ -36,8 +37,6 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 
-VERSION_STATUSES = ("candidate", "rejected", "archived")
-REQUEST_STATUSES = ("pending", "approved", "rejected")
 AUDIT_OUTCOMES = ("ok", "refused")
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from registry.constants import REQUEST_STATUSES
+
 from ..auth import CurrentViewer
 from ..views import overview
 from ..web import render
 
 router = APIRouter()
-STATUSES = ("pending", "approved", "rejected")
 
 
 @router.get("/")
@@ -21,11 +22,11 @@ def domains_overview(request: Request, viewer: CurrentViewer) -> Response:
 
 @router.get("/requests")
 def request_list(request: Request, viewer: CurrentViewer, status: str = "pending") -> Response:
-    wanted = status if status in STATUSES else None
+    wanted = status if status in REQUEST_STATUSES else None
     items = request.app.state.registry.requests(status=wanted)
     return render(
         request,
         "requests.html",
-        {"items": list(reversed(items)), "status": wanted or "all", "statuses": STATUSES},
+        {"items": list(reversed(items)), "status": wanted or "all", "statuses": REQUEST_STATUSES},
         viewer=viewer,
     )
