@@ -192,12 +192,13 @@ class HFBlip2Backbone(GenerativeBackbone):
             tails.append([*prompt, *target])
             targets.append(target)
         length = max(fixed + len(t) for t in tails)
+        pads = [length - fixed - len(tail) for tail in tails]
+        ids = [[tok.pad_id] * pad + head + tail for pad, tail in zip(pads, tails, strict=True)]
+        emb = self._embed(torch.tensor(ids, device=queries.device))  # one lookup: (B, ids, d)
         rows, masks, labels = [], [], []
-        for i, tail in enumerate(tails):
-            pad = length - fixed - len(tail)
-            emb = self._embed(torch.tensor([tok.pad_id] * pad + head + tail, device=queries.device))
+        for i, pad in enumerate(pads):
             cut = pad + len(head)
-            rows.append(torch.cat([emb[:pad], queries[i], emb[pad:cut], text, emb[cut:]]))
+            rows.append(torch.cat([emb[i, :pad], queries[i], emb[i, pad:cut], text, emb[i, cut:]]))
             masks.append([0] * pad + [1] * (length - pad))
             labels.append([IGNORE] * (length - len(targets[i])) + targets[i])
         mask = torch.tensor(masks, device=queries.device)
@@ -219,19 +220,18 @@ class HFBlip2Backbone(GenerativeBackbone):
         for i, tail in enumerate(tails):
             self._fit(i, fixed + len(tail), [], 0)
         length = max(fixed + len(t) for t in tails)
-        rows, masks = [], []
-        for i, tail in enumerate(tails):
-            pad = length - fixed - len(tail)
-            emb = self._embed(torch.tensor(tail + [tok.pad_id] * pad, device=queries.device))
-            rows.append(torch.cat([queries[i], text, emb]))
-            masks.append([1] * (length - pad) + [0] * pad)
+        pads = [length - fixed - len(tail) for tail in tails]
+        ids = [tail + [tok.pad_id] * pad for pad, tail in zip(pads, tails, strict=True)]
+        emb = self._embed(torch.tensor(ids, device=queries.device))  # one lookup: (B, ids, d)
+        rows = torch.cat([queries, text.expand(len(tails), -1, -1), emb], dim=1)
+        masks = [[1] * (length - pad) + [0] * pad for pad in pads]
         mask = torch.tensor(masks, device=queries.device)
         if target_ids is None:
-            return torch.stack(rows), mask, None
+            return rows, mask, None
         targets = [self._fit(i, 0, [*t, tok.eos_id], 0) for i, t in enumerate(target_ids)]
         width = max(len(t) for t in targets)
         labels = [t + [IGNORE] * (width - len(t)) for t in targets]
-        return torch.stack(rows), mask, torch.tensor(labels, device=queries.device)
+        return rows, mask, torch.tensor(labels, device=queries.device)
 
     def _rows(
         self,
