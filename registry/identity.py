@@ -188,6 +188,11 @@ def _hash(secret: str, salt: bytes) -> str:
     return hashlib.scrypt(secret.encode(), salt=salt, **_SCRYPT).hex()
 
 
+def _digest(secret: str) -> str:
+    """The sha256 hex a session row (or the proven-token cache) keys a secret by."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
 def _new_token() -> tuple[str, str, str, str]:
     """(token, key id, salt hex, hash hex)."""
     key_id, secret, salt = secrets.token_hex(8), secrets.token_urlsafe(32), secrets.token_bytes(16)
@@ -369,7 +374,7 @@ class IdentityAPI:
         if match is None:
             return None
         key_id, secret = match.groups()
-        cache_key = hashlib.sha256(token.strip().encode()).hexdigest()
+        cache_key = _digest(token.strip())
         with session_scope(self.url) as s:
             user = s.scalar(select(m.User).where(m.User.key_id == key_id))
             usable = user is not None and user.active and not user.service and user.token_hash
@@ -397,7 +402,7 @@ class IdentityAPI:
             user.last_login_at = now
             s.add(
                 m.UserSession(
-                    secret_sha256=hashlib.sha256(secret.encode()).hexdigest(),
+                    secret_sha256=_digest(secret),
                     user_id=user.id,
                     address=(address or None) and address[:200],
                     created_at=now,
@@ -415,7 +420,7 @@ class IdentityAPI:
                 select(m.User)
                 .join(m.UserSession, m.UserSession.user_id == m.User.id)
                 .where(
-                    m.UserSession.secret_sha256 == hashlib.sha256(secret.encode()).hexdigest(),
+                    m.UserSession.secret_sha256 == _digest(secret),
                     m.UserSession.ended_at.is_(None),
                     m.UserSession.expires_at > m.utcnow(),
                     m.User.active,
@@ -427,9 +432,7 @@ class IdentityAPI:
         """Log out: the session stops working at once."""
         with session_scope(self.url) as s:
             row = s.scalar(
-                select(m.UserSession).where(
-                    m.UserSession.secret_sha256 == hashlib.sha256(secret.encode()).hexdigest()
-                )
+                select(m.UserSession).where(m.UserSession.secret_sha256 == _digest(secret))
             )
             if row is None or row.ended_at is not None:
                 return
