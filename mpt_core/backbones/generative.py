@@ -75,13 +75,9 @@ class GenerativeTokenizer:
         return [list(e.ids) for e in encoded]
 
     def decode(self, ids: Sequence[Sequence[int]]) -> list[str]:
-        """Token ids -> text, cut at the first stop token, special tokens dropped, stripped."""
-        out = []
-        for row in ids:
-            row = list(row)
-            cut = next((i for i, t in enumerate(row) if t in self.stop_ids), len(row))
-            out.append(self.tokenizer.decode(row[:cut], skip_special_tokens=True).strip())
-        return out
+        """Token ids (as `GenerativeBackbone.generate` returns them: already ending before
+        the first stop token) -> text, special tokens dropped, stripped."""
+        return [self.tokenizer.decode(list(row), skip_special_tokens=True).strip() for row in ids]
 
 
 class GenerativeBackbone(FrozenBackbone, ABC):
@@ -162,7 +158,8 @@ class GenerativeBackbone(FrozenBackbone, ABC):
         max_new_tokens: int,
         num_beams: int = 1,
     ) -> list[list[int]]:
-        """Greedy (num_beams=1) or beam-search continuation ids of each prompt."""
+        """Greedy (num_beams=1) or beam-search continuation ids of each prompt, each row
+        ending before its first stop token (`tokenizer.stop_ids`), which it does not hold."""
 
     def check_prompts(self, prompts: Sequence[torch.Tensor] | None) -> None:
         if not prompts:
