@@ -285,7 +285,7 @@ class PromptRegistry(IdentityAPI, EvidenceAPI):
                 stored,
                 method=method,
                 config=config,
-                data_version=data_version,
+                data=self._data_version(s, d, data_version),
                 backbone=backbone,
                 metrics=metrics,
                 created_by=created_by,
@@ -348,7 +348,7 @@ class PromptRegistry(IdentityAPI, EvidenceAPI):
                 stored,
                 method=method,
                 config=config,
-                data_version=data_version,
+                data=data,
                 backbone=backbone,
                 metrics=metrics,
                 created_by=created_by,
@@ -374,20 +374,19 @@ class PromptRegistry(IdentityAPI, EvidenceAPI):
         *,
         method: str,
         config: dict[str, Any],
-        data_version: str,
+        data: m.DataVersion,
         backbone: dict[str, str],
         metrics: dict[str, dict[str, Any]],
-        created_by: str | None,
+        created_by: str,
         flow_run_id: str | None,
         code_version: str | None,
         commit: str | None = None,
         training_history: list[dict[str, Any]] | None = None,
         search: dict[str, Any] | None = None,
     ) -> m.PromptVersion:
-        data = self._data_version(s, d, data_version)
         if not data.validation_passed:
             raise RuleViolation(
-                f"data version {data_version} of {d.name} failed validation; a prompt "
+                f"data version {data.md5} of {d.name} failed validation; a prompt "
                 "version cannot be registered on it"
             )
         bb = s.scalar(
@@ -418,7 +417,7 @@ class PromptRegistry(IdentityAPI, EvidenceAPI):
             code_version=code_version or package_version(),
             git_commit=commit if commit is not None else git_commit(),
             flow_run_id=flow_run_id,
-            created_by=created_by or current_user(),
+            created_by=created_by,
             training_history=training_history,
             search=search,
         )
