@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 from collections import Counter
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -420,9 +419,3 @@ def version_rows(
             )
         )
     return rows
-
-
-def parse_time(text: str) -> datetime:
-    """An ISO time from a form (UTC unless it names a zone); ValueError if it is not one."""
-    value = datetime.fromisoformat(text.strip())
-    return value if value.tzinfo else value.replace(tzinfo=UTC)

@@ -13,9 +13,10 @@ from starlette.responses import FileResponse, RedirectResponse, Response
 
 from registry import PRODUCTION
 from registry.errors import ConflictError, InvalidRecord, PermissionDenied, RuleViolation
+from registry.timeparse import parse_when
 
 from ..auth import CurrentViewer, Viewer, client_address
-from ..views import local_report_dir, parse_time, version_rows
+from ..views import local_report_dir, version_rows
 from ..web import render
 
 router = APIRouter()
@@ -47,9 +48,9 @@ def domain_page(
     at_result = None
     if at:
         try:
-            when = parse_time(at)
-        except ValueError:
-            error = error or f"{at!r} is not a time; use e.g. 2026-11-27T10:00 (UTC)"
+            when = parse_when(at)
+        except InvalidRecord as exc:
+            error = error or str(exc)
             status = 400 if status == 200 else status
         else:
             at_result = (when, reg.alias_at(domain, when, PRODUCTION))
