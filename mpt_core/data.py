@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,3 +75,14 @@ def require(examples: Sequence[Example], field: str, task: str) -> list[str]:
             )
         values.append(value)
     return values
+
+
+def group_rows(
+    keys: Sequence[Hashable], rows: Sequence[int] | None = None
+) -> dict[Hashable, list[int]]:
+    """key -> the rows with that key, in first-seen order; `rows[i]` is the row of
+    `keys[i]` (default: the index i)."""
+    groups: dict[Hashable, list[int]] = {}
+    for row, key in zip(range(len(keys)) if rows is None else rows, keys, strict=True):
+        groups.setdefault(key, []).append(row)
+    return groups

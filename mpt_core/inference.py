@@ -9,7 +9,7 @@ backbone; the serving app keeps (domain, version) models and calls the same path
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +18,7 @@ import torch
 from .artifacts import load_prompts
 from .backbones.base import Backbone
 from .backbones.generative import GenerativeBackbone
-from .data import Example, load_image
+from .data import Example, group_rows, load_image
 from .errors import ConfigError, DataError, UnknownNameError
 from .generative.model import GenerativeModel
 from .model import PromptedModel
@@ -45,13 +45,6 @@ class Prediction:
     encoders; None on a generative backbone)."""
 
 
-def _groups(rows: Sequence[int], key) -> dict[Hashable, list[int]]:
-    out: dict[Hashable, list[int]] = {}
-    for row in rows:
-        out.setdefault(key(row), []).append(row)
-    return out
-
-
 def _stem(backbone: Backbone, examples: Sequence[Example]) -> torch.Tensor:
     chunks = []
     for start in range(0, len(examples), STEM_CHUNK):
@@ -69,7 +62,7 @@ def _scored(items: Sequence[tuple[PromptedModel, Example]], rows: list[int], out
     plain_rows = [i for i in rows if items[i][0].vision_frozen]
     plain = backbone.encode_image(stem[[local[i] for i in plain_rows]]) if plain_rows else None
     plain_at = {row: k for k, row in enumerate(plain_rows)}
-    for model_rows in _groups(rows, lambda i: id(items[i][0])).values():
+    for model_rows in group_rows([id(items[i][0]) for i in rows], rows).values():
         model = items[model_rows[0]][0]
         if model.vision_frozen:
             emb = model.embed_prepared(plain[[plain_at[i] for i in model_rows]])
@@ -81,7 +74,7 @@ def _scored(items: Sequence[tuple[PromptedModel, Example]], rows: list[int], out
 
 
 def _generated(items: Sequence[tuple[GenerativeModel, Example]], rows: list[int], out) -> None:
-    for model_rows in _groups(rows, lambda i: id(items[i][0])).values():
+    for model_rows in group_rows([id(items[i][0]) for i in rows], rows).values():
         model = items[model_rows[0]][0]
         texts = model.predict([items[i][1] for i in model_rows])
         for i, text in zip(model_rows, texts, strict=True):
@@ -100,7 +93,7 @@ def predict_batch(items: Sequence[tuple[DomainModel, Example]]) -> list[Predicti
     hold the active prompts on the backbone while it runs.
     """
     out: list[Prediction | None] = [None] * len(items)
-    for rows in _groups(range(len(items)), lambda i: id(items[i][0].backbone)).values():
+    for rows in group_rows([id(model.backbone) for model, _ in items]).values():
         if isinstance(items[rows[0]][0].backbone, GenerativeBackbone):
             _generated(items, rows, out)  # type: ignore[arg-type]
         else:

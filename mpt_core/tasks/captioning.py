@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ..data import Example, require
+from ..data import Example, group_rows, require
 from ..errors import ConfigError
 from .base import Metrics, TaskContract, TextField, take_declaration
-from .generation import GenerativeTask, group_rows, image_key
+from .generation import GenerativeTask, image_key
 from .text_metrics import bleu, caption_tokens, cider_d
 
 DEFAULT_NUM_BEAMS = 1

@@ -29,14 +29,6 @@ def image_key(source: ImageSource) -> str:
     return f"path:{os.path.normpath(str(source))}"
 
 
-def group_rows(keys: Sequence[Any]) -> dict[Any, list[int]]:
-    """key -> the indices of the rows with that key, in first-seen order."""
-    groups: dict[Any, list[int]] = {}
-    for i, key in enumerate(keys):
-        groups.setdefault(key, []).append(i)
-    return groups
-
-
 class GenerativeTask(Task):
     """A task whose predictions are generated text (needs a generative backbone).
 

@@ -13,10 +13,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ..data import Example, require
+from ..data import Example, group_rows, require
 from ..errors import ConfigError
 from .base import Metrics, TaskContract, TextField, take_declaration
-from .generation import GenerativeTask, group_rows, image_key
+from .generation import GenerativeTask, image_key
 from .text_metrics import answer_type, vqa_accuracy
 
 DEFAULT_TEMPLATE = "Question: {question} Answer:"  # BLIP-2's zero-shot VQA prompt
