@@ -18,10 +18,10 @@ import torch
 from .artifacts import load_prompts
 from .backbones.base import Backbone
 from .backbones.generative import GenerativeBackbone
-from .data import Example, group_rows, load_image
+from .data import Example, group_rows
 from .errors import ConfigError, DataError, UnknownNameError
 from .generative.model import GenerativeModel
-from .model import PromptedModel
+from .model import PromptedModel, image_stems
 from .tasks.base import best_candidate
 
 DomainModel = PromptedModel | GenerativeModel
@@ -45,19 +45,11 @@ class Prediction:
     encoders; None on a generative backbone)."""
 
 
-def _stem(backbone: Backbone, examples: Sequence[Example]) -> torch.Tensor:
-    chunks = []
-    for start in range(0, len(examples), STEM_CHUNK):
-        images = [load_image(e.image) for e in examples[start : start + STEM_CHUNK]]
-        chunks.append(backbone.image_stem(backbone.preprocess(images)))
-    return torch.cat(chunks)
-
-
 def _scored(items: Sequence[tuple[PromptedModel, Example]], rows: list[int], out: list) -> None:
     """Dual encoder: one stem pass for `rows`, one shared plain embedding for the models
     without visual prompts, then each model's prompted part and its task's scores."""
     backbone = items[rows[0]][0].backbone
-    stem = _stem(backbone, [items[i][1] for i in rows])  # (B, ...) for these rows
+    stem = torch.cat(list(image_stems(backbone, [items[i][1].image for i in rows], STEM_CHUNK)))
     local = {row: k for k, row in enumerate(rows)}
     plain_rows = [i for i in rows if items[i][0].vision_frozen]
     plain = backbone.encode_image(stem[[local[i] for i in plain_rows]]) if plain_rows else None

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import itertools
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -34,6 +34,16 @@ if TYPE_CHECKING:
 TEXT_CACHE_SIZE = 8192
 """Text embeddings a model keeps per cache (least recently used dropped first): every class
 prompt and question+answer pair of a domain, and the recent retrieval captions."""
+
+
+def image_stems(
+    backbone: Backbone, images: Sequence[ImageSource], batch_size: int
+) -> Iterator[torch.Tensor]:
+    """The image stem output of `images` (paths are read), `batch_size` images per chunk,
+    so one chunk's pixels are in memory at a time."""
+    for start in range(0, len(images), batch_size):
+        chunk = [load_image(x) for x in images[start : start + batch_size]]
+        yield backbone.image_stem(backbone.preprocess(chunk))
 
 
 def _keep(cache: OrderedDict[str, torch.Tensor], used: Sequence[str]) -> None:
@@ -162,9 +172,7 @@ class PromptedModel(PromptsHolder):
         """What a training step starts from, computed once: the stem output, or, when no
         visual prompt exists, the finished (uncentred) image embeddings."""
         out = []
-        for start in range(0, len(images), batch_size):
-            chunk = [load_image(x) for x in images[start : start + batch_size]]
-            stem = self.backbone.image_stem(self.backbone.preprocess(chunk))
+        for stem in image_stems(self.backbone, images, batch_size):
             out.append(self.backbone.encode_image(stem) if self.vision_frozen else stem)
         return torch.cat(out)
 
