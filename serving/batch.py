@@ -215,7 +215,7 @@ def _load_version(registry: PromptRegistry, domain: str, alias: str):
         backbone = BackboneLoader(device=_cpu()).get(info.backbone)
     except LoadError as exc:
         raise ServingError(f"{domain} v{number} cannot be loaded: {exc}") from None
-    artifact = fetch_artifact(registry, domain, number)
+    artifact = fetch_artifact(registry, info)
     task = prompts_from_bytes(artifact, backbone, f"{domain} v{number}").task
     return number, backbone, artifact, task
 

@@ -29,7 +29,7 @@ from mpt_core.backbones.base import BackboneIdentity
 from mpt_core.inference import DomainModel
 from registry import PromptRegistry
 from registry.errors import short_reason
-from registry.records import BackboneInfo
+from registry.records import BackboneInfo, VersionInfo
 
 log = logging.getLogger("serving")
 
@@ -88,9 +88,10 @@ class Snapshot:
     last_sync: datetime | None = None
 
 
-def fetch_artifact(registry: PromptRegistry, domain: str, number: int) -> PromptArtifact:
-    """A version's artifact in memory, verified against its sha256 by the store."""
-    files = registry.artifact_files(domain, number)
+def fetch_artifact(registry: PromptRegistry, info: VersionInfo) -> PromptArtifact:
+    """A version's artifact in memory, verified against its sha256 by the store (`info`
+    is the version the caller already read, so the registry is not asked again)."""
+    files = registry.store.get_files(info.artifact_sha256, label=f"{info.domain} v{info.number}")
     return PromptArtifact(files[CONFIG].decode(), files[TENSORS])
 
 
@@ -258,7 +259,7 @@ class Catalog:
         backbone = self.backbones.get(info.backbone)
         # the store verifies the blob against the version's sha256, the library the tensors
         model = prompts_from_bytes(
-            fetch_artifact(self.registry, domain, number), backbone, f"{domain} v{number}"
+            fetch_artifact(self.registry, info), backbone, f"{domain} v{number}"
         ).eval()
         log.debug("serving: %s v%d loaded in %.2fs", domain, number, time.perf_counter() - started)
         return Deployed(
