@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from . import models as m
@@ -202,7 +202,6 @@ class EvidenceAPI:
                     select(m.Domain.name)
                     .join(m.PromptVersion, m.PromptVersion.domain_id == m.Domain.id)
                     .group_by(m.Domain.name)
-                    .having(func.count(m.PromptVersion.id) > 0)
                     .order_by(m.Domain.name)
                 )
             )
