@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -172,14 +172,13 @@ def cmd_history(args: argparse.Namespace) -> None:
 
 
 def _when(text: str) -> datetime:
+    from registry import InvalidRecord
+    from registry.timeparse import parse_when
+
     try:
-        at = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise CommandError(
-            f"--at {text!r} is not a time; use ISO 8601, e.g. 2026-11-27T10:00 (UTC) or "
-            "2026-11-27T10:00+01:00"
-        ) from None
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
+        return parse_when(text)
+    except InvalidRecord as exc:
+        raise CommandError(f"--at {exc}") from None
 
 
 def cmd_gc(args: argparse.Namespace) -> None:
