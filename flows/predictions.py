@@ -19,7 +19,7 @@ from PIL import Image
 
 from mpt_core import Example, PromptedModel
 from mpt_core.data import load_image
-from mpt_core.model import ImageFeatures
+from mpt_core.features import ImageFeatures
 from mpt_core.training import embed_examples
 
 if TYPE_CHECKING:

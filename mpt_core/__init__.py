@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 _EXPORTS = {
     "load_prompts": "artifacts",
@@ -33,9 +33,9 @@ _EXPORTS = {
     "MptError": "errors",
     "UnknownNameError": "errors",
     "PromptServer": "inference",
-    "ImageFeatures": "model",
+    "ImageFeatures": "features",
     "PromptedModel": "model",
-    "build_prompts": "model",
+    "build_prompts": "kinds",
     "PRESETS": "prompts",
     "PromptConfig": "prompts",
     "TASKS": "tasks",
@@ -112,9 +112,11 @@ if TYPE_CHECKING:  # for type checkers and IDEs
         MptError,
         UnknownNameError,
     )
+    from .features import ImageFeatures
     from .generative import GenerativeModel
     from .inference import PromptServer
-    from .model import ImageFeatures, PromptedModel, build_prompts
+    from .kinds import build_prompts
+    from .model import PromptedModel
     from .prompts import PRESETS, PromptConfig
     from .tasks import (
         TASKS,

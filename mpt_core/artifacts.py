@@ -21,14 +21,13 @@ import torch
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
-from . import __version__
-from .backbones.base import Backbone, BackboneIdentity
-from .backbones.generative import GenerativeBackbone
+from ._version import __version__
+from .backbones.base import BackboneIdentity, FrozenBackbone
 from .cache import atomic_write
 from .errors import ArtifactError, BackboneMismatchError
-from .generative.model import GenerativeModel, build_generative
-from .model import PromptedModel
-from .prompts import MultimodalPrompts, PromptConfig
+from .holder import PromptsHolder
+from .kinds import strategy
+from .prompts import PromptConfig
 from .tasks import task_from_dict
 
 TENSORS = "prompts.safetensors"
@@ -50,9 +49,7 @@ class PromptArtifact:
         return json.loads(self.config_json)
 
 
-def artifact_config(
-    model: PromptedModel | GenerativeModel, extra: dict[str, Any] | None = None
-) -> dict[str, Any]:
+def artifact_config(model: PromptsHolder, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     slots = model.backbone.slots
     return {
         "format_version": FORMAT_VERSION,
@@ -72,9 +69,7 @@ def artifact_config(
     }
 
 
-def prompts_to_bytes(
-    model: PromptedModel | GenerativeModel, extra: dict[str, Any] | None = None
-) -> PromptArtifact:
+def prompts_to_bytes(model: PromptsHolder, extra: dict[str, Any] | None = None) -> PromptArtifact:
     """The artifact of `model` in memory; the config records the tensors' sha256."""
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     blob = save_tensors(tensors)
@@ -83,7 +78,7 @@ def prompts_to_bytes(
 
 
 def save_prompts(
-    model: PromptedModel | GenerativeModel,
+    model: PromptsHolder,
     directory: str | Path,
     extra: dict[str, Any] | None = None,
 ) -> Path:
@@ -205,9 +200,9 @@ def _check_backbone(config: dict[str, Any], backbone: BackboneIdentity, source: 
 
 def prompts_from_bytes(
     artifact: PromptArtifact,
-    backbone: Backbone | GenerativeBackbone,
+    backbone: FrozenBackbone,
     source: str = "prompt artifact",
-) -> PromptedModel | GenerativeModel:
+) -> PromptsHolder:
     """Rebuild the prompted model from a verified artifact, on the backbone it was trained on."""
     config, tensors = verify_artifact(artifact, source=source, backbone=backbone.identity)
     try:
@@ -216,12 +211,7 @@ def prompts_from_bytes(
         task = task_from_dict(task_spec.pop("name"), task_spec)
     except (KeyError, TypeError, ValueError) as exc:
         raise ArtifactError(f"{source}: its config cannot be used ({exc})") from None
-    model: PromptedModel | GenerativeModel
-    if isinstance(backbone, GenerativeBackbone):  # prompts around a language model
-        model = build_generative(backbone, prompt_config, task, config.get("method"))
-    else:
-        prompts = MultimodalPrompts(prompt_config, backbone.slots)
-        model = PromptedModel(backbone, prompts, task, config.get("method"))
+    model = strategy(backbone.kind).build(backbone, prompt_config, task, config.get("method"), 0)
     tensors = {k: v.to(backbone.device) for k, v in tensors.items()}
     missing, unexpected = model.load_state_dict(tensors, strict=False)
     if missing or unexpected:
@@ -233,8 +223,6 @@ def prompts_from_bytes(
     return model
 
 
-def load_prompts(
-    directory: str | Path, backbone: Backbone | GenerativeBackbone
-) -> PromptedModel | GenerativeModel:
+def load_prompts(directory: str | Path, backbone: FrozenBackbone) -> PromptsHolder:
     """Rebuild a PromptedModel from an artifact directory, on the backbone it was trained on."""
     return prompts_from_bytes(read_artifact(directory), backbone, source=str(directory))

@@ -10,86 +10,37 @@ backbone; the serving app keeps (domain, version) models and calls the same path
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from .artifacts import load_prompts
-from .backbones.base import Backbone
-from .backbones.generative import GenerativeBackbone
+from .backbones.base import FrozenBackbone
 from .data import Example, group_rows
 from .errors import ConfigError, DataError, UnknownNameError
-from .generative.model import GenerativeModel
-from .model import PromptedModel, image_stems
-from .tasks.base import best_candidate
+from .features import Prediction
+from .holder import PromptsHolder
+from .kinds import strategy
 
-DomainModel = PromptedModel | GenerativeModel
-
-STEM_CHUNK = 64
-"""Images per stem pass: bounds the memory of one call whatever the batch size."""
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """One image's answer under one domain's prompts."""
-
-    value: str | None
-    """The label, answer, best caption or generated text; None when there was nothing
-    to rank (a retrieval example without candidates)."""
-    scores: dict[str, float]
-    """Each candidate -> probability (softmax over this example's candidates); empty for
-    generated text."""
-    embedding: torch.Tensor | None
-    """(D,) the centred, L2-normalised image embedding the scores came from (dual
-    encoders; None on a generative backbone)."""
-
-
-def _scored(items: Sequence[tuple[PromptedModel, Example]], rows: list[int], out: list) -> None:
-    """Dual encoder: one stem pass for `rows`, one shared plain embedding for the models
-    without visual prompts, then each model's prompted part and its task's scores."""
-    backbone = items[rows[0]][0].backbone
-    stem = torch.cat(list(image_stems(backbone, [items[i][1].image for i in rows], STEM_CHUNK)))
-    local = {row: k for k, row in enumerate(rows)}
-    plain_rows = [i for i in rows if items[i][0].vision_frozen]
-    plain = backbone.encode_image(stem[[local[i] for i in plain_rows]]) if plain_rows else None
-    plain_at = {row: k for k, row in enumerate(plain_rows)}
-    for model_rows in group_rows([id(items[i][0]) for i in rows], rows).values():
-        model = items[model_rows[0]][0]
-        if model.vision_frozen:
-            emb = model.embed_prepared(plain[[plain_at[i] for i in model_rows]])
-        else:
-            emb = model.embed_prepared(stem[[local[i] for i in model_rows]])
-        scores = model.task.scores(model, emb, [items[i][1] for i in model_rows])
-        for i, row_scores, row_emb in zip(model_rows, scores, emb.embedding, strict=True):
-            out[i] = Prediction(best_candidate(row_scores), row_scores, row_emb)
-
-
-def _generated(items: Sequence[tuple[GenerativeModel, Example]], rows: list[int], out) -> None:
-    for model_rows in group_rows([id(items[i][0]) for i in rows], rows).values():
-        model = items[model_rows[0]][0]
-        texts = model.predict([items[i][1] for i in model_rows])
-        for i, text in zip(model_rows, texts, strict=True):
-            out[i] = Prediction(text, {}, None)
+DomainModel = PromptsHolder
+"""A domain's prompted model, of either backbone kind."""
 
 
 @torch.no_grad()
-def predict_batch(items: Sequence[tuple[DomainModel, Example]]) -> list[Prediction]:
+def predict_batch(items: Sequence[tuple[PromptsHolder, Example]]) -> list[Prediction]:
     """Predictions for (model, example) pairs, in input order; models may differ per item.
 
-    Dual encoders: per backbone one stem pass over all its items, models without visual
-    prompts share one finished image embedding, then per model its visual prompts on its
-    rows and its task's `scores` (class and answer texts come from the model's text
-    cache). Generative backbones: each model generates for its rows.
+    Items are grouped by backbone object, and each group goes to its backbone kind's
+    `predict` (`kinds.KINDS`). Dual encoders: one stem pass over all the group's items,
+    models without visual prompts share one finished image embedding, then per model its
+    visual prompts on its rows and its task's `scores` (class and answer texts come from
+    the model's text cache). Generative backbones: each model generates for its rows.
     All forward passes of one backbone must run in one thread: prompt injection hooks
     hold the active prompts on the backbone while it runs.
     """
     out: list[Prediction | None] = [None] * len(items)
     for rows in group_rows([id(model.backbone) for model, _ in items]).values():
-        if isinstance(items[rows[0]][0].backbone, GenerativeBackbone):
-            _generated(items, rows, out)  # type: ignore[arg-type]
-        else:
-            _scored(items, rows, out)  # type: ignore[arg-type]
+        strategy(items[rows[0]][0].backbone.kind).predict(items, rows, out)
     return out  # type: ignore[return-value]
 
 
@@ -101,7 +52,7 @@ class PromptServer:
     >>> server.predict([("retail", Example(image)), ("medical", Example(image2, caption=...))])
     """
 
-    def __init__(self, backbone: Backbone | GenerativeBackbone) -> None:
+    def __init__(self, backbone: FrozenBackbone) -> None:
         self.backbone = backbone
         self.models: dict[str, DomainModel] = {}
 

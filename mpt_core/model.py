@@ -15,20 +15,19 @@ from __future__ import annotations
 import itertools
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from .backbones.base import Backbone
-from .backbones.generative import GenerativeBackbone
-from .data import Example, ImageSource, load_image
-from .prompts import MultimodalPrompts, PromptConfig, PromptSet, preset_config
+from .data import Example, ImageSource, group_rows, load_image
+from .features import ImageFeatures, Prediction
+from .holder import PromptsHolder
+from .prompts import MultimodalPrompts, PromptConfig, PromptSet
+from .tasks.base import best_candidate
 
 if TYPE_CHECKING:
-    from .generative.model import GenerativeModel
     from .tasks.base import Task
 
 TEXT_CACHE_SIZE = 8192
@@ -52,84 +51,6 @@ def _keep(cache: OrderedDict[str, torch.Tensor], used: Sequence[str]) -> None:
         cache.move_to_end(text)
     while len(cache) > TEXT_CACHE_SIZE:
         cache.popitem(last=False)
-
-
-@dataclass(frozen=True)
-class ImageFeatures:
-    """A batch of encoded images.
-
-    embedding: (B, D) centred, L2-normalised image embeddings (after the residual path).
-    tokens: (B, n, D) the image-conditioned prompt tokens the PFM attends to, or None.
-    """
-
-    embedding: torch.Tensor
-    tokens: torch.Tensor | None = None
-
-    def __len__(self) -> int:
-        return len(self.embedding)
-
-    def __getitem__(self, index) -> ImageFeatures:
-        return ImageFeatures(
-            self.embedding[index], None if self.tokens is None else self.tokens[index]
-        )
-
-    @property
-    def device(self) -> torch.device:
-        return self.embedding.device
-
-    def float(self) -> ImageFeatures:
-        return ImageFeatures(
-            self.embedding.float(), None if self.tokens is None else self.tokens.float()
-        )
-
-    @staticmethod
-    def cat(parts: Sequence[ImageFeatures | torch.Tensor]) -> ImageFeatures | torch.Tensor:
-        """Batches joined; plain tensors (a generative model's query embeddings) too."""
-        if parts and isinstance(parts[0], torch.Tensor):
-            return torch.cat(parts)  # type: ignore[arg-type]
-        tokens = [p.tokens for p in parts]
-        return ImageFeatures(
-            torch.cat([p.embedding for p in parts]),
-            None if any(t is None for t in tokens) else torch.cat(tokens),  # type: ignore[arg-type]
-        )
-
-
-class PromptsHolder(nn.Module):
-    """What every prompted model (of either backbone kind) holds and says about what
-    trains: one domain's `prompts` (registered), its task, and the shared backbone (held,
-    not registered: `parameters()`, `state_dict()` and the optimizer see the prompts
-    alone, and one backbone object serves many domains). Subclasses define
-    `encode_images`, which `predict` hands to the task."""
-
-    prompts: nn.Module
-    backbone: nn.Module
-
-    def __init__(self, backbone: nn.Module, prompts: nn.Module, task: Task, preset: str | None):
-        super().__init__()
-        object.__setattr__(self, "backbone", backbone)
-        self.prompts = prompts
-        self.task = task
-        self.preset = preset
-
-    def predict(self, examples: Sequence[Example]) -> list[str]:
-        """Task predictions (class name, caption or answer) for each example."""
-        with torch.no_grad():
-            emb = self.encode_images([e.image for e in examples])
-            return self.task.predict(self, emb, examples)
-
-    def extra_repr(self) -> str:
-        return f"preset={self.preset}, backbone={self.backbone.identity}, task={self.task.name}"
-
-    @property
-    def config(self) -> PromptConfig:
-        return self.prompts.config
-
-    def num_trainable(self) -> int:
-        return self.prompts.num_trainable()
-
-    def trainable_fraction(self) -> float:
-        """Trainable prompt parameters / backbone parameters."""
-        return self.num_trainable() / self.backbone.num_parameters()
 
 
 class PromptedModel(PromptsHolder):
@@ -297,25 +218,48 @@ class PromptedModel(PromptsHolder):
         return self.logit_scale * torch.einsum("bd,bnd->bn", images.embedding, fused)
 
 
-def build_prompts(
-    backbone: Backbone | GenerativeBackbone,
-    preset: str,
-    task: Task,
-    *,
-    seed: int = 0,
-    **overrides: object,
-) -> PromptedModel | GenerativeModel:
-    """Prompts of `preset` (with config field overrides) for `task` on `backbone`.
+STEM_CHUNK = 64
+"""Images per stem pass when predicting: bounds the memory of one call whatever the batch."""
 
-    >>> model = build_prompts(load_backbone("shipped"), "mpt", ClassificationTask(["cat", "dog"]))
-    >>> captioner = build_prompts(load_backbone("hf-blip2", path), "mpt", CaptioningTask())
-    """
-    from .support import check_supported  # late: it imports the task registry
 
-    check_supported(backbone.family, backbone.kind, preset, task.name, task.backbone_kind)
-    config = preset_config(preset, backbone.slots, **overrides)
-    if isinstance(backbone, GenerativeBackbone):  # prompts around a language model
-        from .generative.model import build_generative
+class DualEncoderKind:
+    """The dual-encoder kind (`kinds.KINDS["dual-encoder"]`): `PromptedModel` over
+    `MultimodalPrompts`, and predictions scored per domain from one shared stem pass."""
 
-        return build_generative(backbone, config, task, preset, seed)
-    return PromptedModel(backbone, MultimodalPrompts(config, backbone.slots, seed), task, preset)
+    def build(
+        self, backbone: Backbone, config: PromptConfig, task: Task, preset: str | None, seed: int
+    ) -> PromptedModel:
+        return PromptedModel(backbone, self.prompt_module(backbone, config, seed), task, preset)
+
+    def prompt_module(
+        self, backbone: Backbone, config: PromptConfig, seed: int = 0
+    ) -> MultimodalPrompts:
+        return MultimodalPrompts(config, backbone.slots, seed)
+
+    def predict(
+        self,
+        items: Sequence[tuple[PromptedModel, Example]],
+        rows: list[int],
+        out: list[Prediction | None],
+    ) -> None:
+        """One stem pass for `rows`, one shared plain embedding for the models without
+        visual prompts, then each model's prompted part and its task's scores."""
+        backbone = items[rows[0]][0].backbone
+        images = [items[i][1].image for i in rows]
+        stem = torch.cat(list(image_stems(backbone, images, STEM_CHUNK)))
+        local = {row: k for k, row in enumerate(rows)}
+        plain_rows = [i for i in rows if items[i][0].vision_frozen]
+        plain = backbone.encode_image(stem[[local[i] for i in plain_rows]]) if plain_rows else None
+        plain_at = {row: k for k, row in enumerate(plain_rows)}
+        for model_rows in group_rows([id(items[i][0]) for i in rows], rows).values():
+            model = items[model_rows[0]][0]
+            if model.vision_frozen:
+                emb = model.embed_prepared(plain[[plain_at[i] for i in model_rows]])
+            else:
+                emb = model.embed_prepared(stem[[local[i] for i in model_rows]])
+            scores = model.task.scores(model, emb, [items[i][1] for i in model_rows])
+            for i, row_scores, row_emb in zip(model_rows, scores, emb.embedding, strict=True):
+                out[i] = Prediction(best_candidate(row_scores), row_scores, row_emb)
+
+
+KIND = DualEncoderKind()

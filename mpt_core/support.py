@@ -8,15 +8,10 @@ asks `supports` instead of naming pairs.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from .backbones import FAMILIES
 from .errors import ConfigError
 from .prompts import PRESETS
 from .tasks import TASKS
-
-if TYPE_CHECKING:
-    from .backbones import Backbone, GenerativeBackbone
 
 
 def family_tasks(family: str) -> list[str]:
@@ -50,29 +45,14 @@ def check_supported(family: str, kind: str, preset: str, task: str, needs: str) 
             f"task {task!r} needs a {needs} backbone, but {family} is a {kind} backbone; "
             f"{family} runs: {runs}. HINT: {task} runs on {hosts}"
         )
-    _check_preset(family, preset)
+    check_preset(family, preset)
 
 
-def _check_preset(family: str, preset: str) -> None:
+def check_preset(family: str, preset: str) -> None:
+    """Raise ConfigError unless `preset` is registered and available on `family`."""
     PRESETS.get(preset)  # an unknown preset lists the known ones
     if family in FAMILIES and preset not in family_presets(family):
         raise ConfigError(
             f"preset {preset!r} is not available on {family}; it supports: "
             f"{', '.join(family_presets(family))}"
         )
-
-
-def trainable_parameters(
-    backbone: Backbone | GenerativeBackbone, preset: str, **overrides: object
-) -> int:
-    """Trainable prompt parameters of `preset` on `backbone`, for either kind of backbone
-    (what `mpt presets` lists), without building a task."""
-    from .backbones.generative import GenerativeBackbone  # late: keep this module light
-    from .generative.prompts import GenerativePrompts
-    from .prompts import MultimodalPrompts, preset_config
-
-    _check_preset(backbone.family, preset)
-    config = preset_config(preset, backbone.slots, **overrides)
-    if isinstance(backbone, GenerativeBackbone):
-        return GenerativePrompts(config, backbone).num_trainable()
-    return MultimodalPrompts(config, backbone.slots).num_trainable()

@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mpt_core import __version__
-from mpt_core.inference import Prediction
+from mpt_core.features import Prediction
 from registry import PromptRegistry, RegistrySettings, open_registry
 
 from .auth import require_viewer

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 import torch
 
 from mpt_core import Example
-from mpt_core.inference import DomainModel, Prediction, predict_batch
+from mpt_core.features import Prediction
+from mpt_core.inference import DomainModel, predict_batch
 
 from .metrics import ServingMetrics
 

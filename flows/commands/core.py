@@ -57,7 +57,8 @@ def _slot(slot) -> str:
 
 def cmd_presets(args: argparse.Namespace) -> None:
     from mpt_core import PRESETS
-    from mpt_core.support import family_presets, trainable_parameters
+    from mpt_core.kinds import trainable_parameters
+    from mpt_core.support import family_presets
 
     backbone = _backbone(args.backbone)
     total = backbone.num_parameters()

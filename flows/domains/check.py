@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 def check_backbone(domain: Domain) -> list[str]:
     """Problems loading the domain's backbone or fitting its prompt overrides on it."""
     from mpt_core.backbones import load_backbone
-    from mpt_core.support import trainable_parameters
+    from mpt_core.kinds import trainable_parameters
 
     spec, prompts = domain.config.backbone, domain.config.prompts
     where = f"{domain.root / 'domain.yaml'}: backbone"

@@ -1,6 +1,6 @@
 """Prompt tuning on a frozen generative backbone (image -> text): prompts and the model."""
 
-from .model import GenerativeModel, build_generative
+from .model import GenerativeModel
 from .prompts import GenerativePrompts, GenerativePromptSet, QFormerFusion
 
 __all__ = [
@@ -8,5 +8,4 @@ __all__ = [
     "GenerativePromptSet",
     "GenerativePrompts",
     "QFormerFusion",
-    "build_generative",
 ]

@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING
 import torch
 
 from ..backbones.generative import GenerativeBackbone
-from ..data import ImageSource, load_image
-from ..model import PromptsHolder
+from ..data import Example, ImageSource, group_rows, load_image
+from ..features import Prediction
+from ..holder import PromptsHolder
 from ..prompts.config import PromptConfig
 from .prompts import GenerativePrompts, GenerativePromptSet
 
@@ -132,12 +133,36 @@ class GenerativeModel(PromptsHolder):
         return out
 
 
-def build_generative(
-    backbone: GenerativeBackbone,
-    config: PromptConfig,
-    task: Task,
-    preset: str | None = None,
-    seed: int = 0,
-) -> GenerativeModel:
-    """A domain's model on a generative backbone (`build_prompts` and `load_prompts` call it)."""
-    return GenerativeModel(backbone, GenerativePrompts(config, backbone, seed), task, preset)
+class GenerativeKind:
+    """The generative kind (`kinds.KINDS["generative"]`): `GenerativeModel` over
+    `GenerativePrompts`; each domain generates for its own rows."""
+
+    def build(
+        self,
+        backbone: GenerativeBackbone,
+        config: PromptConfig,
+        task: Task,
+        preset: str | None,
+        seed: int,
+    ) -> GenerativeModel:
+        return GenerativeModel(backbone, self.prompt_module(backbone, config, seed), task, preset)
+
+    def prompt_module(
+        self, backbone: GenerativeBackbone, config: PromptConfig, seed: int = 0
+    ) -> GenerativePrompts:
+        return GenerativePrompts(config, backbone, seed)
+
+    def predict(
+        self,
+        items: Sequence[tuple[GenerativeModel, Example]],
+        rows: list[int],
+        out: list[Prediction | None],
+    ) -> None:
+        for model_rows in group_rows([id(items[i][0]) for i in rows], rows).values():
+            model = items[model_rows[0]][0]
+            texts = model.predict([items[i][1] for i in model_rows])
+            for i, text in zip(model_rows, texts, strict=True):
+                out[i] = Prediction(text, {}, None)
+
+
+KIND = GenerativeKind()

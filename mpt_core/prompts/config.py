@@ -7,6 +7,7 @@ from typing import Any
 
 from ..backbones.base import PromptSlots
 from ..errors import ConfigError
+from .coupling import COUPLINGS
 
 
 @dataclass
@@ -94,8 +95,6 @@ class PromptConfig:
         )
 
     def validate(self, slots: PromptSlots) -> PromptConfig:
-        from .coupling import COUPLINGS  # late: coupling imports this module
-
         COUPLINGS.get(self.coupling)
         for field, value in (
             ("text_tokens", self.text_tokens),

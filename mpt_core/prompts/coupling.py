@@ -16,14 +16,15 @@ import torch
 from torch import nn
 
 from .._registry import Registry
-from .config import PromptConfig
 
 Coupler = nn.Module  # forward(text (n_t, d_t), vision (n_v, d_v), layer) -> (text, vision)
-COUPLINGS: Registry[Callable[[PromptConfig, int, int], Coupler | None]] = Registry("coupling")
+CouplingFactory = Callable[[int, int, int], Coupler | None]
+"""(layers where both towers have prompts, text width, vision width) -> the coupler."""
+COUPLINGS: Registry[CouplingFactory] = Registry("coupling")
 
 
 @COUPLINGS.decorator("none")
-def _no_coupling(cfg: PromptConfig, text_width: int, vision_width: int) -> None:
+def _no_coupling(depth: int, text_width: int, vision_width: int) -> None:
     return None
 
 
@@ -43,5 +44,5 @@ class LinearCoupling(nn.Module):
 
 
 @COUPLINGS.decorator("linear")
-def _linear(cfg: PromptConfig, text_width: int, vision_width: int) -> LinearCoupling:
-    return LinearCoupling(cfg.shared_depth, text_width, vision_width)
+def _linear(depth: int, text_width: int, vision_width: int) -> LinearCoupling:
+    return LinearCoupling(depth, text_width, vision_width)

@@ -75,7 +75,7 @@ class MultimodalPrompts(nn.Module):
                 else None
             )
             self.coupling = COUPLINGS.get(config.coupling)(
-                config, slots.text.width, slots.vision.width
+                config.shared_depth, slots.text.width, slots.vision.width
             )
             dim = slots.embed_dim
             self.generator = (

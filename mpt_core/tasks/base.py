@@ -5,14 +5,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import torch
 
 from ..data import Example, require
-
-if TYPE_CHECKING:
-    from ..model import ImageFeatures, PromptedModel
+from ..features import ImageFeatures
 
 Metrics = dict[str, Any]  # metric name -> float, or -> {class/question: float}
 
@@ -100,6 +98,17 @@ class TaskContract:
         return (self.value_set.key,) if self.value_set else ()
 
 
+class ScoringModel(Protocol):
+    """What a task that scores candidate texts needs from a prompted model
+    (`model.PromptedModel` is one)."""
+
+    def embed_texts(self, texts: Sequence[str]) -> torch.Tensor:
+        """(N, D) normalised embeddings of candidate texts under the prompts."""
+
+    def score(self, images: ImageFeatures, text: torch.Tensor) -> torch.Tensor:
+        """(B, N) logits of B encoded images against N text embeddings."""
+
+
 class Task(ABC):
     """A task scores encoded images (`ImageFeatures`, B of them) against text candidates it
     builds itself, through `model.score(images, model.embed_texts(candidates))`.
@@ -163,21 +172,21 @@ class Task(ABC):
 
     @abstractmethod
     def loss(
-        self, model: PromptedModel, image_emb: ImageFeatures, examples: Sequence[Example]
+        self, model: ScoringModel, image_emb: ImageFeatures, examples: Sequence[Example]
     ) -> torch.Tensor: ...
 
     @abstractmethod
     def evaluate(
-        self, model: PromptedModel, image_emb: ImageFeatures, examples: Sequence[Example]
+        self, model: ScoringModel, image_emb: ImageFeatures, examples: Sequence[Example]
     ) -> Metrics: ...
 
     @abstractmethod
     def predict(
-        self, model: PromptedModel, image_emb: ImageFeatures, examples: Sequence[Example]
+        self, model: ScoringModel, image_emb: ImageFeatures, examples: Sequence[Example]
     ) -> list[str]: ...
 
     def scores(
-        self, model: PromptedModel, image_emb: ImageFeatures, examples: Sequence[Example]
+        self, model: ScoringModel, image_emb: ImageFeatures, examples: Sequence[Example]
     ) -> list[dict[str, float]]:
         """Per example: each of its candidates (class, answer, caption) -> probability
         (softmax over that example's candidates); the argmax is `predict`'s answer. Empty
@@ -186,7 +195,7 @@ class Task(ABC):
         raise NotImplementedError(f"task {self.name!r} generates text; it scores no candidates")
 
     def predict_scored(
-        self, model: PromptedModel, image_emb: torch.Tensor, examples: Sequence[Example]
+        self, model: ScoringModel, image_emb: torch.Tensor, examples: Sequence[Example]
     ) -> list[tuple[str, float | None]]:
         """`predict`, with each prediction's probability among its candidates (None where
         there is no cheap one, as for generated text).

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import torch
 from PIL import Image
@@ -15,8 +15,18 @@ from ..data import ImageSource
 from ..errors import ConfigError
 from .base import Task, TaskContract
 
-if TYPE_CHECKING:
-    from ..generative.model import GenerativeModel
+
+class TextGenerator(Protocol):
+    """What a generative task needs from a prompted model (`generative.model.GenerativeModel`
+    is one): the loss of target texts and generation, given the images' query embeddings."""
+
+    def lm_loss(
+        self, queries: torch.Tensor, prompts: Sequence[str], targets: Sequence[str]
+    ) -> torch.Tensor: ...
+
+    def generate(
+        self, queries: torch.Tensor, prompts: Sequence[str], *, max_new_tokens: int, num_beams: int
+    ) -> list[str]: ...
 
 
 def image_key(source: ImageSource) -> str:
@@ -68,7 +78,7 @@ class GenerativeTask(Task):
 
     def generate_groups(
         self,
-        model: GenerativeModel,
+        model: TextGenerator,
         queries: torch.Tensor,
         groups: dict[Any, list[int]],
         prompts: Sequence[str],

@@ -378,7 +378,7 @@ def run_trial(
     (a trial setting the visual tokens to 0 needs embeddings, not stems); any other trial
     prepares its own images, once for all its folds.
     """
-    from ..model import build_prompts
+    from ..kinds import build_prompts
     from .trainer import fit
 
     if prepare is not None:

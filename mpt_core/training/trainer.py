@@ -16,7 +16,8 @@ from tqdm.auto import tqdm
 
 from ..data import Example
 from ..errors import DataError
-from ..model import ImageFeatures, PromptedModel
+from ..features import ImageFeatures
+from ..holder import PromptsHolder
 from ..tasks.base import Metrics
 from .config import TrainConfig
 from .schedule import warmup_cosine
@@ -54,7 +55,7 @@ def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContex
 
 @torch.no_grad()
 def embed_examples(
-    model: PromptedModel,
+    model: PromptsHolder,
     examples: Sequence[Example],
     batch_size: int = 64,
     prepared: torch.Tensor | None = None,
@@ -76,7 +77,7 @@ def embed_examples(
 
 @torch.no_grad()
 def evaluate(
-    model: PromptedModel,
+    model: PromptsHolder,
     examples: Sequence[Example],
     batch_size: int = 64,
     prepared: torch.Tensor | None = None,
@@ -94,7 +95,7 @@ def evaluate(
 
 
 def fit(
-    model: PromptedModel,
+    model: PromptsHolder,
     train: Sequence[Example],
     val: Sequence[Example] | None = None,
     config: TrainConfig | None = None,
