@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Generic, TypeVar
 
 from .errors import ConfigError, UnknownNameError
@@ -36,6 +37,22 @@ class Registry(Generic[T]):
             return self.register(name, entry)
 
         return wrap
+
+    @contextmanager
+    def temporarily(self, name: str, entry: T) -> Iterator[T]:
+        """`entry` registered as `name` (added, or replacing what is there) for the block,
+        then the registry as it was: to try a task, family or preset in a test or a
+        notebook without registering it for the process."""
+        before = self._entries.get(name)
+        self._entries.pop(name, None)
+        self.register(name, entry)
+        try:
+            yield entry
+        finally:
+            if before is None:
+                self._entries.pop(name, None)
+            else:
+                self._entries[name] = before
 
     def get(self, name: str) -> T:
         try:

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 import torch
 
-from ..data import Example, require
+from ..data import FIELDS, Example, ExampleField, ImageSource, declare_field, require
 from ..features import ImageFeatures
 
 Metrics = dict[str, Any]  # metric name -> float, or -> {class/question: float}
-
-EXAMPLE_FIELDS = tuple(f.name for f in fields(Example) if f.name != "image")
 
 
 @dataclass(frozen=True)
@@ -72,11 +70,21 @@ class TaskContract:
     target: str | None = None
     """The Example field a prediction is compared with (label, caption, answer); default:
     the declared value set's field, else the last of `fields`."""
+    inputs: tuple[str, ...] = ()
+    """Example fields a prediction needs besides the image (vqa: the question); a
+    prediction request must send them."""
+    optional_inputs: tuple[str, ...] = ()
+    """Example fields a prediction may use (retrieval: candidate captions to rank)."""
+    declares: tuple[ExampleField, ...] = ()
+    """The example fields this task defines (name, help, shape). Fields it names that
+    another task declares need not be declared again."""
 
     def __post_init__(self) -> None:
-        known = {"image", *EXAMPLE_FIELDS}
+        for field in self.declares:
+            declare_field(field)
+        known = {"image", *FIELDS}
         named = [*self.fields, *self.optional_fields, *(t.field for t in self.text_fields)]
-        named += list(self.row_key or ())
+        named += [*self.inputs, *self.optional_inputs, *(self.row_key or ())]
         if self.target is None:
             default = self.value_set.field if self.value_set else self.fields[-1]
             object.__setattr__(self, "target", default)  # frozen: set once, here
@@ -88,14 +96,44 @@ class TaskContract:
             named.append(self.group_field)
         unknown = sorted(set(named) - known)
         if unknown:
-            raise ValueError(f"task contract names {unknown}, which are not Example fields")
+            raise ValueError(
+                f"task contract names {unknown}, which no task declares as example fields; "
+                "declare them in the contract (declares=(ExampleField(name, help), ...))"
+            )
+        if not set(self.inputs) <= set(self.fields):
+            raise ValueError(f"inputs {self.inputs} must be among the fields {self.fields}")
+        if self.target in (*self.inputs, *self.optional_inputs):
+            raise ValueError(f"target {self.target!r} is what is predicted, not an input")
         if self.primary_metric not in self.metrics:
             raise ValueError(f"primary metric {self.primary_metric!r} is not in {self.metrics}")
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """Every example field a domain's table may hold for this task, required first."""
+        return tuple(dict.fromkeys([*self.fields, *self.optional_fields]))
+
+    @property
+    def closed(self) -> bool:
+        """Predictions are one of a declared set (labels, answers): a confusion matrix and
+        per-class accuracy mean something."""
+        return self.value_set is not None
 
     @property
     def declaration_keys(self) -> tuple[str, ...]:
         """domain.yaml keys this task reads besides `template` (e.g. ("labels",))."""
         return (self.value_set.key,) if self.value_set else ()
+
+
+@dataclass(frozen=True)
+class Toy:
+    """A small learnable instance of a task, for the generated test matrix, test domains and
+    examples: the task over some class names, and how one image of a class becomes its
+    examples (rows). Each task provides its own (`Task.toy`), so a new task is tested
+    without anyone writing its fixtures."""
+
+    task: Task
+    rows: Callable[[str, ImageSource], list[Example]]
+    """(class name, image) -> the examples of that image."""
 
 
 class ScoringModel(Protocol):
@@ -140,15 +178,17 @@ class Task(ABC):
             "image_residual": {"choice": [0.5, 1.0, 2.0]},
         },
     }
-    #: Example fields a prediction needs besides the image (vqa: the question) ...
+    #: Example fields a prediction needs besides the image, and those it may use: set from
+    #: the contract's `inputs` and `optional_inputs`.
     inputs: ClassVar[tuple[str, ...]] = ()
-    #: ... and the ones it may use (retrieval: candidate captions).
     optional_inputs: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if "contract" in cls.__dict__:
             cls.primary_metric = cls.contract.primary_metric
+            cls.inputs = cls.contract.inputs
+            cls.optional_inputs = cls.contract.optional_inputs
 
     @classmethod
     @abstractmethod
@@ -159,6 +199,18 @@ class Task(ABC):
     def declared_values(self) -> dict[str | None, list[str]]:
         """The declared value set as {per-value or None: [values]} ({} when open)."""
         return {}
+
+    @abstractmethod
+    def declaration(self) -> dict[str, Any]:
+        """What a domain.yaml declares for this task, as `from_declaration` reads it back
+        (value-set key, `template`, task options): `from_declaration(t.declaration())`
+        builds the same task."""
+
+    @classmethod
+    @abstractmethod
+    def toy(cls, classes: Sequence[str]) -> Toy:
+        """A small learnable instance over `classes` (at least two), whose rows tell the
+        classes apart from the images (see `Toy`)."""
 
     @abstractmethod
     def check(self, examples: Sequence[Example]) -> None:

@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ..data import Example, group_rows, require
+from ..data import Example, ImageSource, group_rows, require
 from ..errors import ConfigError
-from .base import Metrics, TaskContract, TextField, take_declaration
+from .base import Metrics, TaskContract, TextField, Toy, take_declaration
+from .fields import CAPTION
 from .generation import GenerativeTask, image_key
 from .text_metrics import bleu, caption_tokens, cider_d
 
@@ -22,11 +23,11 @@ DEFAULT_MAX_NEW_TOKENS = 30
 
 class CaptioningTask(GenerativeTask):
     name = "captioning"
-    primary_metric = "cider"
     contract = TaskContract(
         fields=("caption",),
         text_fields=(TextField("caption", 1, 500),),
         row_key=("image", "caption"),
+        declares=(CAPTION,),
         metrics=("cider", "bleu4", "bleu1"),
         primary_metric="cider",
         target="caption",
@@ -109,3 +110,16 @@ class CaptioningTask(GenerativeTask):
             declaration.get("num_beams", DEFAULT_NUM_BEAMS),
             declaration.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS),
         )
+
+    def declaration(self) -> dict[str, Any]:
+        return {"template": self.prompt or None, **self.decoding()}
+
+    @classmethod
+    def toy(cls, classes: Sequence[str]) -> Toy:
+        """Two reference captions per image; short generations keep tests fast."""
+
+        def rows(name: str, image: ImageSource) -> list[Example]:
+            captions = (f"a photo of {name}", f"this is {name}")
+            return [Example(image, caption=caption) for caption in captions]
+
+        return Toy(cls(max_new_tokens=12), rows)

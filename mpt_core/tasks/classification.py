@@ -10,7 +10,8 @@ import torch.nn.functional as F
 
 from ..data import Example, require
 from ..errors import ConfigError, DataError
-from .base import Metrics, Task, TaskContract, ValueSet, take_declaration
+from .base import Metrics, Task, TaskContract, Toy, ValueSet, take_declaration
+from .fields import LABEL
 from .metrics import accuracy, macro_f1, per_class_accuracy
 
 DEFAULT_TEMPLATE = "a photo of a {}."
@@ -26,6 +27,7 @@ class ClassificationTask(Task):
         value_set=ValueSet("label", "labels"),
         group_metric="per_class_accuracy",
         group_field="label",
+        declares=(LABEL,),
         declaration_help="""\
 # Class names; every `label` in the metadata must be one of them (quote numbers: ["0", "1"]).
 labels: [first-class, second-class]
@@ -101,3 +103,10 @@ template: "a photo of a {}."
 
     def declared_values(self) -> dict[str | None, list[str]]:
         return {None: list(self.class_names)}
+
+    def declaration(self) -> dict[str, Any]:
+        return {"labels": list(self.class_names), "template": self.template}
+
+    @classmethod
+    def toy(cls, classes: Sequence[str]) -> Toy:
+        return Toy(cls(classes), lambda name, image: [Example(image, label=name)])

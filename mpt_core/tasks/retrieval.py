@@ -11,7 +11,8 @@ import torch.nn.functional as F
 
 from ..data import Example, require
 from ..errors import DataError
-from .base import Metrics, Task, TaskContract, TextField, take_declaration
+from .base import Metrics, Task, TaskContract, TextField, Toy, take_declaration
+from .fields import CANDIDATES, CAPTION
 from .metrics import recall_at_k
 
 KS = (1, 5, 10)
@@ -26,13 +27,14 @@ def _caption_groups(captions: Sequence[str]) -> tuple[list[str], torch.Tensor]:
 
 class RetrievalTask(Task):
     name = "retrieval"
-    optional_inputs = ("candidates",)
     contract = TaskContract(
         fields=("caption",),
         metrics=("r1_mean", *(f"{d}_r{k}" for d in ("i2t", "t2i") for k in KS)),
         primary_metric="r1_mean",
         target="caption",
         text_fields=(TextField("caption", 3, 500),),
+        optional_inputs=("candidates",),
+        declares=(CAPTION, CANDIDATES),
         declaration_help="# Retrieval matches images to their `caption` column; no labels.\n",
     )
 
@@ -122,3 +124,10 @@ class RetrievalTask(Task):
     def from_declaration(cls, declared: Mapping[str, Any]) -> RetrievalTask:
         take_declaration(cls, declared, template=False)
         return cls()
+
+    def declaration(self) -> dict[str, Any]:
+        return {}
+
+    @classmethod
+    def toy(cls, classes: Sequence[str]) -> Toy:
+        return Toy(cls(), lambda name, image: [Example(image, caption=f"a photo of {name}")])

@@ -9,9 +9,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..data import Example, require
+from ..data import Example, ImageSource, require
 from ..errors import ConfigError, DataError
-from .base import Metrics, Task, TaskContract, ValueSet, take_declaration
+from .base import Metrics, Task, TaskContract, Toy, ValueSet, take_declaration
+from .fields import ANSWER, QUESTION
 from .metrics import accuracy
 
 DEFAULT_TEMPLATE = "question: {question} answer: {answer}"
@@ -19,7 +20,6 @@ DEFAULT_TEMPLATE = "question: {question} answer: {answer}"
 
 class VQATask(Task):
     name = "vqa"
-    inputs = ("question",)
     contract = TaskContract(
         fields=("question", "answer"),
         metrics=("accuracy",),
@@ -29,6 +29,8 @@ class VQATask(Task):
         group_metric="per_question_accuracy",
         group_field="question",
         row_key=("image", "question"),
+        inputs=("question",),
+        declares=(QUESTION, ANSWER),
         declaration_help="""\
 # Questions and their candidate answers; every (question, answer) row must be one of them.
 answers:
@@ -157,7 +159,31 @@ template: "question: {question} answer: {answer}"
             )
         return cls(answers, values.get("template") or DEFAULT_TEMPLATE)
 
+    def declaration(self) -> dict[str, Any]:
+        return {"answers": self.to_dict()["answers"], "template": self.template}
+
+    @classmethod
+    def toy(cls, classes: Sequence[str]) -> Toy:
+        is_first, which = toy_questions(classes)
+        task = cls({is_first: ["yes", "no"], which: list(classes)})
+        return Toy(task, lambda name, image: toy_rows(classes, name, image))
+
     def declared_values(self) -> dict[str | None, list[str]]:
         if self.answers is None:
             return {None: list(self.shared or [])}
         return {q: list(a) for q, a in self.answers.items()}
+
+
+def toy_questions(classes: Sequence[str]) -> tuple[str, str]:
+    """The two questions of the VQA toys: a yes/no one and one answered by the class."""
+    return f"is it {classes[0]}?", "which one is it?"
+
+
+def toy_rows(classes: Sequence[str], name: str, image: ImageSource) -> list[Example]:
+    """The rows of one image of class `name` in the VQA toys: both questions answered."""
+    is_first, which = toy_questions(classes)
+    yes = "yes" if name == classes[0] else "no"
+    return [
+        Example(image, question=is_first, answer=yes),
+        Example(image, question=which, answer=name),
+    ]

@@ -15,9 +15,11 @@ from typing import Any
 
 from ..data import Example, group_rows, require
 from ..errors import ConfigError
-from .base import Metrics, TaskContract, TextField, take_declaration
+from .base import Metrics, TaskContract, TextField, Toy, take_declaration
+from .fields import ANSWER, QUESTION, QUESTION_TYPE
 from .generation import GenerativeTask, image_key
 from .text_metrics import answer_type, vqa_accuracy
+from .vqa import toy_rows
 
 DEFAULT_TEMPLATE = "Question: {question} Answer:"  # BLIP-2's zero-shot VQA prompt
 DEFAULT_NUM_BEAMS = 1
@@ -30,8 +32,6 @@ def _mean(values: Sequence[float]) -> float:
 
 class OpenVQATask(GenerativeTask):
     name = "vqa-open"
-    primary_metric = "accuracy"
-    inputs = ("question",)
     contract = TaskContract(
         fields=("question", "answer"),
         optional_fields=("question_type",),
@@ -39,6 +39,8 @@ class OpenVQATask(GenerativeTask):
         group_metric="per_question_type_accuracy",
         text_fields=(TextField("question", 1, 300), TextField("answer", 1, 100)),
         row_key=None,
+        inputs=("question",),
+        declares=(QUESTION, ANSWER, QUESTION_TYPE),
         metrics=("accuracy",),
         primary_metric="accuracy",
         target="answer",
@@ -139,3 +141,11 @@ class OpenVQATask(GenerativeTask):
             declaration.get("num_beams", DEFAULT_NUM_BEAMS),
             declaration.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS),
         )
+
+    def declaration(self) -> dict[str, Any]:
+        return {"template": self.template, **self.decoding()}
+
+    @classmethod
+    def toy(cls, classes: Sequence[str]) -> Toy:
+        """The multiple-choice toy's questions, answered in a few generated tokens."""
+        return Toy(cls(max_new_tokens=6), lambda name, image: toy_rows(classes, name, image))

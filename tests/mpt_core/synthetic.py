@@ -1,19 +1,16 @@
-"""A small learnable synthetic task: a coloured square in a class-specific corner."""
+"""A small learnable synthetic data set: a coloured square in a class-specific corner.
+
+Which examples an image gives and the task over the classes come from each registered
+task's own `toy` (`Task.toy`), so every task, including one registered later, gets data
+without a fixture written for it."""
 
 from __future__ import annotations
 
 import numpy as np
 from PIL import Image
 
-from mpt_core import (
-    CaptioningTask,
-    ClassificationTask,
-    Example,
-    OpenVQATask,
-    RetrievalTask,
-    VQATask,
-)
-from mpt_core.tasks.base import Task
+from mpt_core import TASKS, Example
+from mpt_core.tasks.base import Task, Toy
 
 CLASSES = ("red", "green", "blue")
 _COLOUR = {"red": (230, 30, 30), "green": (30, 200, 40), "blue": (40, 60, 230)}
@@ -29,45 +26,18 @@ def image(name: str, rng: np.random.Generator, size: int = 32) -> Image.Image:
     return Image.fromarray(pixels)
 
 
-def _rows(task: str, name: str, img: Image.Image) -> list[Example]:
-    return {
-        "classification": [Example(img, label=name)],
-        "retrieval": [Example(img, caption=f"a {name} square")],
-        "vqa": [Example(img, question=COLOUR_QUESTION, answer=name)],
-        # two reference captions per image
-        "captioning": [
-            Example(img, caption=f"a {name} square"),
-            Example(img, caption=f"the square is {name}"),
-        ],
-        "vqa-open": [Example(img, question=COLOUR_QUESTION, answer=name)],
-    }[task]
+def toy(task: str) -> Toy:
+    return TASKS.get(task).toy(CLASSES)
 
 
 def examples(task: str, per_class: int = 4, seed: int = 0) -> list[Example]:
+    """`per_class` images of each colour, each giving the rows the task's toy makes."""
     rng = np.random.default_rng(seed)
-    out = [
-        row
-        for name in CLASSES
-        for _ in range(per_class)
-        for row in _rows(task, name, image(name, rng))
+    rows = toy(task).rows
+    return [
+        row for name in CLASSES for _ in range(per_class) for row in rows(name, image(name, rng))
     ]
-    if task in ("vqa", "vqa-open"):  # a second question with its own answers
-        out += [
-            Example(
-                image(n, rng), question="is the square red?", answer="yes" if n == "red" else "no"
-            )
-            for n in CLASSES
-        ]
-    return out
 
 
 def make_task(task: str) -> Task:
-    return {
-        "classification": lambda: ClassificationTask(CLASSES),
-        "retrieval": RetrievalTask,
-        "vqa": lambda: VQATask(
-            {COLOUR_QUESTION: list(CLASSES), "is the square red?": ["yes", "no"]}
-        ),
-        "captioning": lambda: CaptioningTask(max_new_tokens=12),
-        "vqa-open": lambda: OpenVQATask(max_new_tokens=6),
-    }[task]()
+    return toy(task).task
