@@ -89,13 +89,13 @@ def step_driver(root: Path) -> dict:
 
 def step_old(root: Path) -> dict:
     """What the driver held before: the job carried every image's bytes."""
-    from flows.dataset import read_rows
+    from flows.dataset import layout_of, read_rows
     from flows.domains import get_domain
 
     base = peak_mb()
     started = time.perf_counter()
     domain = get_domain(root / "domains", "synthetic")
-    rows = read_rows(domain.config, domain.data_dir)
+    rows = read_rows(layout_of(domain.config), domain.data_dir)
     images = {r.image: (domain.data_dir / r.image).read_bytes() for r in rows}
     sent = len(pickle.dumps({"rows": rows, "images": images}))
     return {
@@ -107,14 +107,14 @@ def step_old(root: Path) -> dict:
 
 def step_worker(root: Path, md5: str) -> dict:
     from flows.datacache import DataCache, RemoteLocation
-    from flows.dataset import read_rows, split_examples
+    from flows.dataset import layout_of, read_rows, split_examples
     from flows.domains import get_domain
 
     config = get_domain(root / "domains", "synthetic").config
     base = peak_mb()
     started = time.perf_counter()
     folder = DataCache(root / "node-cache").materialise(RemoteLocation(str(root / "remote")), md5)
-    examples = split_examples(read_rows(config, folder), folder)
+    examples = split_examples(read_rows(layout_of(config), folder), folder)
     return {
         "peak_mb": peak_mb() - base,
         "seconds": time.perf_counter() - started,

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).parent))
 from step_cost import SavedTensorBytes
 
-from flows.dataset import read_rows
+from flows.dataset import layout_of, read_rows
 from flows.domains import Domain, discover
 from mpt_core import (
     Example,
@@ -81,7 +81,7 @@ def load_splits(domain: Domain, shots: int | None) -> dict[str, list[Example]]:
     task = domain.config.build_task()
     splits: dict[str, list[Example]] = {"train": [], "val": [], "test": []}
     seen: dict[tuple, int] = {}
-    for row in read_rows(domain.config, domain.data_dir):
+    for row in read_rows(layout_of(domain.config), domain.data_dir):
         example = row.example(domain.data_dir)
         key = (row.split, group_key(task, example))
         seen[key] = seen.get(key, 0) + 1

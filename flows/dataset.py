@@ -31,6 +31,37 @@ SPLITS = ("train", "val", "test")
 
 
 @dataclass(frozen=True)
+class TableLayout:
+    """How to read a domain's metadata table into rows: plain data, built from the domain's
+    config on the driver (`layout_of`) and carried to the workers with the job, so they
+    read tables without the YAML schema."""
+
+    metadata: str
+    """The table's path relative to the data folder."""
+    image: str
+    split: str
+    columns: dict[str, str]
+    """Example field -> its column, for every field the task reads (required or not)."""
+    required: tuple[str, ...]
+    """The fields every row must have (the task contract's `fields`)."""
+    keep: frozenset[str] = frozenset()
+    """Declared values (labels; questions and answers) never read as missing values."""
+
+
+def layout_of(config: DomainConfig) -> TableLayout:
+    """The table layout of a domain: its data layout and its task's contract."""
+    layout, contract = config.data, config.contract
+    return TableLayout(
+        metadata=layout.metadata,
+        image=layout.column("image"),
+        split=layout.column("split"),
+        columns={f: layout.column(f) for f in contract.columns},
+        required=contract.fields,
+        keep=frozenset(declared_values(config)),
+    )
+
+
+@dataclass(frozen=True)
 class Row:
     """One metadata row: its table row number, image path (relative to data/), split and
     the Example fields the task's contract reads."""
@@ -45,29 +76,26 @@ class Row:
         return Example(data_dir / self.image, **self.fields)
 
 
-def read_metadata(config: DomainConfig, data_dir: Path) -> pd.DataFrame:
+def read_metadata(layout: TableLayout, data_dir: Path) -> pd.DataFrame:
     """The metadata table of a data folder, read as validation reads it."""
-    return read_table(data_dir / config.data.metadata, keep=declared_values(config))
+    return read_table(data_dir / layout.metadata, keep=layout.keep)
 
 
-def rows_from_table(config: DomainConfig, table: pd.DataFrame) -> list[Row]:
+def rows_from_table(layout: TableLayout, table: pd.DataFrame) -> list[Row]:
     """The rows of a validated table: image, split and the contract's fields."""
-    layout, contract = config.data, config.contract
-    wanted = [*contract.fields, *contract.optional_fields]
-    columns = {f: layout.column(f) for f in wanted if layout.column(f) in table}
-    missing = [f for f in contract.fields if f not in columns]
+    columns = {f: c for f, c in layout.columns.items() if c in table}
+    missing = [f for f in layout.required if f not in columns]
     if missing:
         raise DataError(f"the metadata table has no column for {missing}; validate it first")
-    image, split = layout.column("image"), layout.column("split")
     rows = []
     for number, record in zip(table.index, table.to_dict("records"), strict=True):
         values = {f: record[c] for f, c in columns.items() if isinstance(record[c], str)}
-        rows.append(Row(int(number), record[image], record[split], values))
+        rows.append(Row(int(number), record[layout.image], record[layout.split], values))
     return rows
 
 
-def read_rows(config: DomainConfig, data_dir: Path) -> list[Row]:
-    return rows_from_table(config, read_metadata(config, data_dir))
+def read_rows(layout: TableLayout, data_dir: Path) -> list[Row]:
+    return rows_from_table(layout, read_metadata(layout, data_dir))
 
 
 def rows_digest(rows: Sequence[Row]) -> str:

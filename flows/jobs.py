@@ -12,8 +12,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mpt_core.artifacts import PromptArtifact
+from mpt_core.spec import TuneSpec
 
 from .datacache import RemoteLocation
+from .dataset import TableLayout
 
 if TYPE_CHECKING:
     from .predictions import Evidence
@@ -38,19 +40,21 @@ class BackboneRef:
 
 @dataclass(frozen=True)
 class DataRef:
-    """A data version a worker materialises from the DVC remote: md5 of DVC's listing, and
-    the sha256 of the rows the driver validated (the worker checks it reads the same)."""
+    """A data version a worker materialises from the DVC remote: md5 of DVC's listing, how
+    to read its table, and the sha256 of the rows the driver validated (the worker checks
+    it reads the same)."""
 
     location: RemoteLocation
     md5: str
     rows_sha256: str
+    layout: TableLayout
 
 
 @dataclass(frozen=True)
 class TuneJob:
     domain: str
-    config: dict[str, Any]
-    """The domain's validated domain.yaml (DomainConfig.model_dump)."""
+    spec: TuneSpec
+    """What to tune and how: built once from the domain's config on the driver."""
     backbone: BackboneRef
     data: DataRef
     production: PromptArtifact | None = None

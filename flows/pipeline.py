@@ -14,17 +14,19 @@ import hashlib
 import json
 import shutil
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from mpt_core.artifacts import CONFIG, FORMAT_VERSION, TENSORS, PromptArtifact, verify_artifact
 from mpt_core.backbones import backbone_sha256
 from mpt_core.backbones.base import BackboneIdentity
+from mpt_core.spec import TuneSpec
 from registry import PromptRegistry
 from registry.lineage import package_version
 
 from .datacache import RemoteLocation
-from .dataset import read_rows, rows_digest, rows_from_table
+from .dataset import layout_of, read_rows, rows_digest, rows_from_table
 from .domains import Domain
 from .jobs import BackboneRef, DataRef, TuneJob, TuneOutcome
 from .predictions import record_evidence
@@ -105,6 +107,12 @@ class PreparedDomain:
     validation: str = "passed"
     """passed | unchanged (validated before, same data and rules: not run again)"""
 
+    @cached_property
+    def spec(self) -> TuneSpec:
+        """The domain's tuning spec, built once here: the job carries it, the no-change
+        skip looks it up, the registry row records it."""
+        return self.domain.config.tune_spec()
+
     def skipped(self, version: int) -> DomainResult:
         """This domain's result when `version` was tuned from the same data, backbone,
         config and code."""
@@ -141,18 +149,6 @@ def validation_key(domain: Domain) -> str:
         "code": package_version(),
     }
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def training_config(domain: Domain) -> dict[str, Any]:
-    """What decides a tuning result besides data, backbone and code: hashed for skipping."""
-    c = domain.config
-    return {
-        "task": {"name": c.task, **c.build_task().to_dict()},
-        "preset": c.prompts.preset,
-        "overrides": c.prompts.overrides,
-        "tuning": c.tuning.model_dump(),
-        "backbone": c.backbone.model_dump(),
-    }
 
 
 # ------------------------------------------------------------------ prepare
@@ -199,7 +195,7 @@ def prepare(
 
     unchanged = unchanged_data(domain, versioner, registry)
     if unchanged is not None:
-        rows = read_rows(domain.config, domain.data_dir)
+        rows = read_rows(layout_of(domain.config), domain.data_dir)
         if push:
             versioner.push(domain.data_dir)  # cheap when the remote has it
         return PreparedDomain(domain, unchanged, rows_digest(rows), validation="unchanged")
@@ -247,7 +243,7 @@ def prepare(
         report_uri=str(report_dir),
         validation_key=validation_key(domain),
     )
-    rows = rows_from_table(domain.config, checked.table)
+    rows = rows_from_table(layout_of(domain.config), checked.table)
     return PreparedDomain(domain, data, rows_digest(rows))
 
 
@@ -291,7 +287,7 @@ def existing_version(
         prepared.domain.name,
         data_version=prepared.data.md5,
         backbone_sha256=ref.sha256 or "",
-        config=training_config(prepared.domain),
+        config=prepared.spec.to_dict(),
         code_version=package_version(),
     )
     return None if found is None else found.number
@@ -330,9 +326,9 @@ def build_job(
     prod_number, prod_artifact = production_artifact(domain.name, ref, registry)
     return TuneJob(
         domain=domain.name,
-        config=domain.config.model_dump(mode="json"),
+        spec=prepared.spec,
         backbone=ref,
-        data=DataRef(location, prepared.data.md5, prepared.rows_sha256),
+        data=DataRef(location, prepared.data.md5, prepared.rows_sha256, layout_of(domain.config)),
         production=prod_artifact,
         production_version=prod_number,
         extra={
@@ -367,8 +363,8 @@ def register_outcome(
     version, request = registry.register_candidate(
         domain.name,
         {CONFIG: outcome.artifact.config_json.encode(), TENSORS: outcome.artifact.tensors},
-        method=c.prompts.preset,
-        config=training_config(domain),
+        method=prepared.spec.preset,
+        config=prepared.spec.to_dict(),
         data_version=md5,
         backbone=outcome.backbone,
         metrics=outcome.metrics,
@@ -384,7 +380,7 @@ def register_outcome(
         record_evidence(
             registry, domain.name, version.number, production_version, md5, outcome.evidence
         )
-    metric = c.primary_metric
+    metric = prepared.spec.primary_metric
     return DomainResult(
         domain=domain.name,
         status="registered",

@@ -300,7 +300,7 @@ def _tune_group(
 def _search(todo: list, home: Path) -> tuple[list, dict[str, dict], list[DomainResult]]:
     """Run the searches the domains ask for; their jobs come back with the chosen config.
     Returns (jobs to tune, domain -> search lineage, failed domains)."""
-    wanted = [job for p, job in todo if p.domain.config.search_spec() is not None]
+    wanted = [job for _, job in todo if job.spec.search is not None]
     if not wanted:
         return todo, {}, []
     outcomes = search_domains(wanted, home)

@@ -25,7 +25,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from mpt_core.training.search import SearchSpec, TrialResult, kfold_splits, select_best
+from mpt_core.spec import TuneSpec
+from mpt_core.training.search import TrialResult, kfold_splits, select_best
 
 from .jobs import TuneJob
 
@@ -53,32 +54,18 @@ class SearchOutcome:
         return self.lineage["folds"]
 
 
-def _spec(job: TuneJob) -> SearchSpec:
-    from .domains.schema import DomainConfig
-
-    spec = DomainConfig.model_validate(job.config).search_spec()
-    assert spec is not None, "a search was asked for a domain without tuning.search"
-    return spec
-
-
 def search_data(job: TuneJob) -> dict[str, Any]:
     """On a worker: the cached frozen features of train + val and the folds over them.
 
     Returns {"prepared": (N, ...) tensor, "examples": N examples (images as paths),
     "folds": [(train indices, val indices)], "k": folds}."""
-    from mpt_core import build_prompts
-
-    from .domains.schema import DomainConfig
     from .worker import job_examples, load_ref, node_cache
 
-    config = DomainConfig.model_validate(job.config)
-    spec = config.search_spec()
+    spec = job.spec.search
+    assert spec is not None, "a search was asked for a job whose spec has none"
     splits = job_examples(job, node_cache())
     train, val = splits["train"], splits["val"]
-    backbone = load_ref(job.backbone)
-    model = build_prompts(
-        backbone, config.prompts.preset, config.build_task(), **config.prompts.overrides
-    )
+    model = job.spec.build(load_ref(job.backbone))
     examples = [*train, *val]
     prepared = model.prepare_images([e.image for e in examples])
     index = {id(e): i for i, e in enumerate(examples)}
@@ -95,23 +82,18 @@ def search_data(job: TuneJob) -> dict[str, Any]:
 
 def run_search_trial(
     job: TuneJob, data: dict[str, Any], params: dict[str, Any]
-) -> tuple[TrialResult, dict[str, Any]]:
+) -> tuple[TrialResult, TuneSpec]:
     """One trial on the cached features (plain: the Tune trainable and tests call it).
 
-    Returns its result and what it applied: {"overrides": prompt config overrides,
-    "tuning": train config fields} (knobs like `depth` expand into several fields)."""
-    from mpt_core import TrainConfig
-    from mpt_core.training.search import apply_trial, run_trial
+    Returns its result and the job's spec with the trial applied (knobs like `depth`
+    expand into several fields), which the final tuning uses when this trial wins."""
+    from mpt_core.training.search import run_trial
 
-    from .domains.schema import DomainConfig
     from .worker import load_ref
 
-    config = DomainConfig.model_validate(job.config)
+    spec = job.spec
     backbone = load_ref(job.backbone)
-    train_config = TrainConfig(**{**config.train_config(), "progress": False})
-    _, overrides, applied = apply_trial(
-        config.prompts.preset, config.prompts.overrides, train_config, params, backbone.slots
-    )
+    trial = spec.with_trial(params, backbone.slots)
     examples, prepared = data["examples"], data["prepared"]
     position = {id(e): i for i, e in enumerate(examples)}
     folds = [
@@ -123,31 +105,22 @@ def run_search_trial(
 
     result = run_trial(
         backbone,
-        config.build_task(),
-        config.prompts.preset,
-        config.prompts.overrides,
-        train_config,
+        spec.build_task(),
+        spec.preset,
+        spec.overrides,
+        spec.train,
         params,
         folds,
         prepare=cached,
     )
-    tuning = {k: v for k, v in applied.to_dict().items() if k in config.train_config()}
-    return result, {"overrides": overrides, "tuning": tuning}
+    return result, trial
 
 
 def _trainable(config: dict[str, Any], job: TuneJob, data: dict[str, Any]) -> None:
     from ray import tune
 
-    result, applied = run_search_trial(job, data, config["params"])
-    tune.report({"value": result.value, "fold_values": result.fold_values, "applied": applied})
-
-
-def chosen_job(job: TuneJob, applied: dict[str, Any]) -> TuneJob:
-    """The job with the chosen trial's overrides and tuning (and no search left to run)."""
-    updated = dict(job.config)
-    updated["prompts"] = {**job.config["prompts"], "overrides": applied["overrides"]}
-    updated["tuning"] = {**job.config["tuning"], **applied["tuning"], "search": None}
-    return replace(job, config=updated)
+    result, trial = run_search_trial(job, data, config["params"])
+    tune.report({"value": result.value, "fold_values": result.fold_values, "spec": trial.to_dict()})
 
 
 def search_on_ray(
@@ -169,7 +142,7 @@ def search_on_ray(
     for job in jobs:
         started = time.perf_counter()
         try:
-            spec = _spec(job)
+            spec = job.spec.search
             data = ray.get(prepare.remote(job))
             trials = spec.trial_params()
             trainable = tune.with_resources(
@@ -188,14 +161,14 @@ def search_on_ray(
                 ),
             )
             grid = tuner.fit()
-            results, applied = _trial_results(grid, trials)
+            results, chosen = _trial_results(grid, trials)
         except Exception as exc:  # one domain's search never stops the others
             out[job.domain] = f"{type(exc).__name__}: {exc}"
             continue
         best = select_best(results)
         out[job.domain] = SearchOutcome(
             job.domain,
-            chosen_job(job, applied[repr(sorted(best.params.items()))]),
+            replace(job, spec=chosen[repr(sorted(best.params.items()))]),
             {
                 "trials": [r.to_dict() for r in results],
                 "chosen": best.params,
@@ -211,10 +184,10 @@ def search_on_ray(
 
 def _trial_results(
     grid, trials: list[dict[str, Any]]
-) -> tuple[list[TrialResult], dict[str, dict[str, Any]]]:
-    """Tune's results back in trial order (the base config first), and what each applied."""
+) -> tuple[list[TrialResult], dict[str, TuneSpec]]:
+    """Tune's results back in trial order (the base config first), and each trial's spec."""
     by_params: dict[str, TrialResult] = {}
-    applied: dict[str, dict[str, Any]] = {}
+    specs: dict[str, TuneSpec] = {}
     errors = []
     for result in grid:
         if result.error is not None:
@@ -223,8 +196,8 @@ def _trial_results(
         params = result.config["params"]
         key = repr(sorted(params.items()))
         by_params[key] = TrialResult(dict(params), list(result.metrics["fold_values"]))
-        applied[key] = result.metrics["applied"]
+        specs[key] = TuneSpec.from_dict(result.metrics["spec"])
     if not by_params:
         raise RuntimeError(f"every trial failed: {errors[0] if errors else 'no results'}")
     ordered = [by_params[k] for k in (repr(sorted(t.items())) for t in trials) if k in by_params]
-    return ordered, applied
+    return ordered, specs

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mpt_core import TrainConfig, build_prompts, evaluate, fit, load_backbone
+from mpt_core import evaluate, fit, load_backbone
 from mpt_core.artifacts import prompts_from_bytes, prompts_to_bytes
 from mpt_core.backbones.base import Backbone
 from mpt_core.errors import BackboneMismatchError, DataError
@@ -18,7 +18,6 @@ from mpt_core.training import embed_examples
 
 from .datacache import DataCache
 from .dataset import read_rows, rows_digest, split_examples
-from .domains.schema import DomainConfig
 from .jobs import BackboneRef, TuneJob, TuneOutcome
 from .predictions import evidence_for, relative_images
 
@@ -46,13 +45,13 @@ def load_ref(ref: BackboneRef) -> Backbone:
 def job_examples(job: TuneJob, cache: DataCache) -> dict[str, list]:
     """The job's examples per split, from its data version materialised on this node; the
     rows must be exactly those the driver validated."""
-    return _job_data(job, DomainConfig.model_validate(job.config), cache)[1]
+    return _job_data(job, cache)[1]
 
 
-def _job_data(job: TuneJob, config: DomainConfig, cache: DataCache) -> tuple[Path, dict]:
+def _job_data(job: TuneJob, cache: DataCache) -> tuple[Path, dict]:
     """(the data version's folder on this node, the job's examples per split)."""
     data_dir = cache.materialise(job.data.location, job.data.md5)
-    rows = read_rows(config, data_dir)
+    rows = read_rows(job.data.layout, data_dir)
     if rows_digest(rows) != job.data.rows_sha256:
         raise DataError(
             f"{job.domain}: the rows read from data version {job.data.md5} differ from the "
@@ -72,21 +71,11 @@ def run_tune_job(
     """Tune the job's prompts on `backbone`, evaluate them (and production) on the same
     splits, and return the artifact bytes and metrics. Images are read from disk in
     batches when needed, never all held at once."""
-    config = DomainConfig.model_validate(job.config)
-    data_dir, splits = _job_data(job, config, cache or node_cache())
+    data_dir, splits = _job_data(job, cache or node_cache())
     train, val, test = splits["train"], splits["val"], splits["test"]
-    tuning = config.train_config()
-    model = build_prompts(
-        backbone,
-        config.prompts.preset,
-        config.build_task(),
-        seed=tuning.get("seed", 0),
-        **config.prompts.overrides,
-    )
+    model = job.spec.build(backbone)
     started = time.perf_counter()
-    result = fit(
-        model, train, val or None, TrainConfig(**{**tuning, "progress": False}), on_epoch=on_epoch
-    )
+    result = fit(model, train, val or None, job.spec.train, on_epoch=on_epoch)
     seconds = time.perf_counter() - started
     # The test split is embedded once per model: for its metrics and its per-example rows.
     embedded = embed_examples(model, test)
@@ -109,7 +98,7 @@ def run_tune_job(
     )
     return TuneOutcome(
         domain=job.domain,
-        artifact=prompts_to_bytes(model, extra=job.extra),
+        artifact=prompts_to_bytes(model, extra={**job.extra, "spec": job.spec.to_dict()}),
         metrics=json.loads(json.dumps(metrics)),
         production_metrics=production_metrics,
         history=result.history,

@@ -46,6 +46,7 @@ _EXPORTS = {
     "RetrievalTask": "tasks",
     "VQATask": "tasks",
     "TrainConfig": "training",
+    "TuneSpec": "spec",
     "TrainResult": "training",
     "evaluate": "training",
     "fit": "training",
@@ -73,6 +74,7 @@ __all__ = [
     "RetrievalTask",
     "TrainConfig",
     "TrainResult",
+    "TuneSpec",
     "UnknownNameError",
     "VQATask",
     "__version__",
@@ -118,6 +120,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs
     from .kinds import build_prompts
     from .model import PromptedModel
     from .prompts import PRESETS, PromptConfig
+    from .spec import TuneSpec
     from .tasks import (
         TASKS,
         CaptioningTask,

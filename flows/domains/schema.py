@@ -14,9 +14,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mpt_core import FAMILIES, PRESETS, TASKS
+from mpt_core.data import FIELDS, known_field
 from mpt_core.errors import ConfigError
+from mpt_core.spec import BackboneChoice, TuneSpec
 from mpt_core.support import check_supported
 from mpt_core.tasks import Task, TaskContract, task_from_declaration
+from mpt_core.training import TrainConfig
 from mpt_core.training.search import SearchSpec
 from registry.policy import Policy
 
@@ -29,22 +32,49 @@ class _Strict(BaseModel):
 
 
 class DataLayout(_Strict):
-    """Where the metadata table is and which columns hold what (paths relative to data/)."""
+    """Where the metadata table is and which columns hold what (paths relative to data/).
+
+    The image and split columns are the platform's; every other column holds an example
+    field its task declares (`mpt_core` task contracts), named by the field itself unless
+    `columns` (or `<field>_column: name`) says otherwise."""
 
     metadata: str = "metadata.csv"
     image_column: str = "image"
     split_column: str = "split"
-    label_column: str = "label"
-    caption_column: str = "caption"
-    question_column: str = "question"
-    answer_column: str = "answer"
     columns: dict[str, str] = Field(default_factory=dict)
-    """Column of any other Example field a task reads: {field: column}."""
+    """Column of an example field whose column has another name: {field: column}."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _field_columns(cls, data: Any) -> Any:
+        """`label_column: kind` is `columns: {label: kind}`, for any declared field."""
+        if not isinstance(data, dict):
+            return data
+        data, columns = dict(data), dict(data.get("columns") or {})
+        for key in [k for k in data if k.endswith("_column")]:
+            field = key.removesuffix("_column")
+            if field in ("image", "split") or not known_field(field):
+                continue  # the platform's own columns; an unknown key is reported as such
+            if field in columns and columns[field] != data[key]:
+                raise ValueError(f"{key} and columns.{field} name different columns")
+            columns[field] = data.pop(key)
+        return {**data, "columns": columns} if columns else data
+
+    @field_validator("columns")
+    @classmethod
+    def _declared_fields(cls, v: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(f for f in v if not known_field(f))
+        if unknown:
+            raise ValueError(
+                f"{unknown} are not example fields of any task; fields: {', '.join(FIELDS)}"
+            )
+        return v
 
     def column(self, field: str) -> str:
-        """The table column holding Example field `field` (`image`, `split`, `label`...)."""
-        named = getattr(self, f"{field}_column", None)
-        return named if isinstance(named, str) else self.columns.get(field, field)
+        """The table column holding `field` (`image`, `split` or an example field)."""
+        if field in ("image", "split"):
+            return getattr(self, f"{field}_column")
+        return self.columns.get(field, field)
 
     @field_validator("metadata")
     @classmethod
@@ -280,6 +310,22 @@ class DomainConfig(_Strict):
     def train_config(self) -> dict[str, Any]:
         """The TrainConfig fields of `tuning:` (everything but the search)."""
         return self.tuning.model_dump(exclude={"search"})
+
+    def tune_spec(self) -> TuneSpec:
+        """The tuning job this domain asks for, typed: built once on the driver and carried
+        as is to the workers, the search, the skip key and the registry."""
+        return TuneSpec(
+            task=self.task,
+            task_options=self.build_task().to_dict(),
+            preset=self.prompts.preset,
+            overrides=dict(self.prompts.overrides),
+            train=TrainConfig(**self.train_config(), progress=False),
+            search=self.search_spec(),
+            primary_metric=self.primary_metric,
+            backbone=BackboneChoice(
+                self.backbone.family, self.backbone.name, dict(self.backbone.options)
+            ),
+        )
 
     def search_spec(self) -> SearchSpec | None:
         """The validated `tuning.search`, or None when it asks for no trial."""

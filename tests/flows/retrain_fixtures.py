@@ -11,8 +11,9 @@ from pathlib import Path
 import yaml
 
 from flows.datacache import RemoteLocation
-from flows.dataset import read_rows, rows_digest
+from flows.dataset import layout_of, read_rows, rows_digest
 from flows.dispatch import restore_env
+from flows.domains import get_domain
 from flows.jobs import BackboneRef, DataRef, TuneJob
 from flows.versioning import DataVersioner, RemoteSpec
 from mpt_core import load_backbone
@@ -59,20 +60,24 @@ def pushed_job(
         root.mkdir(parents=True, exist_ok=True)
         subprocess.run(["git", "init", "-q", str(root)], check=True)
     domain = make_domain(root, task, per_class=per_class, name=name)
+    config = yaml.safe_load((domain.root / "domain.yaml").read_text())
+    config["backbone"] = {"family": "shipped", "name": "tiny"}
+    config["tuning"] = {**config.get("tuning", {}), "epochs": epochs, "patience": 0, **tuning}
+    (domain.root / "domain.yaml").write_text(yaml.safe_dump(config))
+    domain = get_domain(root / "domains", name)
     remote = root / "remote"
     versioner = DataVersioner(root, RemoteSpec(str(remote)))
     data = versioner.track(domain.data_dir)
     versioner.push(domain.data_dir)
-    config = domain.config.model_dump(mode="json")
-    config["backbone"] = {"family": "shipped", "name": "tiny", "options": {}}
-    config["tuning"] = {**config["tuning"], "epochs": epochs, "patience": 0, **tuning}
+    layout = layout_of(domain.config)
     return TuneJob(
         domain=name,
-        config=config,
+        spec=domain.config.tune_spec(),
         backbone=TINY,
         data=DataRef(
             RemoteLocation(str(remote)),
             data.md5,
-            rows_digest(read_rows(domain.config, domain.data_dir)),
+            rows_digest(read_rows(layout, domain.data_dir)),
+            layout,
         ),
     )

@@ -142,7 +142,7 @@ def test_domain_check_is_the_full_preflight(tmp_path, capsys):
 
 def test_a_new_task_is_one_mpt_core_module(tmp_path, monkeypatch):
     """A task registered in mpt_core is scaffolded, validated and read with no edit here."""
-    from flows.dataset import read_rows
+    from flows.dataset import layout_of, read_rows
     from flows.domains import get_domain
     from flows.domains.scaffold import scaffold_domain
     from flows.validation import validate_domain
@@ -180,7 +180,9 @@ def test_a_new_task_is_one_mpt_core_module(tmp_path, monkeypatch):
     (root / "data" / "metadata.csv").write_text("\n".join(rows) + "\n")
     report = validate_domain(domain)
     assert not report.passed and "answer: 1 row not in the declared labels" in report.summary
-    assert {r.fields["answer"] for r in read_rows(domain.config, domain.data_dir)} >= {"red"}
+    assert {r.fields["answer"] for r in read_rows(layout_of(domain.config), domain.data_dir)} >= {
+        "red"
+    }
 
 
 def test_run_table_shows_the_failing_row_and_no_review_hint_without_candidates(capsys):

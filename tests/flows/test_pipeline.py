@@ -5,15 +5,15 @@ idempotent registration."""
 from __future__ import annotations
 
 import codecs
+import dataclasses
 import random
 import subprocess
 
 import pytest
 
 from flows.datacache import DataCache, DataCacheError, RemoteLocation
-from flows.dataset import read_rows, rows_digest
+from flows.dataset import layout_of, read_rows, rows_digest
 from flows.domains import get_domain
-from flows.jobs import DataRef
 from flows.pipeline import (
     PrepareFailure,
     backbone_ref,
@@ -74,7 +74,7 @@ def test_prepare_validates_then_versions_and_records(world, tmp_path):
     record = registry.data_version(domain.name, prepared.data.md5)
     assert record.validation_passed and record.validation_key
     assert (tmp_path / "reports" / domain.name / prepared.data.md5 / "validation.json").exists()
-    assert prepared.rows_sha256 == rows_digest(read_rows(domain.config, domain.data_dir))
+    assert prepared.rows_sha256 == rows_digest(read_rows(layout_of(domain.config), domain.data_dir))
     again = prepare(domain, versioner, registry, tmp_path / "reports")
     assert again.validation == "unchanged" and again.data == prepared.data
 
@@ -113,7 +113,7 @@ def test_the_worker_reads_exactly_the_validated_rows_from_the_remote(world, tmp_
     cache = DataCache(tmp_path / "node-cache")
     examples = job_examples(job, cache)
     assert all(str(e.image).startswith(str(tmp_path / "node-cache")) for e in examples["test"])
-    forged = type(job)(**{**job.__dict__, "data": DataRef(location, job.data.md5, "0" * 64)})
+    forged = dataclasses.replace(job, data=dataclasses.replace(job.data, rows_sha256="0" * 64))
     with pytest.raises(DataError, match="differ from the rows validated"):
         job_examples(forged, cache)
 
@@ -146,7 +146,9 @@ def test_materialise_from_an_s3_remote(s3_server, monkeypatch, tmp_path):
         RemoteLocation(url, s3_server.endpoint_url), data.md5
     )
     assert (folder / "metadata.csv").read_bytes() == domain.metadata_path.read_bytes()
-    assert read_rows(domain.config, folder) == read_rows(domain.config, domain.data_dir)
+    assert read_rows(layout_of(domain.config), folder) == read_rows(
+        layout_of(domain.config), domain.data_dir
+    )
 
 
 def test_tune_register_and_compare_with_production_on_the_same_data(world, tmp_path):

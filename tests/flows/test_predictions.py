@@ -13,7 +13,7 @@ from PIL import Image
 
 from flows import predictions
 from flows.datacache import DataCache, RemoteLocation
-from flows.dataset import read_rows, rows_digest
+from flows.dataset import layout_of, read_rows, rows_digest
 from flows.pipeline import PreparedDomain, build_job, register_outcome
 from flows.predictions import (
     evidence_for,
@@ -118,7 +118,7 @@ def test_the_pipeline_stores_predictions_thumbnails_and_the_training_curve(backb
     versioner = DataVersioner(root, RemoteSpec(str(root / "remote")))
     data = versioner.track(domain.data_dir)
     versioner.push(domain.data_dir)
-    rows = read_rows(domain.config, domain.data_dir)
+    rows = read_rows(layout_of(domain.config), domain.data_dir)
     prepared = PreparedDomain(domain, data, rows_digest(rows))
     registry.record_data_version(
         domain.name, data.md5, rows=len(rows), row_counts={}, validation_passed=True
@@ -127,8 +127,8 @@ def test_the_pipeline_stores_predictions_thumbnails_and_the_training_curve(backb
 
     def tune_and_register(run: str):  # a retry of the same flow run registers nothing new
         job = build_job(prepared, TINY, registry, RemoteLocation(str(root / "remote")), run)
-        config = {**job.config, "tuning": {**job.config["tuning"], "epochs": 2, "patience": 0}}
-        job = dataclasses.replace(job, config=config)
+        train = dataclasses.replace(job.spec.train, epochs=2, patience=0)
+        job = dataclasses.replace(job, spec=dataclasses.replace(job.spec, train=train))
         outcome = run_tune_job(backbone, job, cache=cache)
         return register_outcome(prepared, outcome, registry, job.production_version, run)
 

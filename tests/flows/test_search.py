@@ -3,10 +3,12 @@ validation only, the chosen config tuned and recorded in the version's lineage."
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from flows.domains.schema import DomainConfig
-from flows.search import chosen_job, run_search_trial, search_data, search_on_ray
+from flows.search import run_search_trial, search_data, search_on_ray
 from mpt_core.errors import ConfigError
 from mpt_core.training.search import SearchSpec
 
@@ -22,8 +24,8 @@ SEARCH = {
 
 def search_job(tmp_path, **search):
     job = pushed_job(tmp_path / "repo", "classification", "searched", epochs=2)
-    config = {**job.config, "tuning": {**job.config["tuning"], "search": {**SEARCH, **search}}}
-    return type(job)(**{**job.__dict__, "config": config})
+    spec = SearchSpec.from_dict({**SEARCH, **search}, job.spec.task)
+    return dataclasses.replace(job, spec=dataclasses.replace(job.spec, search=spec))
 
 
 def test_the_search_block_is_validated_with_the_field_and_the_fix():
@@ -46,7 +48,7 @@ def test_the_search_block_is_validated_with_the_field_and_the_fix():
         SearchSpec.from_dict({"trials": "many"}, "classification")
 
 
-def test_a_trial_runs_on_cached_features_and_reports_what_it_applied(tmp_path, monkeypatch):
+def test_a_trial_runs_on_cached_features_and_gives_the_spec_it_applied(tmp_path, monkeypatch):
     job = search_job(tmp_path)
     data = search_data(job)
     assert data["k"] == 2 and len(data["folds"]) == 2
@@ -60,13 +62,12 @@ def test_a_trial_runs_on_cached_features_and_reports_what_it_applied(tmp_path, m
         "prepare_images",
         lambda self, *a, **k: loads.append(1) or real(self, *a, **k),
     )
-    result, applied = run_search_trial(job, data, {"lr": 0.05, "depth": 1})
+    result, trial = run_search_trial(job, data, {"lr": 0.05, "depth": 1})
     assert loads == []  # no image read again
     assert len(result.fold_values) == 2 and 0 <= result.value <= 1
-    assert applied["tuning"]["lr"] == 0.05 and applied["overrides"]["text_depth"] == 1
-    final = chosen_job(job, applied)
-    assert final.config["tuning"]["lr"] == 0.05 and final.config["tuning"]["search"] is None
-    assert DomainConfig.model_validate(final.config).search_spec() is None
+    assert trial.train.lr == 0.05 and trial.overrides["text_depth"] == 1
+    assert trial.search is None and job.spec.search is not None
+    assert trial.train.epochs == job.spec.train.epochs and trial.task == job.spec.task
 
 
 @pytest.mark.slow
@@ -78,4 +79,4 @@ def test_trials_run_on_ray_tune_and_the_best_on_validation_is_chosen(tmp_path):
     assert len(outcome.trials) == 3 and outcome.trials[0]["params"] == {}  # base first
     best = max(outcome.trials, key=lambda t: t["value"])
     assert outcome.lineage["value"] == best["value"] and outcome.best == outcome.lineage["chosen"]
-    assert outcome.lineage["folds"] == 2 and outcome.job.config["tuning"]["search"] is None
+    assert outcome.lineage["folds"] == 2 and outcome.job.spec.search is None
