@@ -35,11 +35,12 @@ def _select_records() -> Select[tuple[m.PromptVersion]]:
 
 
 def read(s: Session, d: m.Domain, number: int) -> m.PromptVersion:
-    """Version `number` of `d`, or a NotFoundError naming the versions that exist."""
+    """Version `number` of `d` (what its record names loaded with it), or a NotFoundError
+    naming the versions that exist."""
     row = s.scalar(
-        select(m.PromptVersion).where(
-            m.PromptVersion.domain_id == d.id, m.PromptVersion.number == number
-        )
+        select(m.PromptVersion)
+        .where(m.PromptVersion.domain_id == d.id, m.PromptVersion.number == number)
+        .options(joinedload(m.PromptVersion.domain), *RECORD)
     )
     if row is None:
         raise NotFoundError(
