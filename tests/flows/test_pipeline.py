@@ -5,6 +5,7 @@ idempotent registration."""
 from __future__ import annotations
 
 import codecs
+import dataclasses
 import random
 import subprocess
 
@@ -26,7 +27,7 @@ from flows.versioning import DataVersioner, RemoteSpec
 from flows.worker import job_examples, run_tune_job
 from mpt_core import PromptedModel, backbones
 from mpt_core.errors import DataError
-from registry import PromptRegistry, RuleViolation, open_registry
+from registry import InvalidRecord, open_registry
 
 from .domain_factory import make_domain
 from .domain_factory import read_rows as read_csv_rows
@@ -189,22 +190,23 @@ def test_tune_register_and_compare_with_production_on_the_same_data(world, tmp_p
     assert request.policy_report["production_version"] == 1
 
 
-def test_registration_is_one_idempotent_transaction(world, tmp_path, monkeypatch):
+def test_registration_is_one_idempotent_transaction(world, tmp_path):
     registry = world[1]
     domain, prepared, outcome = tuned_once(world, tmp_path, "run-9")
-
-    def broken(*args, **kwargs):
-        raise RuleViolation("the request could not be opened")
-
-    monkeypatch.setattr(PromptRegistry, "_open_request", broken)
-    with pytest.raises(RuleViolation):
-        register_outcome(prepared, outcome, registry, None, "run-9")
-    assert registry.list_versions() == []  # the version went with the failed request
-    monkeypatch.undo()
+    rows = [{**row, "score": 2.0} for row in outcome.evidence.candidate]  # not a probability
+    broken = dataclasses.replace(
+        outcome, evidence=dataclasses.replace(outcome.evidence, candidate=rows)
+    )
+    with pytest.raises(InvalidRecord, match=r"row 0: score must be in \[0, 1\]"):
+        register_outcome(prepared, broken, registry, None, "run-9")
+    assert registry.list_versions() == []  # the version went with its refused evidence
+    assert registry.requests() == []
     first = register_outcome(prepared, outcome, registry, None, "run-9")
     retry = register_outcome(prepared, outcome, registry, None, "run-9")
     assert (retry.version, retry.request_id) == (first.version, first.request_id)
     assert len(registry.list_versions(domain.name)) == 1 and len(registry.requests()) == 1
+    stored = registry.predictions(domain.name, first.version, prepared.data.md5)
+    assert stored.rows == outcome.evidence.candidate
 
 
 def test_a_corrupted_candidate_artifact_is_refused_at_registration(world, tmp_path):
