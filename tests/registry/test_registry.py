@@ -295,8 +295,7 @@ def test_history_is_append_only(reg, tmp_path):
     promote(reg, "retail", 2)
     reg.rollback("retail", 1, actor="ops", reason="incident 42")
     assert reg.history("retail")[: len(first)] == first
-    assert not any(hasattr(reg, name) for name in ("delete_history", "edit_history"))
-    # and in the database itself: no client, however it connects, can rewrite the past
+    # in the database itself: no client, however it connects, can rewrite the past
     engine = sqlalchemy.create_engine(reg.url)
     for statement in ("UPDATE alias_history SET actor = 'mallory'", "DELETE FROM alias_history"):
         with pytest.raises(sqlalchemy.exc.DBAPIError, match="append-only"), engine.begin() as c:
