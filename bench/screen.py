@@ -21,10 +21,13 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from results import DOMAINS, REPO, cached_prepare, load_splits
+from methods.data import DOMAINS, load_splits
+from methods.features import cached_prepare
 
 from flows.domains import discover
 from mpt_core import TrainConfig, build_prompts, fit, load_backbone
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:

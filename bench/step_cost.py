@@ -28,26 +28,9 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from methods.memory import SavedTensorBytes
 
 METHODS = ("full-ft", "linear-probe", "lora", "clip-adapter", "coop", "vpt", "maple", "mpt")
-
-
-class SavedTensorBytes:
-    """Counts distinct storages autograd saves for backward, except `exclude`d ones."""
-
-    def __init__(self, exclude: set[int]) -> None:
-        self.exclude = exclude
-        self.seen: dict[int, int] = {}
-
-    def pack(self, t: torch.Tensor) -> torch.Tensor:
-        storage = t.untyped_storage()
-        if storage.data_ptr() not in self.exclude:
-            self.seen[storage.data_ptr()] = storage.nbytes()
-        return t
-
-    @property
-    def total(self) -> int:
-        return sum(self.seen.values())
 
 
 def _images(n: int):
@@ -98,7 +81,7 @@ def measure(method: str, backbone_spec: str, batch_size: int, steps: int) -> dic
             return F.cross_entropy(backbone.logit_scale * img @ txt.T, target)
 
     elif method == "lora":
-        from results import lora_model  # the same LoRA as bench/results.py
+        from methods.lora import lora_model  # the same LoRA as bench/results.py
 
         net, params, inputs_fn, image_fn = lora_model(backbone, torch.initial_seed())
         inputs = inputs_fn(examples)
@@ -111,7 +94,7 @@ def measure(method: str, backbone_spec: str, batch_size: int, steps: int) -> dic
             return F.cross_entropy(net.logit_scale * img @ txt.T, target)
 
     elif method == "clip-adapter":
-        from results import ClipAdapter
+        from methods.clip_adapter import ClipAdapter
 
         probe = build_prompts(backbone, "coop", task)
         feats = F.normalize(probe.prepare_images([e.image for e in examples]), dim=-1)

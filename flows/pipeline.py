@@ -5,7 +5,7 @@ Per domain: `prepare` (validate, then version with DVC: a refused domain leaves 
 folder, the DVC cache and the remote untouched) -> `plan` (skip when the same data,
 backbone, config and code are already registered: decided without loading the backbone)
 -> `build_job` -> tuning on Ray (`dispatch`) -> `register_outcome` (candidate, production's
-evaluation and the promotion request in one registry transaction).
+evaluation, the promotion request and the review evidence in one registry transaction).
 """
 
 from __future__ import annotations
@@ -16,22 +16,24 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mpt_core.artifacts import CONFIG, FORMAT_VERSION, TENSORS, PromptArtifact, verify_artifact
 from mpt_core.backbones import backbone_sha256
 from mpt_core.backbones.base import BackboneIdentity
 from mpt_core.spec import TuneSpec
-from registry import PromptRegistry
+from registry import PromptRegistry, ReviewEvidence
 from registry.lineage import package_version
 
 from .datacache import RemoteLocation
 from .dataset import layout_of, read_rows, rows_digest, rows_from_table
 from .domains import Domain
 from .jobs import BackboneRef, DataRef, TuneJob, TuneOutcome
-from .predictions import record_evidence
 from .validation.report import clip
 from .versioning import DataVersion, DataVersioner
+
+if TYPE_CHECKING:
+    from .predictions import Evidence
 
 FLOW_USER = "retrain-flow"
 
@@ -340,6 +342,18 @@ def build_job(
 
 
 # ------------------------------------------------------------------ register
+def review_evidence(evidence: Evidence, with_production: bool) -> ReviewEvidence:
+    """The worker's evidence as the registry stores it with the candidate; production's
+    predictions only when production's metrics are registered with it too."""
+    return ReviewEvidence(
+        split=evidence.split,
+        target_field=evidence.target_field,
+        candidate=evidence.candidate,
+        production=evidence.production if with_production else None,
+        thumbnails=evidence.thumbnails,
+    )
+
+
 def register_outcome(
     prepared: PreparedDomain,
     outcome: TuneOutcome,
@@ -349,9 +363,9 @@ def register_outcome(
     search: dict[str, Any] | None = None,
 ) -> DomainResult:
     """Verify the candidate artifact, then register it (with the search that chose its
-    config, if any), production's metrics on the same
-    data and a promotion request checked against the domain's policy: one transaction,
-    idempotent on retry."""
+    config, if any, and the domain's primary metric), production's metrics on the same
+    data, a promotion request checked against the domain's policy and the reviewers'
+    evidence (per-example predictions, thumbnails): one transaction, idempotent on retry."""
     domain, md5 = prepared.domain, prepared.data.md5
     c = domain.config
     identity = BackboneIdentity(**outcome.backbone)
@@ -359,6 +373,9 @@ def register_outcome(
     production = None
     if production_version is not None and outcome.production_metrics is not None:
         production = (production_version, outcome.production_metrics)
+    evidence = None
+    if outcome.evidence is not None:
+        evidence = review_evidence(outcome.evidence, with_production=production is not None)
     registry.ensure_service_account(FLOW_USER)  # the flow acts with direct database access
     version, request = registry.register_candidate(
         domain.name,
@@ -375,11 +392,9 @@ def register_outcome(
         code_version=package_version(),
         training_history=outcome.history,
         search=search,
+        primary_metric=prepared.spec.primary_metric,
+        evidence=evidence,
     )
-    if outcome.evidence is not None:  # per-example predictions and thumbnails for reviewers
-        record_evidence(
-            registry, domain.name, version.number, production_version, md5, outcome.evidence
-        )
     metric = prepared.spec.primary_metric
     return DomainResult(
         domain=domain.name,

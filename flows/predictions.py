@@ -2,8 +2,9 @@
 and of production on the test split, and small JPEG thumbnails of the examples where they
 disagree (or, with no production, where the candidate is wrong).
 
-The worker calls `evidence_for` right after evaluating; `record_evidence` stores it in
-the registry with the version, so the review pages never run a model or open the data.
+The worker calls `evidence_for` right after evaluating; the pipeline registers it with
+the candidate (`register_outcome`, one registry transaction), so the review pages never
+run a model or open the data.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from PIL import Image
@@ -21,9 +22,6 @@ from mpt_core import Example, PromptedModel
 from mpt_core.data import load_image
 from mpt_core.features import ImageFeatures
 from mpt_core.training import embed_examples
-
-if TYPE_CHECKING:
-    from registry import PromptRegistry
 
 MAX_THUMBNAILS = 48
 THUMBNAIL_PX = 96
@@ -124,33 +122,3 @@ def evidence_for(
         if image in wanted and image not in thumbs:
             thumbs[image] = thumbnail(example.image)
     return Evidence(split, candidate.task.contract.target, cand, prod, thumbs)
-
-
-def record_evidence(
-    registry: PromptRegistry,
-    domain: str,
-    version: int,
-    production_version: int | None,
-    data_version: str,
-    evidence: Evidence,
-) -> None:
-    """Store both versions' predictions on `data_version` and the thumbnails."""
-    registry.record_predictions(
-        domain,
-        version,
-        data_version,
-        evidence.split,
-        evidence.candidate,
-        target_field=evidence.target_field,
-    )
-    if production_version is not None and evidence.production is not None:
-        registry.record_predictions(
-            domain,
-            production_version,
-            data_version,
-            evidence.split,
-            evidence.production,
-            target_field=evidence.target_field,
-        )
-    if evidence.thumbnails:
-        registry.record_thumbnails(domain, data_version, evidence.split, evidence.thumbnails)

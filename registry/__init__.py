@@ -33,6 +33,7 @@ _EXPORTS = {
     "HistoryEntry": "records",
     "PredictionSet": "records",
     "RequestInfo": "records",
+    "ReviewEvidence": "records",
     "UserInfo": "records",
     "VersionInfo": "records",
     "ROLES": "roles",
@@ -57,6 +58,7 @@ __all__ = [
     "RegistryError",
     "RegistrySettings",
     "RequestInfo",
+    "ReviewEvidence",
     "RuleViolation",
     "UserInfo",
     "VersionInfo",
@@ -100,6 +102,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs
         HistoryEntry,
         PredictionSet,
         RequestInfo,
+        ReviewEvidence,
         UserInfo,
         VersionInfo,
     )

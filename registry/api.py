@@ -1,38 +1,44 @@
-"""The registry's Python API. Each public method is one transaction (the boundary owns it);
-the rules live here, not in the CLI: reviewer != requester, terminal decisions, production
-only through an approved request that passed its policy (or a recorded override), atomic
-alias moves, append-only history.
+"""The registry's Python API: a thin facade over the data functions of `resources/`.
+
+Each public method is one transaction, opened by `transaction()` (the boundary owns it);
+the rules live in the data functions, not here and not in the CLI. Audited actions run in
+`_audited`, which commits the audit record with the change, or records the refusal in a
+transaction of its own.
 """
 
 from __future__ import annotations
 
 import getpass
-from datetime import datetime
+import logging
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from . import models as m
+from . import resources
 from .constants import PRODUCTION
 from .db import session_scope
-from .errors import ConflictError, NotFoundError, RuleViolation
-from .evidence import EvidenceAPI
-from .identity import IdentityAPI, alias_role, append_audit, audited, authorize
-from .lineage import config_hash, git_commit, package_version
-from .policy import Policy, evaluate_policy, per_group
+from .errors import NotFoundError, RegistryError
+from .policy import Policy, per_group
 from .records import (
     AliasInfo,
-    BackboneInfo,
+    AuditEntry,
     DataVersionInfo,
-    EvaluationInfo,
     HistoryEntry,
+    PredictionSet,
     RequestInfo,
+    ReviewEvidence,
+    UserInfo,
     VersionInfo,
 )
+from .resources.audit import Detail
 from .settings import RegistrySettings
-from .store import ArtifactStore, StoredArtifact, open_store, pack_files
+from .store import ArtifactStore, open_store, pack_files
+
+log = logging.getLogger(__name__)
 
 
 def current_user() -> str:
@@ -50,14 +56,17 @@ def open_registry(settings: RegistrySettings | None = None) -> PromptRegistry:
     return PromptRegistry.from_settings(settings)
 
 
-class PromptRegistry(IdentityAPI, EvidenceAPI):
+class PromptRegistry:
     """Prompt versions, lineage, aliases, reviewed promotions and their history; users,
-    roles and the audit log (`identity.py`); review evidence (`evidence.py`).
+    roles and the audit log; review evidence.
 
     >>> reg = PromptRegistry.from_settings()          # MPT_DATABASE_URL, MPT_ARTIFACT_STORE
     >>> v = reg.register_version("retail", "out/retail", method="mpt", ...)
     >>> req = reg.request_promotion("retail", 1, requested_by="ana", policy=Policy("accuracy"))
     >>> reg.approve(req.id, reviewer="ben")
+
+    User administration with `actor=None` means the caller acts through direct database
+    access (the bootstrap path, like `airflow users create`), audited as `operator:<login>`.
     """
 
     def __init__(self, database_url: str, store: ArtifactStore) -> None:
@@ -69,131 +78,37 @@ class PromptRegistry(IdentityAPI, EvidenceAPI):
         settings = settings or RegistrySettings()
         return cls(settings.database, open_store(settings.store_url, settings.artifact_s3_endpoint))
 
-    # ------------------------------------------------------------------ lookups
-    @staticmethod
-    def _domain(s: Session, name: str, create: bool = False) -> m.Domain:
-        domain = s.scalar(select(m.Domain).where(m.Domain.name == name))
-        if domain is None:
-            if not create:
-                raise NotFoundError(f"domain {name!r} has no registered versions")
-            domain = m.Domain(name=name)
-            s.add(domain)
-            s.flush()
-        return domain
+    # ------------------------------------------------------------------ transactions
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """One unit of work for the data functions of `registry.resources`: commits when
+        the block ends, rolls back on any error; driver errors become registry errors
+        (`db.session_scope`). ORM rows read in it must not leave it: return records."""
+        with session_scope(self.url) as s:
+            yield s
 
-    @staticmethod
-    def _version(s: Session, domain: m.Domain, number: int) -> m.PromptVersion:
-        row = s.scalar(
-            select(m.PromptVersion).where(
-                m.PromptVersion.domain_id == domain.id, m.PromptVersion.number == number
-            )
-        )
-        if row is None:
-            latest = s.scalar(
-                select(func.max(m.PromptVersion.number)).where(
-                    m.PromptVersion.domain_id == domain.id
+    @contextmanager
+    def _audited(
+        self, action: str, actor: str, address: str | None = None, **what: Any
+    ) -> Iterator[tuple[Session, Detail]]:
+        """One audited transaction: yields (session, details to fill in). On success the
+        audit row commits with the change; a refused action (any RegistryError) is rolled
+        back and recorded as refused, with the reason, in a transaction of its own."""
+        detail: Detail = dict(what)
+        try:
+            with self.transaction() as s:
+                yield s, detail
+                resources.audit.append(s, action, actor, "ok", address, detail)
+        except RegistryError as exc:
+            try:
+                with self.transaction() as s:
+                    refused = {**detail, "error": str(exc)}
+                    resources.audit.append(s, action, actor, "refused", address, refused)
+            except RegistryError:
+                log.exception(
+                    "could not record the refused %s by %s in the audit log", action, actor
                 )
-            )
-            raise NotFoundError(
-                f"{domain.name} v{number} does not exist; versions are 1..{latest or 0}"
-            )
-        return row
-
-    @staticmethod
-    def _data_version(s: Session, domain: m.Domain, md5: str) -> m.DataVersion:
-        row = s.scalar(
-            select(m.DataVersion).where(
-                m.DataVersion.domain_id == domain.id, m.DataVersion.md5 == md5
-            )
-        )
-        if row is None:
-            raise NotFoundError(
-                f"data version {md5} of {domain.name} is not recorded; record it first "
-                "(record_data_version) with its validation result"
-            )
-        return row
-
-    @staticmethod
-    def _alias(s: Session, domain: m.Domain, alias: str) -> m.Alias | None:
-        return s.scalar(
-            select(m.Alias).where(m.Alias.domain_id == domain.id, m.Alias.name == alias)
-        )
-
-    @staticmethod
-    def _number(s: Session, version_id: int | None) -> int | None:
-        if version_id is None:
-            return None
-        return s.scalar(select(m.PromptVersion.number).where(m.PromptVersion.id == version_id))
-
-    def _version_info(self, s: Session, v: m.PromptVersion) -> VersionInfo:
-        domain = s.get(m.Domain, v.domain_id)
-        backbone = s.get(m.Backbone, v.backbone_id)
-        data = s.get(m.DataVersion, v.data_version_id)
-        evaluations = [
-            EvaluationInfo(md5, e.split, e.metrics, e.created_at)
-            for e, md5 in s.execute(
-                select(m.Evaluation, m.DataVersion.md5)
-                .join(m.DataVersion, m.Evaluation.data_version_id == m.DataVersion.id)
-                .where(m.Evaluation.version_id == v.id)
-                .order_by(m.Evaluation.id)
-            )
-        ]
-        aliases = list(
-            s.scalars(select(m.Alias.name).where(m.Alias.version_id == v.id).order_by(m.Alias.name))
-        )
-        return VersionInfo(
-            domain=domain.name,
-            number=v.number,
-            status=v.status,
-            method=v.method,
-            config=v.config,
-            config_hash=v.config_hash,
-            artifact_uri=v.artifact_uri,
-            artifact_sha256=v.artifact_sha256,
-            artifact_size=v.artifact_size,
-            data_version=data.md5,
-            backbone=BackboneInfo(backbone.family, backbone.name, backbone.weights_sha256),
-            code_version=v.code_version,
-            git_commit=v.git_commit,
-            flow_run_id=v.flow_run_id,
-            created_by=v.created_by,
-            created_at=v.created_at,
-            aliases=aliases,
-            evaluations=evaluations,
-            training_history=v.training_history or [],
-            search=v.search,
-        )
-
-    def _request_info(self, s: Session, r: m.PromotionRequest) -> RequestInfo:
-        return RequestInfo(
-            id=r.id,
-            domain=s.get(m.Domain, r.domain_id).name,
-            version=self._number(s, r.version_id),
-            alias=r.alias,
-            base_version=self._number(s, r.base_version_id),
-            requested_by=r.requested_by,
-            requested_at=r.requested_at,
-            status=r.status,
-            policy_passed=r.policy_passed,
-            policy_report=r.policy_report,
-            reviewer=r.reviewer,
-            comment=r.comment,
-            decided_at=r.decided_at,
-        )
-
-    def _history_info(self, s: Session, h: m.AliasHistory) -> HistoryEntry:
-        return HistoryEntry(
-            id=h.id,
-            domain=s.get(m.Domain, h.domain_id).name,
-            alias=h.alias,
-            from_version=self._number(s, h.from_version_id),
-            to_version=self._number(s, h.to_version_id),
-            kind=h.kind,
-            actor=h.actor,
-            reason=h.reason,
-            request_id=h.request_id,
-            at=h.at,
-        )
+            raise
 
     # ------------------------------------------------------------------ data and versions
     def record_data_version(
@@ -210,50 +125,24 @@ class PromptRegistry(IdentityAPI, EvidenceAPI):
     ) -> DataVersionInfo:
         """Record a validated data version. Recording the same domain and md5 again updates
         its validation result (rules may have changed), never its identity."""
-        with session_scope(self.url) as s:
-            d = self._domain(s, domain, create=True)
-            row = s.scalar(
-                select(m.DataVersion).where(
-                    m.DataVersion.domain_id == d.id, m.DataVersion.md5 == md5
-                )
-            )
-            if row is None:
-                row = m.DataVersion(domain_id=d.id, md5=md5)
-                s.add(row)
-            row.rows, row.row_counts = rows, row_counts
-            row.validation_passed, row.validation_summary = validation_passed, validation_summary
-            row.report_uri, row.validation_key = report_uri, validation_key
-            s.flush()
-            return self._data_info(d, row)
+        with self.transaction() as s:
+            return resources.data_versions.record(
+                s,
+                domain,
+                md5,
+                rows=rows,
+                row_counts=row_counts,
+                validation_passed=validation_passed,
+                validation_summary=validation_summary,
+                report_uri=report_uri,
+                validation_key=validation_key,
+            ).to_record()
 
     def data_version(self, domain: str, md5: str) -> DataVersionInfo | None:
         """The recorded data version `md5` of `domain`, or None."""
-        with session_scope(self.url) as s:
-            d = s.scalar(select(m.Domain).where(m.Domain.name == domain))
-            row = (
-                None
-                if d is None
-                else s.scalar(
-                    select(m.DataVersion).where(
-                        m.DataVersion.domain_id == d.id, m.DataVersion.md5 == md5
-                    )
-                )
-            )
-            return None if row is None else self._data_info(d, row)
-
-    @staticmethod
-    def _data_info(d: m.Domain, row: m.DataVersion) -> DataVersionInfo:
-        return DataVersionInfo(
-            d.name,
-            row.md5,
-            row.rows,
-            row.row_counts,
-            row.validation_passed,
-            row.validation_summary,
-            row.report_uri,
-            row.created_at,
-            row.validation_key,
-        )
+        with self.transaction() as s:
+            row = resources.data_versions.find(s, domain, md5)
+            return None if row is None else row.to_record()
 
     def register_version(
         self,
@@ -270,22 +159,23 @@ class PromptRegistry(IdentityAPI, EvidenceAPI):
         code_version: str | None = None,
         commit: str | None = None,
         training_history: list[dict[str, Any]] | None = None,
+        primary_metric: str | None = None,
     ) -> VersionInfo:
         """Store the artifact (content-addressed) and write version N+1 with its lineage and
         its metrics per split on its own data version, all-or-nothing. If the database
         write fails the uploaded blob is an orphan that `gc()` removes."""
         stored = self.store.put_dir(Path(artifact_dir))
         created_by = created_by or current_user()
-        with session_scope(self.url) as s:
-            authorize(s, created_by, "requester", "registering a version")
-            d = self._domain(s, domain, create=True)
-            v = self._insert_version(
+        with self.transaction() as s:
+            resources.users.authorize(s, created_by, "requester", "registering a version")
+            d = resources.domains.ensure(s, domain)
+            return resources.versions.insert(
                 s,
                 d,
                 stored,
                 method=method,
                 config=config,
-                data=self._data_version(s, d, data_version),
+                data=resources.data_versions.read(s, d, data_version),
                 backbone=backbone,
                 metrics=metrics,
                 created_by=created_by,
@@ -293,8 +183,8 @@ class PromptRegistry(IdentityAPI, EvidenceAPI):
                 code_version=code_version,
                 commit=commit,
                 training_history=training_history,
-            )
-            return self._version_info(s, v)
+                primary_metric=primary_metric,
+            ).to_record()
 
     def register_candidate(
         self,
@@ -314,151 +204,52 @@ class PromptRegistry(IdentityAPI, EvidenceAPI):
         split: str = "test",
         training_history: list[dict[str, Any]] | None = None,
         search: dict[str, Any] | None = None,
+        primary_metric: str | None = None,
+        evidence: ReviewEvidence | None = None,
     ) -> tuple[VersionInfo, RequestInfo | None]:
         """What a retrain registers, in ONE transaction: the candidate version (artifact
         files, lineage, metrics), production's metrics on the same data version
-        (`production` = (its number, its `split` metrics)) and a promotion request checked
-        against `policy`. Idempotent on retry: the same flow run, domain and data version
-        give back the version (and request) registered the first time, writing nothing."""
+        (`production` = (its number, its `split` metrics)), a promotion request checked
+        against `policy`, and the review `evidence` (both versions' predictions on the
+        candidate's data version, thumbnails). Idempotent on retry: the same flow run,
+        domain and data version give back the version (and request) registered the first
+        time, writing nothing."""
         stored = self.store.put(pack_files(files))  # content-addressed: a retry reuses it
-        created_by = created_by or current_user()
-        with session_scope(self.url) as s:
-            authorize(s, created_by, "requester", "registering a candidate")
-            d = self._domain(s, domain, create=True)
-            data = self._data_version(s, d, data_version)
-            if flow_run_id:
-                earlier = s.scalar(
-                    select(m.PromptVersion).where(
-                        m.PromptVersion.domain_id == d.id,
-                        m.PromptVersion.flow_run_id == flow_run_id,
-                        m.PromptVersion.data_version_id == data.id,
-                    )
-                )
-                if earlier is not None:
-                    request = s.scalar(
-                        select(m.PromotionRequest)
-                        .where(m.PromotionRequest.version_id == earlier.id)
-                        .order_by(m.PromotionRequest.id)
-                    )
-                    info = self._request_info(s, request) if request else None
-                    return self._version_info(s, earlier), info
-            v = self._insert_version(
+        with self.transaction() as s:
+            v, r = resources.candidates.register(
                 s,
-                d,
+                domain,
                 stored,
                 method=method,
                 config=config,
-                data=data,
+                data_version=data_version,
                 backbone=backbone,
                 metrics=metrics,
-                created_by=created_by,
+                policy=policy,
+                production=production,
+                created_by=created_by or current_user(),
                 flow_run_id=flow_run_id,
                 code_version=code_version,
+                split=split,
                 training_history=training_history,
                 search=search,
+                primary_metric=primary_metric,
+                review=evidence,
             )
-            if production is not None:
-                number, prod_metrics = production
-                prod = self._version(s, d, number)
-                self._upsert_evaluation(s, prod, data, split, prod_metrics)
-            r = self._open_request(s, d, v, requested_by=created_by, policy=policy, split=split)
-            what = {"domain": d.name, "alias": r.alias, "version": v.number, "request_id": r.id}
-            append_audit(s, "request", created_by, "ok", None, what)
-            return self._version_info(s, v), self._request_info(s, r)
-
-    def _insert_version(
-        self,
-        s: Session,
-        d: m.Domain,
-        stored: StoredArtifact,
-        *,
-        method: str,
-        config: dict[str, Any],
-        data: m.DataVersion,
-        backbone: dict[str, str],
-        metrics: dict[str, dict[str, Any]],
-        created_by: str,
-        flow_run_id: str | None,
-        code_version: str | None,
-        commit: str | None = None,
-        training_history: list[dict[str, Any]] | None = None,
-        search: dict[str, Any] | None = None,
-    ) -> m.PromptVersion:
-        if not data.validation_passed:
-            raise RuleViolation(
-                f"data version {data.md5} of {d.name} failed validation; a prompt "
-                "version cannot be registered on it"
-            )
-        bb = s.scalar(
-            select(m.Backbone).where(
-                m.Backbone.family == backbone["family"],
-                m.Backbone.name == backbone["name"],
-                m.Backbone.weights_sha256 == backbone["weights_sha256"],
-            )
-        )
-        if bb is None:
-            bb = m.Backbone(**{k: backbone[k] for k in ("family", "name", "weights_sha256")})
-            s.add(bb)
-            s.flush()
-        latest = s.scalar(
-            select(func.max(m.PromptVersion.number)).where(m.PromptVersion.domain_id == d.id)
-        )
-        v = m.PromptVersion(
-            domain_id=d.id,
-            number=(latest or 0) + 1,
-            method=method,
-            config=config,
-            config_hash=config_hash(config),
-            artifact_uri=stored.uri,
-            artifact_sha256=stored.sha256,
-            artifact_size=stored.size,
-            data_version_id=data.id,
-            backbone_id=bb.id,
-            code_version=code_version or package_version(),
-            git_commit=commit if commit is not None else git_commit(),
-            flow_run_id=flow_run_id,
-            created_by=created_by,
-            training_history=training_history,
-            search=search,
-        )
-        s.add(v)
-        s.flush()
-        for split, values in metrics.items():
-            s.add(
-                m.Evaluation(version_id=v.id, data_version_id=data.id, split=split, metrics=values)
-            )
-        s.flush()
-        return v
+            return v.to_record(), None if r is None else r.to_record()
 
     def record_evaluation(
         self, domain: str, number: int, data_version: str, split: str, metrics: dict[str, Any]
     ) -> VersionInfo:
         """Metrics of an existing version on another data version (e.g. production on the
         candidate's data, so the policy compares like with like). Replaces an older result."""
-        with session_scope(self.url) as s:
-            d = self._domain(s, domain)
-            v = self._version(s, d, number)
-            self._upsert_evaluation(s, v, self._data_version(s, d, data_version), split, metrics)
-            return self._version_info(s, v)
-
-    @staticmethod
-    def _upsert_evaluation(
-        s: Session, v: m.PromptVersion, data: m.DataVersion, split: str, metrics: dict[str, Any]
-    ) -> None:
-        row = s.scalar(
-            select(m.Evaluation).where(
-                m.Evaluation.version_id == v.id,
-                m.Evaluation.data_version_id == data.id,
-                m.Evaluation.split == split,
+        with self.transaction() as s:
+            d = resources.domains.read(s, domain)
+            v = resources.versions.read(s, d, number)
+            resources.versions.record_evaluation(
+                s, v, resources.data_versions.read(s, d, data_version), split, metrics
             )
-        )
-        if row is None:
-            s.add(
-                m.Evaluation(version_id=v.id, data_version_id=data.id, split=split, metrics=metrics)
-            )
-        else:
-            row.metrics = metrics
-        s.flush()
+            return v.to_record()
 
     def find_version(
         self,
@@ -470,34 +261,30 @@ class PromptRegistry(IdentityAPI, EvidenceAPI):
         code_version: str,
     ) -> VersionInfo | None:
         """A version already tuned from the same data, backbone, config and code, if any."""
-        with session_scope(self.url) as s:
-            row = s.scalar(
-                select(m.PromptVersion)
-                .join(m.Domain, m.PromptVersion.domain_id == m.Domain.id)
-                .join(m.DataVersion, m.PromptVersion.data_version_id == m.DataVersion.id)
-                .join(m.Backbone, m.PromptVersion.backbone_id == m.Backbone.id)
-                .where(
-                    m.Domain.name == domain,
-                    m.DataVersion.md5 == data_version,
-                    m.Backbone.weights_sha256 == backbone_sha256,
-                    m.PromptVersion.config_hash == config_hash(config),
-                    m.PromptVersion.code_version == code_version,
-                )
-                .order_by(m.PromptVersion.number.desc())
+        with self.transaction() as s:
+            row = resources.versions.find_tuned(
+                s,
+                domain,
+                data_version=data_version,
+                backbone_sha256=backbone_sha256,
+                config=config,
+                code_version=code_version,
             )
-            return None if row is None else self._version_info(s, row)
+            return None if row is None else row.to_record()
 
     def list_versions(self, domain: str | None = None) -> list[VersionInfo]:
-        with session_scope(self.url) as s:
-            query = select(m.PromptVersion).join(m.Domain, m.PromptVersion.domain_id == m.Domain.id)
-            if domain:
-                query = query.where(m.Domain.name == domain)
-            rows = s.scalars(query.order_by(m.Domain.name, m.PromptVersion.number))
-            return [self._version_info(s, v) for v in rows]
+        """Every version (of `domain`), by domain and number: a constant number of queries."""
+        with self.transaction() as s:
+            return [v.to_record() for v in resources.versions.read_all(s, domain)]
 
     def get_version(self, domain: str, number: int) -> VersionInfo:
-        with session_scope(self.url) as s:
-            return self._version_info(s, self._version(s, self._domain(s, domain), number))
+        with self.transaction() as s:
+            return resources.versions.read(s, resources.domains.read(s, domain), number).to_record()
+
+    def domains(self) -> list[str]:
+        """Names of every domain with at least one registered version, sorted."""
+        with self.transaction() as s:
+            return resources.domains.names_with_versions(s)
 
     def fetch_artifact(self, domain: str, number: int, target_dir: str | Path) -> Path:
         """Unpack a version's artifact into `target_dir`, verified against its sha256."""
@@ -541,80 +328,22 @@ class PromptRegistry(IdentityAPI, EvidenceAPI):
 
     # ------------------------------------------------------------------ aliases
     def aliases(self, domain: str) -> list[AliasInfo]:
-        with session_scope(self.url) as s:
-            d = self._domain(s, domain)
-            rows = s.scalars(
-                select(m.Alias).where(m.Alias.domain_id == d.id).order_by(m.Alias.name)
-            )
+        with self.transaction() as s:
             return [
-                AliasInfo(domain, a.name, self._number(s, a.version_id), a.updated_at) for a in rows
+                a.to_record()
+                for a in resources.aliases.read_all(s, resources.domains.read(s, domain))
             ]
 
     def alias_targets(self, alias: str = PRODUCTION) -> dict[str, int | None]:
         """Every registered domain -> the version `alias` points at (None if unset), in one
         query: what a prediction server polls to pick up approvals and rollbacks."""
-        with session_scope(self.url) as s:
-            rows = s.execute(
-                select(m.Domain.name, m.PromptVersion.number)
-                .outerjoin(m.Alias, (m.Alias.domain_id == m.Domain.id) & (m.Alias.name == alias))
-                .outerjoin(m.PromptVersion, m.PromptVersion.id == m.Alias.version_id)
-                .order_by(m.Domain.name)
-            )
-            return {name: number for name, number in rows}
+        with self.transaction() as s:
+            return resources.aliases.targets(s, alias)
 
     def resolve(self, domain: str, alias: str = PRODUCTION) -> int | None:
         """The version number an alias points at now (None if unset)."""
-        with session_scope(self.url) as s:
-            d = s.scalar(select(m.Domain).where(m.Domain.name == domain))
-            row = None if d is None else self._alias(s, d, alias)
-            return None if row is None else self._number(s, row.version_id)
-
-    def _move(
-        self,
-        s: Session,
-        d: m.Domain,
-        alias: str,
-        to: m.PromptVersion,
-        *,
-        expected: int | None,
-        kind: str,
-        actor: str,
-        reason: str,
-        request_id: int | None = None,
-    ) -> None:
-        """Compare-and-swap the alias from `expected` (version id, None = unset) to `to`,
-        and append the history row, in the caller's transaction."""
-        now = m.utcnow()
-        if expected is None:
-            if self._alias(s, d, alias) is not None:
-                raise ConflictError(f"{d.name}:{alias} was set concurrently; re-read and retry")
-            s.add(m.Alias(domain_id=d.id, name=alias, version_id=to.id, updated_at=now))
-            s.flush()  # the unique (domain, name) constraint stops a concurrent twin
-        else:
-            moved = s.execute(
-                update(m.Alias)
-                .where(
-                    m.Alias.domain_id == d.id, m.Alias.name == alias, m.Alias.version_id == expected
-                )
-                .values(version_id=to.id, updated_at=now)
-            ).rowcount
-            if moved != 1:
-                raise ConflictError(
-                    f"{d.name}:{alias} moved concurrently; nothing was changed, re-read and retry"
-                )
-        s.add(
-            m.AliasHistory(
-                domain_id=d.id,
-                alias=alias,
-                from_version_id=expected,
-                to_version_id=to.id,
-                kind=kind,
-                actor=actor,
-                reason=reason,
-                request_id=request_id,
-                at=now,
-            )
-        )
+        with self.transaction() as s:
+            return resources.aliases.resolve(s, domain, alias)
 
     def set_alias(
         self,
@@ -627,29 +356,52 @@ class PromptRegistry(IdentityAPI, EvidenceAPI):
         address: str | None = None,
     ) -> AliasInfo:
         """Point a non-production alias (staging, any free name) at a version."""
-        if alias == PRODUCTION:
-            raise RuleViolation(
-                "production moves only through an approved promotion request "
-                "(`mpt promote request` + `mpt promote approve`) or a rollback"
-            )
-        with audited(
-            self.url, "set_alias", actor, address, domain=domain, alias=alias, version=number
+        with self._audited(
+            "set_alias", actor, address, domain=domain, alias=alias, version=number
         ) as (s, _):
-            d = self._domain(s, domain)
-            authorize(s, actor, alias_role(s, d, alias), f"moving {domain}:{alias}")
-            v = self._version(s, d, number)
-            current = self._alias(s, d, alias)
-            self._move(
-                s,
-                d,
-                alias,
-                v,
-                expected=current.version_id if current else None,
-                kind="set",
-                actor=actor,
-                reason=reason,
+            moved = resources.aliases.set_alias(
+                s, domain, alias, number, actor=actor, reason=reason
             )
-            return AliasInfo(domain, alias, number, m.utcnow())
+            return AliasInfo(domain, alias, number, moved.at)
+
+    def rollback(
+        self,
+        domain: str,
+        number: int,
+        *,
+        actor: str,
+        reason: str,
+        alias: str = PRODUCTION,
+        address: str | None = None,
+    ) -> HistoryEntry:
+        """Move the alias back to a version it pointed at before; recorded as a rollback."""
+        with self._audited(
+            "rollback", actor, address, domain=domain, alias=alias, version=number, reason=reason
+        ) as (s, _):
+            return resources.aliases.rollback(
+                s, domain, alias, number, actor=actor, reason=reason
+            ).to_record()
+
+    def protected_aliases(self, domain: str) -> list[str]:
+        """`production` and every alias an admin protected, sorted."""
+        with self.transaction() as s:
+            return resources.aliases.protected(s, domain)
+
+    def protect_alias(
+        self,
+        domain: str,
+        alias: str,
+        *,
+        actor: str,
+        protect: bool = True,
+        address: str | None = None,
+    ) -> list[str]:
+        """Mark (or unmark) an alias as protected: with authentication on it then moves only
+        by a reviewer or admin. `production` is always protected."""
+        action = "alias_protect" if protect else "alias_unprotect"
+        with self._audited(action, actor, address, domain=domain, alias=alias) as (s, _):
+            resources.aliases.protect(s, domain, alias, actor=actor, protect=protect)
+        return self.protected_aliases(domain)
 
     # ------------------------------------------------------------------ promotion
     def request_promotion(
@@ -665,112 +417,19 @@ class PromptRegistry(IdentityAPI, EvidenceAPI):
     ) -> RequestInfo:
         """Open a request; the policy is evaluated now, candidate vs the alias's current
         version on the candidate's data version, and the report is stored with it."""
-        with audited(
-            self.url, "request", requested_by, address, domain=domain, alias=alias, version=number
-        ) as (s, what):
-            authorize(s, requested_by, "requester", "requesting a promotion")
-            d = self._domain(s, domain)
-            r = self._open_request(
+        with self._audited(
+            "request", requested_by, address, domain=domain, alias=alias, version=number
+        ) as (s, detail):
+            return resources.promotions.request(
                 s,
-                d,
-                self._version(s, d, number),
+                domain,
+                number,
                 requested_by=requested_by,
                 policy=policy,
                 alias=alias,
                 split=split,
-            )
-            what.update(request_id=r.id, policy_passed=r.policy_passed)
-            return self._request_info(s, r)
-
-    def _open_request(
-        self,
-        s: Session,
-        d: m.Domain,
-        v: m.PromptVersion,
-        *,
-        requested_by: str,
-        policy: Policy,
-        alias: str = PRODUCTION,
-        split: str = "test",
-    ) -> m.PromotionRequest:
-        domain, number = d.name, v.number
-        if v.status != "candidate":
-            raise RuleViolation(
-                f"{domain} v{number} is {v.status}; only candidates can be promoted"
-            )
-        current = self._alias(s, d, alias)
-        if current is not None and current.version_id == v.id:
-            raise RuleViolation(f"{domain}:{alias} already points at v{number}")
-        pending = s.scalar(
-            select(m.PromotionRequest.id).where(
-                m.PromotionRequest.version_id == v.id,
-                m.PromotionRequest.alias == alias,
-                m.PromotionRequest.status == "pending",
-            )
-        )
-        if pending is not None:
-            raise RuleViolation(
-                f"request #{pending} for {domain} v{number} -> {alias} is already pending"
-            )
-        data = s.get(m.DataVersion, v.data_version_id)
-        cand = self._metrics(s, v.id, data.id, split)
-        prod = None if current is None else self._metrics(s, current.version_id, data.id, split)
-        if current is not None and prod is None:
-            prod = {}  # evaluated nowhere on this data: the policy says so
-        report = evaluate_policy(policy, cand or {}, prod, data_version=data.md5, split=split)
-        if current is not None:
-            report["production_version"] = self._number(s, current.version_id)
-        r = m.PromotionRequest(
-            domain_id=d.id,
-            version_id=v.id,
-            alias=alias,
-            base_version_id=current.version_id if current else None,
-            requested_by=requested_by,
-            policy_passed=report["passed"],
-            policy_report=report,
-        )
-        s.add(r)
-        s.flush()
-        return r
-
-    @staticmethod
-    def _metrics(
-        s: Session, version_id: int, data_version_id: int, split: str
-    ) -> dict[str, Any] | None:
-        return s.scalar(
-            select(m.Evaluation.metrics).where(
-                m.Evaluation.version_id == version_id,
-                m.Evaluation.data_version_id == data_version_id,
-                m.Evaluation.split == split,
-            )
-        )
-
-    def _pending(self, s: Session, request_id: int, reviewer: str) -> m.PromotionRequest:
-        r = s.get(m.PromotionRequest, request_id)
-        if r is None:
-            raise NotFoundError(f"promotion request #{request_id} does not exist")
-        if r.status != "pending":
-            raise RuleViolation(
-                f"request #{request_id} was already {r.status} by {r.reviewer} at "
-                f"{r.decided_at:%Y-%m-%d %H:%M}Z; decisions are final, open a new request"
-            )
-        if reviewer == r.requested_by:
-            raise RuleViolation(
-                f"{reviewer} requested #{request_id} and cannot review it; "
-                "another reviewer must decide"
-            )
-        return r
-
-    def _decide(
-        self, s: Session, r: m.PromotionRequest, status: str, reviewer: str, comment: str
-    ) -> None:
-        decided = s.execute(
-            update(m.PromotionRequest)
-            .where(m.PromotionRequest.id == r.id, m.PromotionRequest.status == "pending")
-            .values(status=status, reviewer=reviewer, comment=comment, decided_at=m.utcnow())
-        ).rowcount
-        if decided != 1:
-            raise ConflictError(f"request #{r.id} was decided concurrently; nothing was changed")
+                audit=detail,
+            ).to_record()
 
     def approve(
         self,
@@ -783,167 +442,204 @@ class PromptRegistry(IdentityAPI, EvidenceAPI):
     ) -> RequestInfo:
         """Approve and move the alias atomically. Refused if the policy failed (unless
         `override_reason`, recorded as an override) or the request is superseded."""
-        with audited(
-            self.url, "approve", reviewer, address, request_id=request_id, comment=comment
-        ) as (s, what):
-            r = self._pending(s, request_id, reviewer)
-            d = s.get(m.Domain, r.domain_id)
-            what.update(domain=d.name, alias=r.alias, override_reason=override_reason)
-            authorize(s, reviewer, "reviewer", f"approving request #{r.id}")
-            v = s.get(m.PromptVersion, r.version_id)
-            current = self._alias(s, d, r.alias)
-            now_id = current.version_id if current else None
-            if now_id != r.base_version_id:
-                was, now = self._number(s, r.base_version_id), self._number(s, now_id)
-                raise RuleViolation(
-                    f"request #{r.id} is superseded: {d.name}:{r.alias} "
-                    f"{'was unset' if was is None else f'pointed at v{was}'} when it was opened "
-                    f"and now points at {'nothing' if now is None else f'v{now}'}, so its policy "
-                    f"report is stale; nothing was changed: open a new request for v{v.number}"
-                )
-            if not r.policy_passed and not override_reason:
-                reasons = "; ".join(r.policy_report.get("reasons", [])) or "policy failed"
-                raise RuleViolation(
-                    f"request #{r.id} failed its promotion policy ({reasons}); approve with an "
-                    "override reason (--override REASON) to promote anyway, recorded as an override"
-                )
-            kind = "override" if not r.policy_passed else "promotion"
-            what.update(version=v.number, kind=kind, from_version=self._number(s, now_id))
-            reason = override_reason or comment or f"approved request #{r.id}"
-            self._decide(s, r, "approved", reviewer, comment or (override_reason or ""))
-            self._move(
+        with self._audited(
+            "approve", reviewer, address, request_id=request_id, comment=comment
+        ) as (s, detail):
+            return resources.promotions.approve(
                 s,
-                d,
-                r.alias,
-                v,
-                expected=now_id,
-                kind=kind,
-                actor=reviewer,
-                reason=reason,
-                request_id=r.id,
-            )
-            s.flush()
-            s.refresh(r)
-            return self._request_info(s, r)
+                request_id,
+                reviewer=reviewer,
+                comment=comment,
+                override_reason=override_reason,
+                audit=detail,
+            ).to_record()
 
     def reject(
         self, request_id: int, *, reviewer: str, comment: str, address: str | None = None
     ) -> RequestInfo:
-        with audited(
-            self.url, "reject", reviewer, address, request_id=request_id, comment=comment
-        ) as (s, what):
-            if not comment.strip():
-                raise RuleViolation("a rejection needs a comment saying why")
-            r = self._pending(s, request_id, reviewer)
-            what.update(domain=s.get(m.Domain, r.domain_id).name, alias=r.alias)
-            what.update(version=self._number(s, r.version_id))
-            authorize(s, reviewer, "reviewer", f"rejecting request #{r.id}")
-            self._decide(s, r, "rejected", reviewer, comment)
-            s.flush()
-            s.refresh(r)
-            return self._request_info(s, r)
+        with self._audited("reject", reviewer, address, request_id=request_id, comment=comment) as (
+            s,
+            detail,
+        ):
+            return resources.promotions.reject(
+                s, request_id, reviewer=reviewer, comment=comment, audit=detail
+            ).to_record()
 
     def requests(self, domain: str | None = None, status: str | None = None) -> list[RequestInfo]:
-        with session_scope(self.url) as s:
-            query = select(m.PromotionRequest).join(
-                m.Domain, m.PromotionRequest.domain_id == m.Domain.id
-            )
-            if domain:
-                query = query.where(m.Domain.name == domain)
-            if status:
-                query = query.where(m.PromotionRequest.status == status)
-            return [
-                self._request_info(s, r) for r in s.scalars(query.order_by(m.PromotionRequest.id))
-            ]
+        """Requests (of `domain`, with `status`), oldest first: a constant number of queries."""
+        with self.transaction() as s:
+            return [r.to_record() for r in resources.promotions.read_all(s, domain, status)]
 
     def get_request(self, request_id: int) -> RequestInfo:
-        with session_scope(self.url) as s:
-            r = s.get(m.PromotionRequest, request_id)
-            if r is None:
-                raise NotFoundError(f"promotion request #{request_id} does not exist")
-            return self._request_info(s, r)
-
-    def rollback(
-        self,
-        domain: str,
-        number: int,
-        *,
-        actor: str,
-        reason: str,
-        alias: str = PRODUCTION,
-        address: str | None = None,
-    ) -> HistoryEntry:
-        """Move the alias back to a version it pointed at before; recorded as a rollback."""
-        with audited(
-            self.url, "rollback", actor, address, domain=domain, alias=alias, version=number
-        ) as (s, what):
-            if not reason.strip():
-                raise RuleViolation("a rollback needs a reason")
-            what["reason"] = reason
-            d = self._domain(s, domain)
-            authorize(s, actor, alias_role(s, d, alias), f"rolling back {domain}:{alias}")
-            v = self._version(s, d, number)
-            current = self._alias(s, d, alias)
-            if current is None:
-                raise RuleViolation(f"{domain}:{alias} is not set; there is nothing to roll back")
-            if current.version_id == v.id:
-                raise RuleViolation(f"{domain}:{alias} already points at v{number}")
-            was_there = s.scalar(
-                select(m.AliasHistory.id)
-                .where(
-                    m.AliasHistory.domain_id == d.id,
-                    m.AliasHistory.alias == alias,
-                    m.AliasHistory.to_version_id == v.id,
-                )
-                .limit(1)
-            )
-            if was_there is None:
-                raise RuleViolation(
-                    f"{domain} v{number} was never {alias}; a rollback returns to an earlier "
-                    f"{alias} version, promote new versions through a request"
-                )
-            self._move(
-                s,
-                d,
-                alias,
-                v,
-                expected=current.version_id,
-                kind="rollback",
-                actor=actor,
-                reason=reason,
-            )
-            s.flush()
-            last = s.scalar(select(m.AliasHistory).order_by(m.AliasHistory.id.desc()).limit(1))
-            return self._history_info(s, last)
+        with self.transaction() as s:
+            return resources.promotions.read(s, request_id).to_record()
 
     # ------------------------------------------------------------------ history
     def history(self, domain: str, alias: str | None = None) -> list[HistoryEntry]:
-        with session_scope(self.url) as s:
-            d = self._domain(s, domain)
-            query = select(m.AliasHistory).where(m.AliasHistory.domain_id == d.id)
-            if alias:
-                query = query.where(m.AliasHistory.alias == alias)
-            return [self._history_info(s, h) for h in s.scalars(query.order_by(m.AliasHistory.id))]
+        """Every move of the domain's aliases (or of `alias`), oldest first: a constant
+        number of queries."""
+        with self.transaction() as s:
+            return [
+                h.to_record()
+                for h in resources.history.read_all(s, resources.domains.read(s, domain), alias)
+            ]
 
     def alias_at(self, domain: str, at: datetime, alias: str = PRODUCTION) -> int | None:
         """Which version `alias` pointed at, at time `at` (timezone-aware): one query."""
-        with session_scope(self.url) as s:
-            version_id = s.scalar(
-                select(m.AliasHistory.to_version_id)
-                .join(m.Domain, m.AliasHistory.domain_id == m.Domain.id)
-                .where(
-                    m.Domain.name == domain, m.AliasHistory.alias == alias, m.AliasHistory.at <= at
-                )
-                .order_by(m.AliasHistory.at.desc(), m.AliasHistory.id.desc())
-                .limit(1)
-            )
-            return self._number(s, version_id)
+        with self.transaction() as s:
+            return resources.history.version_at(s, domain, at, alias)
+
+    # ------------------------------------------------------------------ review evidence
+    def record_predictions(
+        self,
+        domain: str,
+        number: int,
+        data_version: str,
+        split: str,
+        rows: list[dict[str, Any]],
+        *,
+        target_field: str,
+    ) -> PredictionSet:
+        """Store (or replace) the per-example predictions of `domain` v`number` on `split` of
+        `data_version` (a retrain stores them with the candidate: `register_candidate`)."""
+        with self.transaction() as s:
+            d = resources.domains.read(s, domain)
+            v = resources.versions.read(s, d, number)
+            data = resources.data_versions.read(s, d, data_version)
+            return resources.evidence.record_predictions(
+                s, v, data, split, rows, target_field=target_field
+            ).to_record()
+
+    def predictions(
+        self, domain: str, number: int, data_version: str, split: str = "test"
+    ) -> PredictionSet | None:
+        """Stored predictions of a version on a split of a data version, or None."""
+        with self.transaction() as s:
+            found = resources.evidence.read_predictions(s, domain, number, data_version, split)
+            return None if found is None else found.to_record()
+
+    def record_thumbnails(
+        self, domain: str, data_version: str, split: str, thumbnails: dict[str, bytes]
+    ) -> int:
+        """Store JPEG thumbnails of example images (image path -> bytes), at most
+        MAX_THUMBNAILS per call, replacing older ones of the same images. Returns how many."""
+        with self.transaction() as s:
+            data = resources.data_versions.read(s, resources.domains.read(s, domain), data_version)
+            return resources.evidence.record_thumbnails(s, data, split, thumbnails)
+
+    def thumbnails(
+        self, domain: str, data_version: str, split: str, images: Iterable[str] | None = None
+    ) -> dict[str, bytes]:
+        """Stored thumbnails of `images` (default: all) of a split of a data version."""
+        with self.transaction() as s:
+            return resources.evidence.read_thumbnails(s, domain, data_version, split, images)
+
+    # ------------------------------------------------------------------ users and sessions
+    def auth_enabled(self) -> bool:
+        """True when any active user exists, or MPT_AUTH=required."""
+        with self.transaction() as s:
+            return resources.users.auth_on(s)
+
+    def add_user(
+        self, name: str, role: str, *, actor: str | None = None, address: str | None = None
+    ) -> tuple[UserInfo, str]:
+        """A new user with `role`; returns the user and their token, which is shown this
+        once (only its hash is kept)."""
+        token = resources.users.new_token()
+        who = actor or resources.users.operator()
+        with self._audited("user_add", who, address, user=name, role=role) as (s, _):
+            resources.users.authorize_admin(s, actor, "adding a user")
+            return resources.users.add(
+                s, name, role, token, created_by=who
+            ).to_record(), token.token
+
+    def ensure_service_account(self, name: str) -> UserInfo:
+        """A token-less requester for code with direct database access (the retrain flow);
+        it can register and request, never decide, and never turns authentication on."""
+        with self.transaction() as s:
+            return resources.users.ensure_service_account(s, name).to_record()
+
+    def list_users(self) -> list[UserInfo]:
+        with self.transaction() as s:
+            return [u.to_record() for u in resources.users.read_all(s)]
+
+    def get_user(self, name: str) -> UserInfo:
+        with self.transaction() as s:
+            return resources.users.read(s, name).to_record()
+
+    def revoke_user(
+        self, name: str, *, actor: str | None = None, address: str | None = None
+    ) -> UserInfo:
+        """Deactivate a user: their token and sessions stop working at once. Their name
+        stays in the history and audit log, and is not given to anyone else."""
+        who = actor or resources.users.operator()
+        with self._audited("user_revoke", who, address, user=name) as (s, _):
+            resources.users.authorize_admin(s, actor, "revoking a user")
+            return resources.users.revoke(s, name).to_record()
+
+    def rotate_token(
+        self, name: str, *, actor: str | None = None, address: str | None = None
+    ) -> tuple[UserInfo, str]:
+        """A new token for an active user; the old one and their sessions stop working."""
+        token = resources.users.new_token()
+        who = actor or resources.users.operator()
+        with self._audited("user_rotate", who, address, user=name) as (s, _):
+            resources.users.authorize_admin(s, actor, "rotating a user's token")
+            return resources.users.rotate(s, name, token).to_record(), token.token
+
+    def authenticate(self, token: str | None) -> UserInfo | None:
+        """The active user whose token this is, else None. The same work is done whether
+        or not the key id exists, and the answer never says which part was wrong."""
+        with self.transaction() as s:
+            user = resources.users.authenticate(s, token)
+            return None if user is None else user.to_record()
+
+    def create_session(self, name: str, *, ttl: timedelta, address: str | None = None) -> str:
+        """Open a session for an active user (after `authenticate`); returns its secret,
+        which only the cookie holds (the row keeps its sha256). Audited as a login."""
+        with self._audited("login", name, address) as (s, _):
+            return resources.sessions.open_session(s, name, ttl=ttl, address=address)
+
+    def session_user(self, secret: str | None) -> UserInfo | None:
+        """The user of a live session (not ended, not expired, user still active)."""
+        with self.transaction() as s:
+            user = resources.sessions.user_of(s, secret)
+            return None if user is None else user.to_record()
+
+    def end_session(self, secret: str, *, address: str | None = None) -> None:
+        """Log out: the session stops working at once."""
+        with self.transaction() as s:
+            resources.sessions.end(s, secret, address=address)
+
+    # ------------------------------------------------------------------ audit
+    def record_audit(
+        self,
+        action: str,
+        actor: str,
+        *,
+        outcome: str = "ok",
+        address: str | None = None,
+        **what: Any,
+    ) -> None:
+        """Append an audit record for something a boundary decided (e.g. a refused login)."""
+        with self.transaction() as s:
+            resources.audit.append(s, action, actor, outcome, address, what)
+
+    def audit_log(
+        self, *, domain: str | None = None, actor: str | None = None, limit: int = 200
+    ) -> list[AuditEntry]:
+        """Newest first."""
+        with self.transaction() as s:
+            return [
+                a.to_record()
+                for a in resources.audit.read_all(s, domain=domain, actor=actor, limit=limit)
+            ]
 
     # ------------------------------------------------------------------ maintenance
     def gc(self, dry_run: bool = False) -> list[str]:
         """Delete stored blobs no version references (left by failed registrations)."""
-        with session_scope(self.url) as s:
-            referenced = set(s.scalars(select(m.PromptVersion.artifact_sha256)))
+        with self.transaction() as s:
+            referenced = resources.versions.artifact_sha256s(s)
         orphans = sorted(sha for sha in self.store.list() if sha not in referenced)
         if not dry_run:
             for sha in orphans:

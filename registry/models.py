@@ -2,6 +2,11 @@
 
 Constraint names follow one naming convention so Alembic migrations stay stable on
 SQLite and PostgreSQL. Every schema change goes through a migration in `migrations/`.
+
+Relationships let a row reach what its record names (a version's domain, data version,
+backbone, evaluations and aliases) without a query of its own: loaded lazily for one row,
+eagerly (`resources.*.RECORD`) for lists. `to_record()` turns a row into the frozen
+dataclass of `records.py`; ORM rows never leave the registry.
 """
 
 from __future__ import annotations
@@ -24,9 +29,21 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from .constants import REQUEST_STATUSES, VERSION_STATUSES
+from .records import (
+    AliasInfo,
+    AuditEntry,
+    BackboneInfo,
+    DataVersionInfo,
+    EvaluationInfo,
+    HistoryEntry,
+    PredictionSet,
+    RequestInfo,
+    UserInfo,
+    VersionInfo,
+)
 from .roles import ROLES
 
 NAMING = {
@@ -83,6 +100,9 @@ class Backbone(Base):
     name: Mapped[str] = mapped_column(String(500))
     weights_sha256: Mapped[str] = mapped_column(String(64))
 
+    def to_record(self) -> BackboneInfo:
+        return BackboneInfo(self.family, self.name, self.weights_sha256)
+
 
 class DataVersion(Base):
     __tablename__ = "data_versions"
@@ -99,6 +119,21 @@ class DataVersion(Base):
     rules need not be validated again."""
     report_uri: Mapped[str | None] = mapped_column(String(1000))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    domain: Mapped[Domain] = relationship()
+
+    def to_record(self) -> DataVersionInfo:
+        return DataVersionInfo(
+            domain=self.domain.name,
+            md5=self.md5,
+            rows=self.rows,
+            row_counts=self.row_counts,
+            validation_passed=self.validation_passed,
+            validation_summary=self.validation_summary,
+            report_uri=self.report_uri,
+            created_at=self.created_at,
+            validation_key=self.validation_key,
+        )
 
 
 class PromptVersion(Base):
@@ -132,6 +167,42 @@ class PromptVersion(Base):
     search: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     """The hyper-parameter search that chose the config: every trial's validation metric,
     the chosen params, the space and the folds (None when the domain searched nothing)."""
+    primary_metric: Mapped[str | None] = mapped_column(String(100))
+    """The metric the version is judged by, as its domain declared it at registration (None
+    on versions registered before it was stored, or without a domain)."""
+
+    domain: Mapped[Domain] = relationship()
+    data_version: Mapped[DataVersion] = relationship()
+    backbone: Mapped[Backbone] = relationship()
+    evaluations: Mapped[list[Evaluation]] = relationship(
+        back_populates="version", order_by="Evaluation.id"
+    )
+    aliases: Mapped[list[Alias]] = relationship(back_populates="version", order_by="Alias.name")
+
+    def to_record(self) -> VersionInfo:
+        return VersionInfo(
+            domain=self.domain.name,
+            number=self.number,
+            status=self.status,
+            method=self.method,
+            config=self.config,
+            config_hash=self.config_hash,
+            artifact_uri=self.artifact_uri,
+            artifact_sha256=self.artifact_sha256,
+            artifact_size=self.artifact_size,
+            data_version=self.data_version.md5,
+            backbone=self.backbone.to_record(),
+            code_version=self.code_version,
+            git_commit=self.git_commit,
+            flow_run_id=self.flow_run_id,
+            created_by=self.created_by,
+            created_at=self.created_at,
+            aliases=[a.name for a in self.aliases],
+            evaluations=[e.to_record() for e in self.evaluations],
+            training_history=self.training_history or [],
+            search=self.search,
+            primary_metric=self.primary_metric,
+        )
 
 
 class Evaluation(Base):
@@ -148,6 +219,12 @@ class Evaluation(Base):
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
+    version: Mapped[PromptVersion] = relationship(back_populates="evaluations")
+    data_version: Mapped[DataVersion] = relationship()
+
+    def to_record(self) -> EvaluationInfo:
+        return EvaluationInfo(self.data_version.md5, self.split, self.metrics, self.created_at)
+
 
 class Alias(Base):
     """A mutable name (production, staging, ...) pointing at exactly one version."""
@@ -159,6 +236,12 @@ class Alias(Base):
     name: Mapped[str] = mapped_column(String(100))
     version_id: Mapped[int] = mapped_column(ForeignKey("prompt_versions.id"))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    domain: Mapped[Domain] = relationship()
+    version: Mapped[PromptVersion] = relationship(back_populates="aliases")
+
+    def to_record(self) -> AliasInfo:
+        return AliasInfo(self.domain.name, self.name, self.version.number, self.updated_at)
 
 
 class PromotionRequest(Base):
@@ -179,6 +262,27 @@ class PromotionRequest(Base):
     comment: Mapped[str | None] = mapped_column(Text)
     decided_at: Mapped[datetime | None] = mapped_column()
 
+    domain: Mapped[Domain] = relationship()
+    version: Mapped[PromptVersion] = relationship(foreign_keys=[version_id])
+    base_version: Mapped[PromptVersion | None] = relationship(foreign_keys=[base_version_id])
+
+    def to_record(self) -> RequestInfo:
+        return RequestInfo(
+            id=self.id,
+            domain=self.domain.name,
+            version=self.version.number,
+            alias=self.alias,
+            base_version=_number(self.base_version),
+            requested_by=self.requested_by,
+            requested_at=self.requested_at,
+            status=self.status,
+            policy_passed=self.policy_passed,
+            policy_report=self.policy_report,
+            reviewer=self.reviewer,
+            comment=self.comment,
+            decided_at=self.decided_at,
+        )
+
 
 class AliasHistory(Base):
     """Append-only: one row per alias move. Never updated or deleted."""
@@ -195,6 +299,24 @@ class AliasHistory(Base):
     reason: Mapped[str] = mapped_column(Text, default="")
     request_id: Mapped[int | None] = mapped_column(ForeignKey("promotion_requests.id"))
     at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+    domain: Mapped[Domain] = relationship()
+    from_version: Mapped[PromptVersion | None] = relationship(foreign_keys=[from_version_id])
+    to_version: Mapped[PromptVersion] = relationship(foreign_keys=[to_version_id])
+
+    def to_record(self) -> HistoryEntry:
+        return HistoryEntry(
+            id=self.id,
+            domain=self.domain.name,
+            alias=self.alias,
+            from_version=_number(self.from_version),
+            to_version=self.to_version.number,
+            kind=self.kind,
+            actor=self.actor,
+            reason=self.reason,
+            request_id=self.request_id,
+            at=self.at,
+        )
 
 
 # ---------------------------------------------------------------------- identities
@@ -219,6 +341,20 @@ class User(Base):
     revoked_at: Mapped[datetime | None] = mapped_column()
     last_login_at: Mapped[datetime | None] = mapped_column()
 
+    def to_record(self) -> UserInfo:
+        """The user without the token's salt and hash, which never leave the registry."""
+        return UserInfo(
+            name=self.name,
+            role=self.role,
+            active=self.active,
+            service=self.service,
+            created_by=self.created_by,
+            created_at=self.created_at,
+            token_rotated_at=self.token_rotated_at,
+            revoked_at=self.revoked_at,
+            last_login_at=self.last_login_at,
+        )
+
 
 class UserSession(Base):
     """A browser session: the cookie carries a random secret, the row only its sha256."""
@@ -231,6 +367,8 @@ class UserSession(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(index=True)
     ended_at: Mapped[datetime | None] = mapped_column()
+
+    user: Mapped[User] = relationship()
 
 
 class AuditRecord(Base):
@@ -250,6 +388,21 @@ class AuditRecord(Base):
     version: Mapped[int | None] = mapped_column(Integer)
     alias: Mapped[str | None] = mapped_column(String(100))
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+    def to_record(self) -> AuditEntry:
+        return AuditEntry(
+            id=self.id,
+            at=self.at,
+            actor=self.actor,
+            action=self.action,
+            outcome=self.outcome,
+            address=self.address,
+            domain=self.domain,
+            request_id=self.request_id,
+            version=self.version,
+            alias=self.alias,
+            detail=self.detail,
+        )
 
 
 class ProtectedAlias(Base):
@@ -284,6 +437,20 @@ class Prediction(Base):
     """[{"image", "question"?, "target", "prediction", "score"}] in the split's row order."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
+    version: Mapped[PromptVersion] = relationship()
+    data_version: Mapped[DataVersion] = relationship()
+
+    def to_record(self) -> PredictionSet:
+        return PredictionSet(
+            domain=self.version.domain.name,
+            version=self.version.number,
+            data_version=self.data_version.md5,
+            split=self.split,
+            target_field=self.target_field,
+            rows=self.rows,
+            created_at=self.created_at,
+        )
+
 
 class Thumbnail(Base):
     """A small JPEG of one example image of a data version (disagreements only, capped)."""
@@ -298,3 +465,7 @@ class Thumbnail(Base):
     image: Mapped[str] = mapped_column(String(1000))
     jpeg: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+def _number(version: PromptVersion | None) -> int | None:
+    return None if version is None else version.number

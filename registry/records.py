@@ -1,4 +1,5 @@
-"""What the registry returns: frozen dataclasses, never ORM rows."""
+"""What the registry returns: frozen dataclasses, never ORM rows (each model's `to_record()`
+builds its record); and `ReviewEvidence`, what a retrain hands it with a candidate."""
 
 from __future__ import annotations
 
@@ -74,6 +75,9 @@ class VersionInfo(_Record):
     """Per-epoch rows of the tuning run (epoch, train_loss, val_<metric>...), if stored."""
     search: dict[str, Any] | None = None
     """The hyper-parameter search that chose the config (None when nothing was searched)."""
+    primary_metric: str | None = None
+    """The metric the version is judged by, as its domain declared it when it was
+    registered; None on versions registered before it was stored."""
 
     def metrics(
         self, split: str = "test", data_version: str | None = None
@@ -167,3 +171,19 @@ class PredictionSet(_Record):
     target_field: str
     rows: list[dict[str, Any]]
     created_at: datetime
+
+
+@dataclass(frozen=True)
+class ReviewEvidence:
+    """What reviewers compare, registered with a candidate (`register_candidate`): the
+    per-example predictions of the candidate and, when production was evaluated, of
+    production, on `split` of the candidate's data version, and JPEG thumbnails of the
+    examples worth a look. Rows: image (path relative to data/), question (if any),
+    target (the example's `target_field`), prediction, score (or None)."""
+
+    split: str
+    target_field: str
+    candidate: list[dict[str, Any]]
+    production: list[dict[str, Any]] | None = None
+    thumbnails: dict[str, bytes] = field(default_factory=dict)
+    """Image path (relative to data/) -> JPEG bytes, at most MAX_THUMBNAILS."""

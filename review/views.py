@@ -256,10 +256,11 @@ def docs_url(domain: str, data: DataVersionInfo | None) -> str | None:
 def primary_metric(
     request: RequestInfo | None, version: VersionInfo | None, metrics: dict[str, Any] | None
 ) -> str | None:
-    """registry.metrics.main_metric: the request's policy metric, else the version's task
-    metric (the one its tuning validated on), else its first scalar metric."""
+    """registry.metrics.main_metric: the request's policy metric, else the version's stored
+    primary metric (on versions registered before it was stored: the task metric its tuning
+    validated on), else its first scalar metric."""
     policy = ((request.policy_report if request else {}) or {}).get("policy", {}).get("metric")
-    task = tuned_metric(version.training_history) if version else None
+    task = (version.primary_metric or tuned_metric(version.training_history)) if version else None
     return main_metric(metrics, task, policy)
 
 

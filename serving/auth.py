@@ -16,7 +16,7 @@ from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
 from registry import role_at_least
-from registry.identity import check_role
+from registry.resources.users import check_role
 
 from .errors import ApiError
 

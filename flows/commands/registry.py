@@ -19,7 +19,7 @@ from .output import CommandError, emit
 from .users import acting_user, cli_address
 
 if TYPE_CHECKING:
-    from registry import PromptRegistry
+    from registry import PromptRegistry, VersionInfo
 
 
 def _registry() -> PromptRegistry:
@@ -28,12 +28,15 @@ def _registry() -> PromptRegistry:
     return open_registry()
 
 
-def _primary(config: dict[str, Any], metrics: dict[str, Any]) -> str | None:
-    """The metric a version is judged by (`registry.metrics.main_metric`), with its task's
-    primary metric from mpt_core's contract (the task name is in its config)."""
+def _primary(version: VersionInfo, metrics: dict[str, Any]) -> str | None:
+    """The metric a version is judged by (`registry.metrics.main_metric`), with the primary
+    metric stored with it; on versions registered before it was stored, its task's primary
+    metric from mpt_core's contract (the task name is in its config)."""
     from registry.metrics import main_metric
 
-    name = (config.get("task") or {}).get("name")
+    if version.primary_metric:
+        return main_metric(metrics, version.primary_metric)
+    name = (version.config.get("task") or {}).get("name")
     task_metric = None
     if name:
         from mpt_core import TASKS
@@ -62,7 +65,7 @@ def cmd_list(args: argparse.Namespace) -> None:
     rows = []
     for v in reg.list_versions(args.domain):
         test = v.metrics("test") or {}
-        main = _primary(v.config, test)
+        main = _primary(v, test)
         rows.append(
             {
                 "domain": v.domain,

@@ -111,6 +111,13 @@ def load_backbone(
         return _cache[key]
 
 
+def forget_loaded_backbones() -> None:
+    """Drop the backbones this process has loaded (their memory goes once no model holds
+    them): the next `load_backbone` reads the weights again, as a new process would."""
+    with _lock:
+        _cache.clear()
+
+
 SHA_CACHE = "backbone-sha256.json"
 
 
@@ -161,6 +168,7 @@ __all__ = [
     "PromptSlots",
     "TowerSlot",
     "backbone_sha256",
+    "forget_loaded_backbones",
     "load_backbone",
     "state_dict_sha256",
     "tiny_backbone",

@@ -14,6 +14,7 @@ from flows.domains import DomainConfigError, discover, get_domain, load_domain_c
 from flows.domains.prepare import PREPARERS, prepare
 from flows.domains.scaffold import scaffold_domain
 from flows.validation import validate_domain
+from mpt_core import PRESETS, TASKS
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -30,8 +31,7 @@ def write(path: Path, text: str) -> Path:
         (
             "task: classifcation\nlabels: [a, b]\n",
             [
-                "task: unknown task 'classifcation'; allowed: captioning, classification, "
-                "retrieval",
+                f"task: unknown task 'classifcation'; allowed: {', '.join(TASKS.names())}",
                 "got 'classifcation'",
             ],
         ),
@@ -58,7 +58,7 @@ def write(path: Path, text: str) -> Path:
         ),
         (
             "task: retrieval\nprompts: {preset: best}\n",
-            ["prompts.preset: unknown preset 'best'; allowed: coop, maple, mpt, vpt"],
+            [f"prompts.preset: unknown preset 'best'; allowed: {', '.join(PRESETS.names())}"],
         ),
         (
             "task: retrieval\nschedule: {cron: '* *'}\n",
@@ -118,7 +118,7 @@ def test_cli_list_shows_broken_domains_and_exits_nonzero(tmp_path, capsys):
     assert "good" in out and "broken: see below" in out and "unknown task 'nope'" in out
 
 
-@pytest.mark.parametrize("task", ["classification", "retrieval", "vqa"])
+@pytest.mark.parametrize("task", TASKS.names())
 def test_scaffold_writes_a_valid_commented_domain(tmp_path, task, capsys):
     assert main(["domain", "new", "widgets", "--task", task, "--domains-dir", str(tmp_path)]) == 0
     root = tmp_path / "widgets"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import codecs
 import dataclasses
+import pickle
 import random
 import subprocess
 
@@ -26,7 +27,7 @@ from flows.versioning import DataVersioner, RemoteSpec
 from flows.worker import job_examples, run_tune_job
 from mpt_core import PromptedModel, backbones
 from mpt_core.errors import DataError
-from registry import PromptRegistry, RuleViolation, open_registry
+from registry import InvalidRecord, open_registry
 
 from .domain_factory import make_domain
 from .domain_factory import read_rows as read_csv_rows
@@ -109,7 +110,9 @@ def test_the_worker_reads_exactly_the_validated_rows_from_the_remote(world, tmp_
     domain = tiny_domain(root)
     prepared = prepare(domain, versioner, registry, tmp_path / "reports")
     job = build_job(prepared, TINY, registry, location, "run-1")
-    assert not hasattr(job, "images") and len(repr(job)) < 5_000  # no image travels
+    shipped = pickle.dumps(job)  # what Ray sends to the worker: no image travels
+    images = [p.read_bytes() for p in domain.data_dir.rglob("*.png")]
+    assert images and len(shipped) < 5_000 and not any(i in shipped for i in images)
     cache = DataCache(tmp_path / "node-cache")
     examples = job_examples(job, cache)
     assert all(str(e.image).startswith(str(tmp_path / "node-cache")) for e in examples["test"])
@@ -191,22 +194,23 @@ def test_tune_register_and_compare_with_production_on_the_same_data(world, tmp_p
     assert request.policy_report["production_version"] == 1
 
 
-def test_registration_is_one_idempotent_transaction(world, tmp_path, monkeypatch):
+def test_registration_is_one_idempotent_transaction(world, tmp_path):
     registry = world[1]
     domain, prepared, outcome = tuned_once(world, tmp_path, "run-9")
-
-    def broken(*args, **kwargs):
-        raise RuleViolation("the request could not be opened")
-
-    monkeypatch.setattr(PromptRegistry, "_open_request", broken)
-    with pytest.raises(RuleViolation):
-        register_outcome(prepared, outcome, registry, None, "run-9")
-    assert registry.list_versions() == []  # the version went with the failed request
-    monkeypatch.undo()
+    rows = [{**row, "score": 2.0} for row in outcome.evidence.candidate]  # not a probability
+    broken = dataclasses.replace(
+        outcome, evidence=dataclasses.replace(outcome.evidence, candidate=rows)
+    )
+    with pytest.raises(InvalidRecord, match=r"row 0: score must be in \[0, 1\]"):
+        register_outcome(prepared, broken, registry, None, "run-9")
+    assert registry.list_versions() == []  # the version went with its refused evidence
+    assert registry.requests() == []
     first = register_outcome(prepared, outcome, registry, None, "run-9")
     retry = register_outcome(prepared, outcome, registry, None, "run-9")
     assert (retry.version, retry.request_id) == (first.version, first.request_id)
     assert len(registry.list_versions(domain.name)) == 1 and len(registry.requests()) == 1
+    stored = registry.predictions(domain.name, first.version, prepared.data.md5)
+    assert stored.rows == outcome.evidence.candidate
 
 
 def test_a_corrupted_candidate_artifact_is_refused_at_registration(world, tmp_path):
@@ -224,17 +228,23 @@ def test_nothing_changed_is_decided_without_loading_the_backbone(world, tmp_path
     registry, versioner = world[1], world[2]
     domain, prepared, outcome = tuned_once(world, tmp_path)
     register_outcome(prepared, outcome, registry, None, None)
-    loads = []
-    monkeypatch.setattr(backbones, "_cache", {})
-    monkeypatch.setattr(
-        backbones.BackboneFamily, "load", lambda self, *a, **k: loads.append(a) or 1 / 0
-    )
+    # the tiny backbone has no weight files: give it some, as a checkpoint has, so that a
+    # load remembers their sha256 (as the first `mpt run` after an install does)
     monkeypatch.setattr(
         backbones.BackboneFamily, "weight_files", lambda self, *a, **k: [domain.metadata_path]
     )
-    backbones._remember_sha256("shipped", "tiny", {}, outcome.backbone["weights_sha256"])
+    backbones.forget_loaded_backbones()
+    loaded = backbones.load_backbone("shipped", "tiny")
+    assert loaded.identity.weights_sha256 == outcome.backbone["weights_sha256"]
+    backbones.forget_loaded_backbones()  # the next run is a new process: nothing loaded
+    loads = []
+    monkeypatch.setattr(
+        backbones.BackboneFamily, "load", lambda self, *a, **k: loads.append(a) or 1 / 0
+    )
     assert unchanged_version(domain, versioner, registry) == (prepared.data.md5, 1)
     assert loads == []
+    monkeypatch.undo()
+    backbones.forget_loaded_backbones()  # what loaded with fake weight files stays here
 
 
 def test_a_production_from_an_older_artifact_format_is_not_comparable_not_fatal(world, tmp_path):

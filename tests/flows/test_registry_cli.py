@@ -146,3 +146,31 @@ def test_register_refuses_broken_artifacts_and_other_backbones(artifacts, tmp_pa
     code, _, err = run(capsys, *base[:3], str(artifacts[0]), *base[3:6], str(tmp_path / "x.json"))
     assert code == 2 and "--metrics" in err and "file not found" in err
     assert run(capsys, "registry", "list", "pets")[1].strip() == "(none)"
+
+
+def test_list_judges_each_version_by_the_primary_metric_stored_with_it(artifacts, tmp_path, capsys):
+    """A retrain stores its domain's primary metric with the version; a version without
+    one (registered by hand, or before it was stored) is judged by its task's."""
+    from mpt_core.artifacts import CONFIG
+    from registry import open_registry
+
+    metrics = tmp_path / "m.json"
+    metrics.write_text(json.dumps({"test": {"accuracy": 0.9, "macro_f1": 0.7}}))
+    register(capsys, artifacts[0], "4" * 32, metrics)
+    open_registry().register_version(
+        "pets",
+        artifacts[1],
+        method="mpt",
+        config={},
+        data_version="4" * 32,
+        backbone=json.loads((artifacts[1] / CONFIG).read_text())["backbone"],
+        metrics=json.loads(metrics.read_text()),
+        created_by="retrain-flow",
+        primary_metric="macro_f1",
+    )
+    code, out, _ = run(capsys, "registry", "list", "pets")
+    rows = [line.split() for line in out.splitlines() if line.startswith("pets")]
+    assert code == 0 and [(row[1], row[5]) for row in rows] == [
+        ("1", "accuracy=0.9000"),
+        ("2", "macro_f1=0.7000"),
+    ]

@@ -52,8 +52,10 @@ def fresh_tiny_with_weight_files(tmp_path, monkeypatch):
     remembers their sha256 as the default backbone's load does."""
     weights = tmp_path / "weights.bin"
     weights.write_bytes(b"weights")
-    monkeypatch.setattr(backbones, "_cache", {})
+    backbones.forget_loaded_backbones()
     monkeypatch.setattr(backbones.BackboneFamily, "weight_files", lambda self, *a, **k: [weights])
+    yield
+    backbones.forget_loaded_backbones()  # what loaded with fake weight files stays here
 
 
 def test_an_unwritable_cache_does_not_stop_a_backbone_from_loading(

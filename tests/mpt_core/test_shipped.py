@@ -15,6 +15,7 @@ from mpt_core import (
     save_prompts,
 )
 from mpt_core.samples import FASHION_MNIST_DIR, fashion_mnist
+from mpt_core.support import family_presets
 
 pytestmark = [
     pytest.mark.slow,
@@ -36,7 +37,7 @@ def test_loads_offline_frozen_with_a_stable_identity(backbone):
     assert len(backbone.identity.weights_sha256) == 64
     assert not backbone.training and not any(p.requires_grad for p in backbone.parameters())
     assert 0.0 < backbone.bridge_heldout_identification <= 1.0
-    for preset in ("coop", "vpt", "maple", "mpt"):
+    for preset in family_presets("shipped"):
         model = build_prompts(backbone, preset, ClassificationTask(CLASSES))
         assert model.trainable_fraction() < 0.03, preset
 

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from sqlalchemy import event
 
 from registry import PromptRegistry, upgrade
+from registry.db import get_engine
 from registry.store import LocalStore
 
 
@@ -37,3 +41,19 @@ BACKBONE = {"family": "shipped", "name": "tiny", "weights_sha256": "a" * 64}
 
 def metrics(accuracy: float, **per_class: float) -> dict:
     return {"accuracy": accuracy, "macro_f1": accuracy, "per_class_accuracy": per_class}
+
+
+@contextmanager
+def statements(url: str) -> Iterator[list[str]]:
+    """Every SQL statement sent to the database at `url` inside the block, in order."""
+    seen: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany) -> None:
+        seen.append(statement)
+
+    engine = get_engine(url)
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", record)

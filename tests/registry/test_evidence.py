@@ -8,11 +8,11 @@ import io
 import pytest
 from PIL import Image
 
-from registry import InvalidRecord, NotFoundError
-from registry.evidence import MAX_THUMBNAILS
+from registry import InvalidRecord, NotFoundError, Policy, ReviewEvidence
+from registry.resources.evidence import MAX_THUMBNAILS
 
-from .conftest import BACKBONE, make_artifact, metrics
-from .test_registry import data
+from .conftest import BACKBONE, make_artifact, metrics, statements
+from .test_registry import data, promote
 
 ROWS = [
     {"image": "images/0.png", "target": "cat", "prediction": "cat", "score": 0.9},
@@ -102,3 +102,82 @@ def test_thumbnails_are_small_jpegs_capped_and_upserted(reg, version):
 def test_domains_with_versions_are_listed(reg, version):
     data(reg, domain="medical")  # a domain with data but no version is not listed
     assert reg.domains() == ["retail"]
+
+
+# ---------------------------------------------------------------- evidence with a candidate
+MD5 = "d" * 32
+PRODUCTION_ON_MD5 = (1, metrics(0.7, a=0.7))
+"""Production v1's metrics as the retrain measured them on the candidate's data."""
+
+
+def register_candidate(reg, evidence, production=PRODUCTION_ON_MD5, run="run-2"):
+    """A retrain's candidate v2 against production v1, with its review evidence."""
+    return reg.register_candidate(
+        "retail",
+        {"prompts.safetensors": b"tensors-two", "prompt_config.json": b"{}"},
+        method="mpt",
+        config={"preset": "mpt", "run": run},
+        data_version=MD5,
+        backbone=BACKBONE,
+        metrics={"test": metrics(0.9, a=0.9)},
+        policy=Policy("accuracy"),
+        production=production,
+        created_by="retrain-flow",
+        flow_run_id=run,
+        primary_metric="accuracy",
+        evidence=evidence,
+    )
+
+
+def test_a_candidate_is_registered_with_both_versions_predictions_and_thumbnails(reg, version):
+    promote(reg, "retail", 1)
+    production = [{**row, "prediction": row["target"]} for row in ROWS]
+    evidence = ReviewEvidence("test", "label", ROWS, production, {"images/1.png": jpeg()})
+    v, request = register_candidate(reg, evidence)
+    assert (v.number, v.primary_metric, request.policy_report["production_version"]) == (
+        2,
+        "accuracy",
+        1,
+    )
+    assert reg.get_version("retail", 2).primary_metric == "accuracy"
+    assert reg.predictions("retail", 2, MD5).rows == ROWS
+    assert reg.predictions("retail", 1, MD5).rows == production
+    assert reg.predictions("retail", 1, MD5).target_field == "label"
+    assert list(reg.thumbnails("retail", MD5, "test")) == ["images/1.png"]
+    assert reg.get_version("retail", 1).metrics("test", MD5)["accuracy"] == 0.7
+
+
+def test_a_failure_writing_the_predictions_leaves_no_version_request_or_predictions(reg, version):
+    """Production's second row lacks its prediction: the registry refuses it after the
+    candidate version, its evaluation, production's evaluation, the request and the
+    candidate's predictions reached the database in the same transaction, and all of
+    them are rolled back."""
+    promote(reg, "retail", 1)
+    requests = reg.requests()
+    broken = [ROWS[0], {"image": "images/1.png", "target": "dog"}]
+    evidence = ReviewEvidence("test", "label", ROWS, broken, {"images/1.png": jpeg()})
+    refused = r"predictions of retail v1 on test of d+, row 1: 'prediction' is missing"
+    with statements(reg.url) as seen, pytest.raises(InvalidRecord, match=refused):
+        register_candidate(reg, evidence)
+    written = " ".join(seen)
+    for table in ("prompt_versions", "evaluations", "promotion_requests", "predictions"):
+        assert f"INSERT INTO {table}" in written, table
+    assert [v.number for v in reg.list_versions("retail")] == [1]
+    assert reg.requests() == requests
+    assert reg.predictions("retail", 1, MD5) is None and reg.predictions("retail", 2, MD5) is None
+    assert reg.thumbnails("retail", MD5, "test") == {}
+    assert reg.get_version("retail", 1).metrics("test", MD5)["accuracy"] == 0.8  # not 0.7
+    assert [e.version for e in reg.audit_log(domain="retail") if e.action == "request"] == [1]
+
+    production = [{**row, "prediction": row["target"]} for row in ROWS]
+    fixed = ReviewEvidence("test", "label", ROWS, production)
+    v, request = register_candidate(reg, fixed)  # the retry writes everything once
+    assert (v.number, request.version) == (2, 2)
+    assert reg.predictions("retail", 1, MD5).rows == production
+
+
+def test_production_predictions_need_the_production_version(reg, version):
+    evidence = ReviewEvidence("test", "label", ROWS, ROWS)
+    with pytest.raises(InvalidRecord, match="no production version was given"):
+        register_candidate(reg, evidence, production=None)
+    assert [v.number for v in reg.list_versions()] == [1]

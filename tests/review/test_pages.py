@@ -165,6 +165,29 @@ def test_a_version_without_stored_predictions_still_has_a_page(as_user, reg, tok
     assert "No per-epoch history was stored" in text(page)
 
 
+def test_versions_are_judged_by_the_primary_metric_stored_with_them(as_user, reg, tmp_path):
+    """The domain page's metric column: the primary metric a retrain stored with the latest
+    version, else (versions from before it was stored) its first metric."""
+    from .builders import BACKBONE, artifact
+
+    for name, primary in (("judged", "macro_f1"), ("legacy", None)):
+        reg.record_data_version(name, "e" * 32, rows=1, row_counts={}, validation_passed=True)
+        reg.register_version(
+            name,
+            artifact(tmp_path / name, name),
+            method="mpt",
+            config={},
+            data_version="e" * 32,
+            backbone=BACKBONE,
+            metrics={"test": {"accuracy": 0.7, "macro_f1": 0.6}},
+            created_by="ana",
+            primary_metric=primary,
+        )
+    judged = section(as_user("vic").get("/domains/judged"), "versions")
+    assert "macro_f1 (test)" in judged and "0.6000" in judged
+    assert "accuracy (test)" in section(as_user("vic").get("/domains/legacy"), "versions")
+
+
 def test_viewers_see_no_decision_buttons_and_requesters_are_told_why(as_user, scene):
     viewer = as_user("vic").get(f"/requests/{scene.request_id}")
     assert 'class="decide"' not in viewer.text and "Decide ↓" not in viewer.text

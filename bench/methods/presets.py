@@ -1,0 +1,72 @@
+"""Prompt tuning with a preset (coop, vpt, maple, mpt) and optional overrides (ablations)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from flows.domains import Domain
+from mpt_core import TrainConfig, TrainResult, build_prompts, evaluate, fit
+from mpt_core.backbones.base import Backbone
+from mpt_core.errors import ConfigError
+from mpt_core.prompts import preset_config
+
+from .base import Run, Splits
+from .features import cached_prepare
+from .memory import training_memory_mb
+
+
+def fit_prompts(
+    backbone: Backbone,
+    domain: Domain,
+    data: Splits,
+    cfg: TrainConfig,
+    seed: int,
+    preset: str,
+    overrides: dict[str, Any],
+) -> tuple[Run, TrainResult]:
+    """`preset` with `overrides` fitted by mpt_core's trainer on the cached frozen stems,
+    scored once on test; also the trainer's own result."""
+    task = domain.config.build_task()
+    model = build_prompts(backbone, preset, task, seed=seed, **overrides)
+    prepared = {s: cached_prepare(model, domain, s, data[s]) for s in ("train", "val", "test")}
+    model.calibrate_center(prepared["train"])
+    batch = data["train"][: cfg.batch_size]
+    memory = training_memory_mb(
+        lambda: (
+            task.loss(model, model.embed_prepared(prepared["train"][: cfg.batch_size]), batch)
+            + model.pop_auxiliary_loss()
+        ),
+        list(model.parameters()),
+        [*backbone.parameters(), prepared["train"]],
+    )
+    result = fit(
+        model, data["train"], data["val"], cfg, prepared=(prepared["train"], prepared["val"])
+    )
+    metric = evaluate(model, data["test"], prepared=prepared["test"])[task.primary_metric]
+    return Run(metric, model.num_trainable(), result.seconds, memory), result
+
+
+@dataclass
+class PromptMethod:
+    """A preset, or an ablation of it: the preset with some prompt settings overridden."""
+
+    preset: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    def __call__(
+        self, backbone: Backbone, domain: Domain, data: Splits, cfg: TrainConfig, seed: int
+    ) -> Run:
+        return fit_prompts(backbone, domain, data, cfg, seed, self.preset, self.overrides)[0]
+
+    def redundant_on(self, backbone: Backbone) -> bool:
+        """An ablation that changes nothing on this backbone (e.g. "+ PFM" when the preset
+        has it), or cannot be built on it; a preset itself is never redundant."""
+        if not self.overrides:
+            return False
+        try:
+            return preset_config(self.preset, backbone.slots, **self.overrides) == preset_config(
+                self.preset, backbone.slots
+            )
+        except ConfigError:
+            return True
