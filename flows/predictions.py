@@ -54,8 +54,8 @@ def predict_rows(
     embedded: ImageFeatures | torch.Tensor | None = None,
     batch_size: int = 64,
 ) -> list[dict[str, Any]]:
-    """One row per example: image (path relative to data/), question (if any), target,
-    prediction, score.
+    """One row per example: image (path relative to data/), the task's inputs (a VQA
+    row's question), target, prediction, score.
 
     Scored from the same embeddings `evaluate` ranks all at once (retrieval ranks the
     whole set), so the rows agree with the stored metrics; `embedded`:
@@ -65,11 +65,11 @@ def predict_rows(
     if embedded is None:
         embedded = embed_examples(model, examples, batch_size)
     scored = model.task.predict_scored(model, embedded, examples)
+    inputs = model.task.contract.inputs
     out = []
     for example, image, (prediction, score) in zip(examples, images, scored, strict=True):
         item: dict[str, Any] = {"image": image}
-        if example.question is not None:
-            item["question"] = example.question
+        item.update((f, example.get(f)) for f in inputs if example.get(f) is not None)
         item.update(
             target=getattr(example, model.task.contract.target),
             prediction=prediction,

@@ -76,10 +76,27 @@ class Confusion:
     total: int
 
 
+PREDICTION_KEYS = ("image", "target", "prediction", "score")
+"""What every stored prediction row has; any other key is one of the task's inputs (the
+question of a VQA row), as the task's contract names them."""
+
+
+def row_inputs(row: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """The task inputs a stored prediction row was predicted from, besides the image."""
+    return tuple((k, v) for k, v in row.items() if k not in PREDICTION_KEYS)
+
+
+def inputs_text(row: dict[str, Any]) -> str | None:
+    """The row's inputs as one line for a reader ('Is there a defect?'), None without any."""
+    values = [str(v) for _, v in row_inputs(row)]
+    return " · ".join(values) or None
+
+
 @dataclass(frozen=True)
 class ExampleCard:
     image: str
-    question: str | None
+    inputs: str | None
+    """What the example asked besides the image (its question), as one line."""
     target: str
     candidate: str
     production: str | None
@@ -140,15 +157,16 @@ def class_rows(
 
 
 def confusions(rows: list[dict[str, Any]] | None, title: str) -> list[Confusion]:
-    """One matrix per question (VQA), else one; labels: targets first, then predictions.
-    Open-ended groups (more than OPEN_ENDED distinct targets) get none."""
+    """One matrix per distinct input (per question on VQA), else one; labels: targets
+    first, then predictions. Open-ended groups (more than OPEN_ENDED distinct targets)
+    get none."""
     if not rows:
         return []
-    groups: dict[str | None, list[dict[str, Any]]] = {}
+    groups: dict[tuple, list[dict[str, Any]]] = {}
     for row in rows:
-        groups.setdefault(row.get("question"), []).append(row)
+        groups.setdefault(row_inputs(row), []).append(row)
     out = []
-    for question, items in groups.items():
+    for items in groups.values():
         if len({r["target"] for r in items}) > OPEN_ENDED:
             continue
         seen = [r["target"] for r in items] + [r["prediction"] for r in items]
@@ -165,7 +183,8 @@ def confusions(rows: list[dict[str, Any]] | None, title: str) -> list[Confusion]
         peak = max(max(row) for row in counts) or 1
         shade = [[0 if c == 0 else max(1, round(SHADES * c / peak)) for c in row] for row in counts]
         correct = sum(counts[i][i] for i in range(len(labels)))
-        name = title if question is None else f"{title}: {question}"
+        asked = inputs_text(items[0])
+        name = title if asked is None else f"{title}: {asked}"
         out.append(Confusion(name, labels, counts, shade, correct, len(items)))
     return out
 
@@ -179,14 +198,14 @@ def disagreements(
     production: list[dict[str, Any]] | None,
     thumbnails: dict[str, bytes],
 ) -> Disagreements:
-    """Examples where the two versions predict differently (aligned by image and question),
+    """Examples where the two versions predict differently (aligned by image and inputs),
     or, with no production predictions, where the candidate is wrong."""
     prod = None
     if production is not None:
-        prod = {(r["image"], r.get("question")): r["prediction"] for r in production}
+        prod = {(r["image"], row_inputs(r)): r["prediction"] for r in production}
     cards = []
     for row in candidate:
-        key = (row["image"], row.get("question"))
+        key = (row["image"], row_inputs(row))
         other = row["target"] if prod is None else prod.get(key)
         if other is None or row["prediction"] == other:
             continue
@@ -194,7 +213,7 @@ def disagreements(
         cards.append(
             ExampleCard(
                 row["image"],
-                row.get("question"),
+                inputs_text(row),
                 row["target"],
                 row["prediction"],
                 None if prod is None else other,
@@ -293,6 +312,13 @@ class RequestView:
     @property
     def primary_row(self) -> MetricRow | None:
         return next((row for row in self.metrics if row.primary), None)
+
+    @property
+    def group_name(self) -> str:
+        """What the per-group table groups by, from its metric: 'per_question_accuracy' ->
+        'question', 'per_class_accuracy' -> 'class'."""
+        key = (self.class_key or "per_class_accuracy").removeprefix("per_")
+        return key.rsplit("_", 1)[0].replace("_", " ")
 
     @property
     def superseded(self) -> bool:

@@ -29,12 +29,12 @@ from .auth import require_viewer
 from .errors import ApiError, ItemError
 from .items import ReadyItem, check_items, read_items
 from .schemas import (
-    MULTIPART_SCHEMA,
     DomainsResponse,
     ErrorResponse,
-    PredictRequest,
     PredictResponse,
     inline_refs,
+    multipart_schema,
+    predict_request,
 )
 from .service import ServingService
 from .settings import ServeSettings
@@ -215,8 +215,10 @@ def create_app(
             "requestBody": {
                 "required": True,
                 "content": {
-                    "multipart/form-data": {"schema": MULTIPART_SCHEMA},
-                    "application/json": {"schema": inline_refs(PredictRequest.model_json_schema())},
+                    "multipart/form-data": {"schema": multipart_schema()},
+                    "application/json": {
+                        "schema": inline_refs(predict_request().model_json_schema())
+                    },
                 },
             }
         },

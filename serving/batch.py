@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from mpt_core import DataError, Example
 from mpt_core.artifacts import PromptArtifact, prompts_from_bytes
+from mpt_core.data import FIELDS
 from mpt_core.inference import predict_batch
 from mpt_core.tasks.base import Task
 from registry import PromptRegistry
@@ -78,7 +79,7 @@ def _from_csv(table: Path, task: Task) -> list[dict[str, Any]]:
             f"{table}: no column {missing[0]!r} (columns: {', '.join(columns) or 'none'}). "
             f"Fix: a {task.name} domain needs the columns {', '.join(needed)}"
             + (
-                f" (optional: {', '.join(task.optional_inputs)}, captions separated by "
+                f" (optional: {', '.join(task.optional_inputs)}; list values separated by "
                 f"'{CANDIDATE_SEPARATOR}')"
                 if task.optional_inputs
                 else ""
@@ -91,12 +92,12 @@ def _from_csv(table: Path, task: Task) -> list[dict[str, Any]]:
             absent.append(f"line {line} ({record['image']!r})")
             continue
         row: dict[str, Any] = {"image": record["image"], "path": str(path), "line": line}
-        for name in task.inputs:
-            row[name] = record[name]
-        if "candidates" in task.optional_inputs and (record.get("candidates") or "").strip():
-            row["candidates"] = [
-                c.strip() for c in record["candidates"].split(CANDIDATE_SEPARATOR) if c.strip()
-            ]
+        for name in (*task.inputs, *task.optional_inputs):
+            value = (record.get(name) or "").strip()
+            if FIELDS[name].many and value:
+                row[name] = [v.strip() for v in value.split(CANDIDATE_SEPARATOR) if v.strip()]
+            elif value:
+                row[name] = record[name]
         rows.append(row)
     if absent:
         raise ServingError(
@@ -137,13 +138,18 @@ def read_inputs(source: Path, task: Task) -> list[dict[str, Any]]:
 
 # ---------------------------------------------------------------------- the actors
 def _example(row: dict[str, Any], limits: images.ImageLimits) -> Example:
+    """The example of one input row: its decoded image and the task inputs it has (a list
+    input arrives as a list, or as an array from Arrow)."""
     data = Path(row["path"]).read_bytes()
     fields: dict[str, Any] = {}
-    if isinstance(row.get("question"), str):
-        fields["question"] = row["question"]
-    cands = row.get("candidates")  # a list, an array (from Arrow) or None
-    if hasattr(cands, "__len__") and not isinstance(cands, str) and len(cands):
-        fields["candidates"] = tuple(str(c) for c in cands)
+    for name, value in row.items():
+        if name not in FIELDS:
+            continue  # image, path, line
+        if FIELDS[name].many and hasattr(value, "__len__") and not isinstance(value, str):
+            if len(value):
+                fields[name] = tuple(str(v) for v in value)
+        elif isinstance(value, str):
+            fields[name] = value
     return Example(images.decode(data, limits), **fields)
 
 

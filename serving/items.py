@@ -22,11 +22,9 @@ from mpt_core import DataError, Example
 from . import images
 from .catalog import Deployed, Snapshot
 from .errors import ApiError, ItemError
-from .schemas import TASK_FIELDS, PredictItem
+from .schemas import ItemBase, input_fields, predict_item
 from .settings import ServeSettings
 
-ITEM_FIELDS = ", ".join(PredictItem.model_fields)
-FORM_FIELDS = ("domain", "image", "question", "candidate", "embedding", "items")
 TRUE = {"1", "true", "yes", "on"}
 DOMAINS_HINT = "GET /v1/domains lists the domains and what each takes"
 
@@ -116,7 +114,7 @@ async def _from_json(request: Request, settings: ServeSettings) -> list[RawItem]
 
 def _json_item(index: int, obj: Any, settings: ServeSettings) -> RawItem:
     try:
-        item = PredictItem.model_validate(obj)
+        item = predict_item().model_validate(obj)
     except ValidationError as exc:
         return RawItem(index, error=_schema_error(index, exc))
     try:
@@ -126,8 +124,10 @@ def _json_item(index: int, obj: Any, settings: ServeSettings) -> RawItem:
     return RawItem(index, item.domain, data, _task_fields(item), item.embedding)
 
 
-def _task_fields(item: PredictItem) -> dict[str, Any]:
-    return {f: getattr(item, f) for f in TASK_FIELDS if getattr(item, f) is not None}
+def _task_fields(item: ItemBase) -> dict[str, Any]:
+    """The task inputs an item gave (its fields besides domain, image and embedding)."""
+    values = item.model_dump(exclude=set(ItemBase.model_fields))
+    return {f: v for f, v in values.items() if v is not None}
 
 
 def _schema_error(index: int, exc: ValidationError) -> ItemError:
@@ -138,8 +138,9 @@ def _schema_error(index: int, exc: ValidationError) -> ItemError:
         what = {"domain": "the domain's name", "image": "the base64-encoded image file"}
         return ItemError(index, name, "is missing", f"add {name!r}: {what.get(name, 'a value')}")
     if kind == "extra_forbidden":
+        item_fields = ", ".join(predict_item().model_fields)
         return ItemError(
-            index, name, "is not a field of an item", f"remove it; an item has: {ITEM_FIELDS}"
+            index, name, "is not a field of an item", f"remove it; an item has: {item_fields}"
         )
     if kind in ("model_type", "model_attributes_type", "dict_type"):
         return ItemError(
@@ -199,14 +200,21 @@ def _per_item(form: FormData, name: str, n: int) -> list[str | None]:
     )
 
 
+def form_fields() -> tuple[str, ...]:
+    """The fields a multipart form may have: domain, images, every task input, options."""
+    inputs = [f.form_field for f in input_fields()]
+    return ("domain", "image", *inputs, "embedding", "items")
+
+
 async def _form_fields(form: FormData, settings: ServeSettings) -> list[RawItem]:
-    unknown = sorted(set(form.keys()) - set(FORM_FIELDS))
+    known = form_fields()
+    unknown = sorted(set(form.keys()) - set(known))
     if unknown:
         raise ApiError(
             422,
             f"unknown form field {unknown[0]!r}",
             field=unknown[0],
-            fix=f"remove it; the form takes {', '.join(FORM_FIELDS)}",
+            fix=f"remove it; the form takes {', '.join(known)}",
         )
     parts = form.getlist("image")
     if not parts:
@@ -218,8 +226,13 @@ async def _form_fields(form: FormData, settings: ServeSettings) -> list[RawItem]
         )
     _check_count(len(parts), settings, "image")
     domains = _per_item(form, "domain", len(parts))
-    questions = _per_item(form, "question", len(parts))
-    candidates = [c for c in form.getlist("candidate") if isinstance(c, str)]
+    given: dict[str, list[Any]] = {}  # input field -> its value for each image (or None)
+    for f in input_fields():
+        if f.many:
+            values = [v for v in form.getlist(f.form_field) if isinstance(v, str)]
+            given[f.name] = [values or None] * len(parts)
+        else:
+            given[f.name] = _per_item(form, f.form_field, len(parts))
     embedding = str(form.get("embedding", "")).lower() in TRUE
     out = []
     for i, part in enumerate(parts):
@@ -229,10 +242,7 @@ async def _form_fields(form: FormData, settings: ServeSettings) -> list[RawItem]
                 i, "domain", "is missing", f"add the domain: -F domain=NAME ({DOMAINS_HINT})"
             )
         item.domain, item.embedding = domains[i] or "", embedding
-        if questions[i] is not None:
-            item.fields["question"] = questions[i]
-        if candidates:
-            item.fields["candidates"] = candidates
+        item.fields.update((name, values[i]) for name, values in given.items() if values[i])
         out.append(item)
     return out
 
@@ -254,7 +264,7 @@ async def _form_items(form: FormData, settings: ServeSettings) -> list[RawItem]:
     for i, obj in enumerate(listed):
         part_name = obj.get("image") if isinstance(obj, dict) else None
         try:
-            item = PredictItem.model_validate(obj)
+            item = predict_item().model_validate(obj)
         except ValidationError as exc:
             out.append(RawItem(i, error=_schema_error(i, exc)))
             continue
@@ -334,15 +344,16 @@ def _fields_error(item: RawItem, deployed: Deployed, settings: ServeSettings) ->
                 f"is missing: the {task.name} domain {domain!r} needs it",
                 f"add {name!r} ({DOMAINS_HINT})",
             )
-    cands = item.fields.get("candidates") or ()
-    if len(cands) > settings.max_candidates:
-        return ItemError(
-            i,
-            "candidates",
-            f"has {len(cands)} captions; the limit is {settings.max_candidates}",
-            "rank fewer captions per item (the server's limit is MPT_SERVE_MAX_CANDIDATES)",
-            413,
-        )
+    for f in input_fields():
+        values = item.fields.get(f.name) if f.many else None
+        if values and len(values) > settings.max_candidates:
+            return ItemError(
+                i,
+                f.name,
+                f"has {len(values)} values; the limit is {settings.max_candidates}",
+                f"send fewer {f.name} per item (the server's limit is MPT_SERVE_MAX_CANDIDATES)",
+                413,
+            )
     return None
 
 

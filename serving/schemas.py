@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from mpt_core.data import FIELDS, ExampleField
+from mpt_core.tasks import TASKS
 
 
-class PredictItem(BaseModel):
-    """One image to predict for, in a JSON body."""
+class ItemBase(BaseModel):
+    """What every item of a JSON body has; the task inputs are added per registered task."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -16,26 +20,48 @@ class PredictItem(BaseModel):
     image: str = Field(
         description="The image file, base64-encoded (a `data:image/...;base64,` URL works)."
     )
-    question: str | None = Field(
-        None, description="VQA domains: the question, one the domain declares."
-    )
-    candidates: list[str] | None = Field(
-        None,
-        description="Retrieval domains: captions to rank for this image. Without them the "
-        "result carries the image embedding only.",
-    )
     embedding: bool = Field(
         False, description="Also return the image embedding (centred, L2-normalised)."
     )
 
 
-TASK_FIELDS = ("question", "candidates")
-"""PredictItem fields that are task inputs (Example fields named by a task's `inputs` or
-`optional_inputs`); a test keeps this in step with the task registry."""
+def input_fields() -> list[ExampleField]:
+    """The example fields some registered task takes as a prediction input (a VQA
+    question, retrieval's candidate captions), in registration order: what an item may
+    send besides its domain and image."""
+    names = [n for t in TASKS for n in (*TASKS.get(t).inputs, *TASKS.get(t).optional_inputs)]
+    return [FIELDS[name] for name in dict.fromkeys(names)]
 
 
-class PredictRequest(BaseModel):
-    items: list[PredictItem] = Field(description="The batch; items may mix domains.")
+def _tasks_taking(name: str) -> str:
+    return ", ".join(
+        t for t in TASKS if name in (*TASKS.get(t).inputs, *TASKS.get(t).optional_inputs)
+    )
+
+
+@lru_cache(maxsize=8)
+def _item_model(fields: tuple[ExampleField, ...]) -> type[ItemBase]:
+    extra: dict[str, Any] = {}
+    for f in fields:
+        kind = list[str] if f.many else str
+        extra[f.name] = (
+            kind | None,
+            Field(None, description=f"{f.help[:1].upper()}{f.help[1:]} ({_tasks_taking(f.name)})."),
+        )
+    return create_model("PredictItem", __base__=ItemBase, **extra)
+
+
+def predict_item() -> type[ItemBase]:
+    """The model of one item of a JSON body: `ItemBase` plus every task input."""
+    return _item_model(tuple(input_fields()))
+
+
+def predict_request() -> type[BaseModel]:
+    """The model of a JSON body (what /docs shows)."""
+    return create_model(
+        "PredictRequest",
+        items=(list[predict_item()], Field(description="The batch; items may mix domains.")),
+    )
 
 
 class BackboneOut(BaseModel):
@@ -131,30 +157,42 @@ def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
     return walk(schema)
 
 
-MULTIPART_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "domain": {
-            "type": "string",
-            "description": "The domain; once for every image, or once per image, in order.",
+def multipart_schema() -> dict[str, Any]:
+    """The multipart form /docs shows: domain and images, then every task input (a text
+    input once for every image or once per image; a list input repeated, for every image)."""
+    inputs = {}
+    for f in input_fields():
+        if f.many:
+            inputs[f.form_field] = {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": f"{f.help} ({_tasks_taking(f.name)}): repeat the field; for every "
+                "image.",
+            }
+        else:
+            inputs[f.form_field] = {
+                "type": "string",
+                "description": f"{f.help} ({_tasks_taking(f.name)}): once, or once per image.",
+            }
+    return {
+        "type": "object",
+        "properties": {
+            "domain": {
+                "type": "string",
+                "description": "The domain; once for every image, or once per image, in order.",
+            },
+            "image": {
+                "type": "array",
+                "items": {"type": "string", "format": "binary"},
+                "description": "One or more image files; each is one item.",
+            },
+            **inputs,
+            "embedding": {"type": "boolean", "description": "Also return the image embeddings."},
+            "items": {
+                "type": "string",
+                "description": "Instead of the fields above: a JSON list of items as in the JSON "
+                "body, whose `image` names a file part of this form.",
+            },
         },
-        "image": {
-            "type": "array",
-            "items": {"type": "string", "format": "binary"},
-            "description": "One or more image files; each is one item.",
-        },
-        "question": {"type": "string", "description": "VQA: once, or once per image."},
-        "candidate": {
-            "type": "array",
-            "items": {"type": "string"},
-            "description": "Retrieval: a caption to rank (repeat the field), for every image.",
-        },
-        "embedding": {"type": "boolean", "description": "Also return the image embeddings."},
-        "items": {
-            "type": "string",
-            "description": "Instead of the fields above: a JSON list of items as in the JSON "
-            "body, whose `image` names a file part of this form.",
-        },
-    },
-    "required": ["image"],
-}
+        "required": ["image"],
+    }

@@ -10,6 +10,7 @@ reads them in one query and a version evaluated again on newer data keeps both r
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -23,8 +24,11 @@ from ..records import ReviewEvidence
 MAX_THUMBNAILS = 48
 """Per call of `record_thumbnails` (the flow stores disagreements only)."""
 MAX_THUMBNAIL_BYTES = 32_000
-ROW_FIELDS = {"image": True, "target": True, "prediction": True, "score": False, "question": False}
-"""Field -> required."""
+ROW_FIELDS = {"image": True, "target": True, "prediction": True, "score": False}
+"""Field -> required. Any other key of a row is a task input the prediction was made
+from (a VQA row's question): a field name of lower-case letters, digits and '_', with a
+text value."""
+INPUT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,49}$")
 
 
 def check_rows(rows: Any, label: str) -> list[dict[str, Any]]:
@@ -35,9 +39,16 @@ def check_rows(rows: Any, label: str) -> list[dict[str, Any]]:
         where = f"predictions of {label}, row {i}"
         if not isinstance(row, dict):
             raise InvalidRecord(f"{where}: a row is a dict; got {row!r}")
-        unknown = sorted(set(row) - set(ROW_FIELDS))
-        if unknown:
-            raise InvalidRecord(f"{where}: unknown field(s) {unknown}; allowed: {list(ROW_FIELDS)}")
+        for name, value in row.items():
+            if name in ROW_FIELDS:
+                continue
+            if not isinstance(name, str) or not INPUT_NAME.match(name):
+                raise InvalidRecord(
+                    f"{where}: {name!r} is not a field name; a row has {list(ROW_FIELDS)} and "
+                    "the task's inputs (lower-case field names)"
+                )
+            if not isinstance(value, str):
+                raise InvalidRecord(f"{where}: input {name!r} must be text; got {value!r}")
         for name, required in ROW_FIELDS.items():
             value = row.get(name)
             if value is None:
@@ -84,7 +95,7 @@ def record_predictions(
     target_field: str,
 ) -> m.Prediction:
     """Store (or replace) the per-example predictions of `v` on `split` of `data`. Rows:
-    image (path relative to data/), question (if any), target, prediction, score
+    image (path relative to data/), the task's inputs (a question), target, prediction, score
     (probability of the prediction, or None). A bad row is an InvalidRecord naming it."""
     check_rows(rows, f"{v.domain.name} v{v.number} on {split} of {data.md5}")
     row = s.scalar(

@@ -67,7 +67,8 @@ def test_predictions_round_trip_and_are_replaced_on_re_evaluation(reg, version):
         ({"image": "", "target": "a", "prediction": "b"}, r"row 1: 'image' must be a non-empty"),
         ({"image": "a", "target": "a", "prediction": 3}, r"row 1: 'prediction' must be a"),
         ({"image": "a", "target": "a", "prediction": "b", "score": 1.5}, r"score must be in"),
-        ({"image": "a", "target": "a", "prediction": "b", "label": "x"}, r"unknown field.*label"),
+        ({"image": "a", "target": "a", "prediction": "b", "Bad Key": "x"}, r"'Bad Key' is not a"),
+        ({"image": "a", "target": "a", "prediction": "b", "question": 3}, r"input 'question' must"),
     ],
 )
 def test_a_bad_prediction_row_is_named_and_nothing_is_stored(reg, version, row, message):

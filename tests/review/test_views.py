@@ -45,7 +45,7 @@ def test_disagreements_align_by_image_and_question():
     found = disagreements(cand, prod, {"a": b"\xff\xd8\xff"})
     assert (found.kind, found.count, found.total) == ("disagree", 1, 2)
     card = found.cards[0]
-    assert (card.question, card.candidate, card.production) == ("q2", "z", "y")
+    assert (card.inputs, card.candidate, card.production) == ("q2", "z", "y")
     assert card.thumbnail.startswith("data:image/jpeg;base64,")
     alone = disagreements(cand, None, {})
     assert alone.kind == "wrong" and alone.count == 1 and alone.cards[0].thumbnail is None

@@ -177,7 +177,7 @@ def test_mpt_predict_over_ray_data_writes_every_row_in_order(home, tmp_path, ray
     table = _csv(
         tmp_path / "vqa.csv",
         [
-            {"image": f"images/{n}", "question": "is the square red?"}
+            {"image": f"images/{n}", "question": "is it red?"}
             for n in ("00.png", "broken.png")
         ],
     )

@@ -184,7 +184,7 @@ def test_a_domain_with_nothing_loadable_answers_503_and_the_others_serve(tmp_pat
         item = {
             "domain": "manufacturing",
             "image": ITEMS[0]["image"],
-            "question": "is the square red?",
+            "question": "is it red?",
         }
         response = c.post("/v1/predict", json={"items": [item]})
         assert response.status_code == 503 and response.headers["retry-after"]
@@ -214,7 +214,7 @@ def test_the_staging_alias_can_be_served(tmp_path):
         item = {
             "domain": "manufacturing",
             "image": ITEMS[0]["image"],
-            "question": "is the square red?",
+            "question": "is it red?",
         }
         refused = c.post("/v1/predict", json={"items": [item]})
         assert refused.status_code == 404
