@@ -19,15 +19,15 @@ from typing import Any
 import yaml
 from PIL import Image
 
+from flows.dataset import SPLITS
 from flows.domains import Domain, get_domain
+from flows.domains.schema import BackboneSpec, DomainConfig
+from mpt_core import FAMILIES, TASKS
+from mpt_core.support import family_tasks
 
-SPLITS = ("train", "val", "test")
 LABELS = ("boot", "shirt")
-SHAPES = ("circle", "square")
-KINDS = ("none", "local", "global")
-DEFECT = "Is there a defect on this fabric?"
-KIND = "What kind of defect is visible?"
-ANSWERS = {DEFECT: ["yes", "no"], KIND: list(KINDS)}
+"""The classes of every test domain; each task's toy (`Task.toy`) turns an image of a
+class into that task's rows (a label, a caption, questions and answers...)."""
 SIDE = 24
 """Images are SIDE x SIDE pixels of seeded noise: every image has distinct bytes."""
 
@@ -40,39 +40,41 @@ def make_domain(
     validation: dict[str, Any] | None = None,
     name: str | None = None,
 ) -> Domain:
-    """A valid domain `root/domains/<name>` for `task`: `per_class` images per class (label,
-    shape or defect kind) per split, and the Domain loaded through discovery."""
+    """A valid domain `root/domains/<name>` for `task`: `per_class` images per class per
+    split, with the rows and the declaration the task's toy gives, on a backbone family
+    that runs the task, loaded through discovery. Works for any registered task."""
     name = name or f"test-{task}"
     folder = root / "domains" / name
     data = folder / "data"
+    toy = TASKS.get(task).toy(LABELS)
     rows: list[dict[str, str]] = []
     number = 0
     for split in SPLITS:
-        for cls in {"classification": LABELS, "retrieval": SHAPES, "vqa": KINDS}[task]:
+        for cls in LABELS:
             for i in range(per_class):
                 rel = f"images/{split}/{cls}_{i}.png"
                 write_png(data / rel, seed=number)
-                rows += _rows(task, rel, split, cls, number)
+                rows += [{"image": rel, "split": split, **e.fields} for e in toy.rows(cls, rel)]
                 number += 1
-    write_csv(data / "metadata.csv", rows)
+    write_csv(data / "metadata.csv", rows, _columns(rows))
     config: dict[str, Any] = {"task": task, "description": f"test domain for {task}"}
-    if task == "classification":
-        config["labels"] = list(LABELS)
-    if task == "vqa":
-        config["answers"] = ANSWERS
+    options = {}
+    for key, value in toy.task.declaration().items():
+        if key in DomainConfig.model_fields:
+            config[key] = value
+        else:
+            options[key] = value
+    if options:
+        config["task_options"] = options
+    if task not in family_tasks(BackboneSpec().family):  # captioning: a generative family
+        config["backbone"] = {"family": next(f for f in FAMILIES if task in family_tasks(f))}
     config["validation"] = {"min_per_class": {"train": 2, "val": 1, "test": 1}} | (validation or {})
     (folder / "domain.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     return get_domain(root / "domains", name)
 
 
-def _rows(task: str, rel: str, split: str, cls: str, number: int) -> list[dict[str, str]]:
-    row = {"image": rel, "split": split}
-    if task == "classification":
-        return [row | {"label": cls}]
-    if task == "retrieval":
-        return [row | {"caption": f"a noisy {cls}, sample {number}"}]
-    defect = "no" if cls == "none" else "yes"
-    return [row | {"question": DEFECT, "answer": defect}, row | {"question": KIND, "answer": cls}]
+def _columns(rows: list[dict[str, str]]) -> list[str]:
+    return list(dict.fromkeys(key for row in rows for key in row))
 
 
 def png_bytes(seed: int, size: tuple[int, int] = (SIDE, SIDE)) -> bytes:
