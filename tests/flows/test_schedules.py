@@ -22,8 +22,8 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowFilter, FlowFilterName
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
+from cli.commands import schedule as schedule_commands
 from flows import cli, schedules
-from flows.commands import schedule as schedule_commands
 from flows.schedules import ScheduleError, apply_deployments, build_deployments, next_run
 
 BERLIN = ("15 4 * * 2", "Europe/Berlin")

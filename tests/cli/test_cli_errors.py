@@ -11,9 +11,9 @@ import time
 
 import pytest
 
-from flows.cli import main
+from cli import main
 
-from .domain_factory import make_domain
+from ..flows.domain_factory import make_domain
 
 
 def closed_port() -> int:
@@ -109,7 +109,7 @@ def test_the_cli_starts_without_torch_prefect_ray_or_the_database_layer():
     heavy = ("torch", "prefect", "ray", "great_expectations", "transformers")
     heavy += ("sqlalchemy", "alembic", "boto3")  # the registry's, until a command needs it
     code = (
-        "import sys; from flows.cli import main; main(['version']); "
+        "import sys; from cli import main; main(['version']); "
         f"heavy = [m for m in {heavy!r} if m in sys.modules]; "
         "sys.exit(str(heavy) if heavy else 0)"
     )
@@ -165,7 +165,7 @@ def test_a_new_task_is_one_mpt_core_module(tmp_path, monkeypatch):
     monkeypatch.setitem(TASKS._entries, "colour-test", ColourTask)
     root = scaffold_domain(tmp_path / "domains", "paint", "colour-test")
     assert (root / "data" / "metadata.csv").read_text() == "image,split,answer\n"
-    from .domain_factory import write_png
+    from ..flows.domain_factory import write_png
 
     rows = ["image,split,answer"]
     for i, (split, colour) in enumerate(
@@ -184,7 +184,7 @@ def test_a_new_task_is_one_mpt_core_module(tmp_path, monkeypatch):
 
 
 def test_run_table_shows_the_failing_row_and_no_review_hint_without_candidates(capsys):
-    from flows.commands.run import _print_table
+    from cli.commands.run import _print_table
     from flows.pipeline import DomainResult
 
     message = (
