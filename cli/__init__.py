@@ -53,10 +53,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _message(exc: Exception) -> str:
+    from cluster.ray import ClusterUnreachable
     from mpt_core.errors import MptError
     from registry.errors import RegistryError
 
-    if isinstance(exc, MptError | RegistryError):
+    if isinstance(exc, MptError | RegistryError | ClusterUnreachable):
         return str(exc)
     text = " ".join(str(exc).split()) or "(no message)"
     return f"unexpected {type(exc).__name__}: {text[:500]} (run with --debug for the traceback)"

@@ -52,6 +52,10 @@ BAD = {
     "domain new: bad name": (["domain", "new", "Bad Name", "--task", "vqa"], "not a domain name"),
     "backbone: unknown family": (["backbone", "nope"], "unknown backbone family 'nope'"),
     "backbone: missing checkpoint": (["backbone", "hf-clip:/no/such/dir"], "could not be loaded"),
+    "serve --ray: a cluster that cannot be joined": (
+        ["serve", "--ray", "--address", "not-an-address"],
+        "cannot connect to the Ray cluster at not-an-address",
+    ),
 }
 
 
