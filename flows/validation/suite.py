@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 
+from mpt_core.data import SPLITS
 from mpt_core.errors import ConfigError
 
 from .images import LEAK, fact_column
@@ -24,8 +25,6 @@ from .runner import import_gx
 
 if TYPE_CHECKING:
     from flows.domains.schema import DomainConfig
-
-SPLITS = ("train", "val", "test")
 
 Show = Literal["value", "reason", "rows", "count", "columns", "table"]
 """How a failure is shown: offending rows with their value, rows with the reason held in
