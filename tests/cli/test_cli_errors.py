@@ -4,7 +4,6 @@ services that are down make `mpt run` fail in seconds, having written nothing.""
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -14,12 +13,7 @@ import pytest
 from cli import main
 
 from ..flows.domain_factory import make_domain
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from ..servers import free_port
 
 
 @pytest.fixture
@@ -75,7 +69,7 @@ def test_debug_shows_the_traceback(workspace, capsys):
 
 
 def test_registry_upgrade_with_the_database_down(monkeypatch, capsys):
-    monkeypatch.setenv("MPT_DATABASE_URL", f"postgresql+psycopg://x@127.0.0.1:{closed_port()}/x")
+    monkeypatch.setenv("MPT_DATABASE_URL", f"postgresql+psycopg://x@127.0.0.1:{free_port()}/x")
     assert main(["registry", "upgrade"]) == 2
     err = capsys.readouterr().err
     assert "is not reachable" in err and "MPT_DATABASE_URL" in err and "Traceback" not in err
@@ -92,7 +86,7 @@ def test_registry_upgrade_with_the_database_down(monkeypatch, capsys):
 def test_mpt_run_with_a_service_down_fails_fast_and_writes_nothing(
     workspace, monkeypatch, capsys, variable, value, expected
 ):
-    port = closed_port()
+    port = free_port()
     monkeypatch.setenv(variable, value.format(port=port))
     monkeypatch.setenv("MPT_ARTIFACT_S3_ENDPOINT", f"http://127.0.0.1:{port}")
     monkeypatch.setenv("MPT_DVC_S3_ENDPOINT", f"http://127.0.0.1:{port}")

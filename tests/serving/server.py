@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import sys
 import threading
 import time
@@ -23,15 +22,9 @@ from fastapi import FastAPI
 import serving
 
 from ..servers import Running as Process
-from ..servers import ServerSpec, Signal, http_ok, running
+from ..servers import ServerSpec, Signal, free_port, http_ok, running
 
 REPO = Path(serving.__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
