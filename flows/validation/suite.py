@@ -20,8 +20,8 @@ import yaml
 from mpt_core.data import SPLITS
 from mpt_core.errors import ConfigError
 
+from .gx import import_gx
 from .images import LEAK, fact_column
-from .runner import import_gx
 
 if TYPE_CHECKING:
     from flows.domains.schema import DomainConfig
