@@ -17,7 +17,7 @@ in which two modules each need the other).
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,50 +81,14 @@ class Import:
         return f"{self.source}:{self.line}"
 
 
-def _module_name(path: Path) -> str:
-    parts = path.relative_to(ROOT).with_suffix("").parts
+def _module_name(root: Path, path: Path) -> str:
+    parts = path.relative_to(root).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
-MODULES: dict[str, Path] = {
-    _module_name(path): path
-    for package in PACKAGES
-    for path in sorted((ROOT / package).rglob("*.py"))
-}
 
 
 def _is_type_checking(test: ast.expr) -> bool:
     name = test.attr if isinstance(test, ast.Attribute) else getattr(test, "id", None)
     return name == "TYPE_CHECKING"
-
-
-def _resolve(module: str, is_package: bool, node: ast.ImportFrom) -> str:
-    """The absolute module a `from ... import` names (relative ones resolved)."""
-    if not node.level:
-        return node.module or ""
-    parts = module.split(".") if is_package else module.split(".")[:-1]
-    base = parts[: len(parts) - (node.level - 1)]
-    return ".".join([*base, node.module] if node.module else base)
-
-
-def _known(target: str) -> str:
-    """The longest prefix of `target` that is a module of the platform (or `target`)."""
-    parts = target.split(".")
-    for n in range(len(parts), 0, -1):
-        if ".".join(parts[:n]) in MODULES:
-            return ".".join(parts[:n])
-    return target
-
-
-def _targets(module: str, is_package: bool, node: ast.Import | ast.ImportFrom) -> Iterator[str]:
-    if isinstance(node, ast.Import):
-        for alias in node.names:
-            yield _known(alias.name)
-        return
-    base = _resolve(module, is_package, node)
-    for alias in node.names:
-        submodule = f"{base}.{alias.name}"
-        yield submodule if submodule in MODULES else _known(base)
 
 
 def _walk(node: ast.AST, scope: str) -> Iterator[tuple[ast.Import | ast.ImportFrom, str]]:
@@ -143,33 +107,96 @@ def _walk(node: ast.AST, scope: str) -> Iterator[tuple[ast.Import | ast.ImportFr
         yield from _walk(child, scope)
 
 
-def _imports() -> list[Import]:
+def _known(target: str, modules: Collection[str]) -> str:
+    """The longest prefix of `target` that is one of `modules` (else `target`)."""
+    parts = target.split(".")
+    for n in range(len(parts), 0, -1):
+        if ".".join(parts[:n]) in modules:
+            return ".".join(parts[:n])
+    return target
+
+
+def _targets(
+    module: str, is_package: bool, node: ast.Import | ast.ImportFrom, modules: Collection[str]
+) -> Iterator[str]:
+    """The modules an import statement runs: `from pkg import sub` names pkg.sub when that
+    is a module, else pkg; relative imports are resolved against `module`."""
+    if isinstance(node, ast.Import):
+        for alias in node.names:
+            yield _known(alias.name, modules)
+        return
+    base = node.module or ""
+    if node.level:
+        parts = module.split(".") if is_package else module.split(".")[:-1]
+        parts = parts[: len(parts) - (node.level - 1)]
+        base = ".".join([*parts, node.module] if node.module else parts)
+    for alias in node.names:
+        submodule = f"{base}.{alias.name}"
+        yield submodule if submodule in modules else _known(base, modules)
+
+
+def read_imports(root: Path, packages: Collection[str]) -> tuple[set[str], list[Import]]:
+    """The modules of `packages` under `root`, and every import statement they hold."""
+    paths = {
+        _module_name(root, path): path
+        for package in packages
+        for path in sorted((root / package).rglob("*.py"))
+    }
     found = []
-    for module, path in MODULES.items():
+    for module, path in paths.items():
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-        is_package = path.name == "__init__.py"
         for node, scope in _walk(tree, "module"):
-            for target in _targets(module, is_package, node):
+            for target in _targets(module, path.name == "__init__.py", node, paths):
                 found.append(Import(module, target, node.lineno, scope))
-    return found
+    return set(paths), found
 
 
-IMPORTS = _imports()
+MODULES, IMPORTS = read_imports(ROOT, PACKAGES)
 
 
 def _package(module: str) -> str:
     return module.split(".")[0]
 
 
-def test_the_reader_sees_every_package_and_all_kinds_of_import():
-    """The checks below are only as good as this reader: it finds each package's modules,
-    resolves relative imports, and tells the three scopes apart."""
+def test_the_reader_resolves_imports_and_tells_the_scopes_apart(tmp_path):
+    """The checks below are only as good as this reader."""
+    files = {
+        "pkg/__init__.py": "from .sub import leaf\nfrom . import mod\n",
+        "pkg/sub/__init__.py": "",
+        "pkg/sub/leaf.py": "from .. import mod\nfrom ..mod import thing\nimport pkg.sub\n",
+        "pkg/mod.py": (
+            "from typing import TYPE_CHECKING\n"
+            "import os.path\n"
+            "if TYPE_CHECKING:\n"
+            "    from pkg.sub.leaf import x\n"
+            "else:\n"
+            "    import json\n"
+            "class C:\n"
+            "    from . import sub\n"
+            "    def f(self):\n"
+            "        from .sub import leaf, nothing\n"
+        ),
+    }
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    modules, imports = read_imports(tmp_path, ["pkg"])
+    assert modules == {"pkg", "pkg.mod", "pkg.sub", "pkg.sub.leaf"}
+    assert {(i.source, i.target, i.line, i.scope) for i in imports} == {
+        ("pkg", "pkg.sub.leaf", 1, "module"),
+        ("pkg", "pkg.mod", 2, "module"),
+        ("pkg.sub.leaf", "pkg.mod", 1, "module"),
+        ("pkg.sub.leaf", "pkg.mod", 2, "module"),
+        ("pkg.sub.leaf", "pkg.sub", 3, "module"),
+        ("pkg.mod", "typing", 1, "module"),
+        ("pkg.mod", "os.path", 2, "module"),
+        ("pkg.mod", "pkg.sub.leaf", 4, "typing"),
+        ("pkg.mod", "json", 6, "module"),
+        ("pkg.mod", "pkg.sub", 8, "module"),
+        ("pkg.mod", "pkg.sub.leaf", 10, "function"),
+        ("pkg.mod", "pkg.sub", 10, "function"),
+    }
     assert {_package(m) for m in MODULES} == set(PACKAGES)
-    seen = {(i.source, i.target, i.scope) for i in IMPORTS}
-    assert ("cli", "cli.commands.core", "module") in seen  # from .commands import core
-    assert ("flows.dispatch", "cluster.ray", "module") in seen
-    assert ("flows.dispatch", "flows.worker", "function") in seen  # inside the actor class
-    assert ("flows.validation.suite", "flows.domains.schema", "typing") in seen
 
 
 def test_imports_point_down_and_apps_never_import_each_other():
@@ -199,7 +226,7 @@ def _loops(package: str, scopes: frozenset[str]) -> list[list[str]]:
     """The import loops inside `package` (strongly connected modules, Tarjan), each sorted."""
     graph: dict[str, set[str]] = {m: set() for m in MODULES if _package(m) == package}
     for i in IMPORTS:
-        if i.source in graph and i.target in graph and i.scope in scopes:
+        if i.source in graph and i.target in graph and i.source != i.target and i.scope in scopes:
             graph[i.source].add(i.target)
     index: dict[str, int] = {}
     low: dict[str, int] = {}
@@ -219,7 +246,7 @@ def _loops(package: str, scopes: frozenset[str]) -> list[list[str]]:
             members = []
             while not members or members[-1] != module:
                 members.append(stack.pop())
-            if len(members) > 1 or module in graph[module]:
+            if len(members) > 1:
                 loops.append(sorted(members))
 
     for module in sorted(graph):
