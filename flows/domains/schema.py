@@ -20,7 +20,6 @@ from mpt_core.tasks import Task, TaskContract, task_from_declaration
 from mpt_core.training.search import SearchSpec
 from registry.policy import Policy
 
-SPLITS = ("train", "val", "test")
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 
 

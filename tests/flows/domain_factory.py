@@ -20,8 +20,8 @@ import yaml
 from PIL import Image
 
 from flows.domains import Domain, get_domain
+from mpt_core.data import SPLITS
 
-SPLITS = ("train", "val", "test")
 LABELS = ("boot", "shirt")
 SHAPES = ("circle", "square")
 KINDS = ("none", "local", "global")

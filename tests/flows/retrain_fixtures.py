@@ -10,9 +10,9 @@ from pathlib import Path
 
 import yaml
 
+from cluster.ray import restore_env
 from flows.datacache import RemoteLocation
 from flows.dataset import read_rows, rows_digest
-from flows.dispatch import restore_env
 from flows.jobs import BackboneRef, DataRef, TuneJob
 from flows.versioning import DataVersioner, RemoteSpec
 from mpt_core import load_backbone
