@@ -22,10 +22,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-MPT = [sys.executable, "-m", "flows.cli"]
+MPT = [sys.executable, "-m", "cli"]
 PARTS = {
     "imports of the no-change path": (
-        "import flows.pipeline, flows.domains, flows.preflight, registry, flows.commands.run"
+        "import flows.pipeline, flows.domains, flows.preflight, registry, cli.commands.run"
     ),
     "preflight (registry, store, DVC remote)": (
         "from flows.settings import load_settings; from flows.preflight import check_services;"
@@ -34,7 +34,7 @@ PARTS = {
         "s.domains_dir)); print(time.perf_counter() - t)"
     ),
     "decision for the 3 domains": (
-        "from flows.commands.run import _nothing_changed; from flows.settings import "
+        "from cli.commands.run import _nothing_changed; from flows.settings import "
         "load_settings; import time; s = load_settings(); t = time.perf_counter(); "
         "r = _nothing_changed(s, None); assert r, 'something changed'; "
         "print(time.perf_counter() - t)"

@@ -163,7 +163,7 @@ class Server:
             [
                 sys.executable,
                 "-m",
-                "flows.cli",
+                "cli",
                 "serve",
                 "--port",
                 str(self.port),

@@ -1,1 +1,1 @@
-"""flows: the application layer (Prefect flows, Ray dispatch, DVC/GX glue) and the `mpt` CLI."""
+"""flows: the application layer (Prefect flows, Ray dispatch, DVC/GX glue)."""

@@ -53,18 +53,12 @@ class _Reader:
         self.location = location
         self._s3 = None
         if location.url.startswith("s3://"):
-            import boto3
-            from botocore.config import Config
+            from registry.s3 import s3_client
 
             from .versioning import DEFAULT_S3_REGION
 
-            # A session of its own: the default one caches the first credentials it finds.
-            self._s3 = boto3.session.Session().client(
-                "s3",
-                endpoint_url=location.endpoint_url,
-                region_name=DEFAULT_S3_REGION if location.endpoint_url else None,
-                config=Config(connect_timeout=5, read_timeout=60, retries={"max_attempts": 3}),
-            )
+            endpoint = location.endpoint_url
+            self._s3 = s3_client(endpoint, DEFAULT_S3_REGION if endpoint else None)
             bucket, _, prefix = location.url.removeprefix("s3://").partition("/")
             self._bucket, self._prefix = bucket, prefix.strip("/")
 

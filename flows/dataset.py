@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from mpt_core.data import Example
+from mpt_core.data import SPLITS, Example
 from mpt_core.errors import DataError
 
 from .validation.suite import declared_values
@@ -26,8 +26,6 @@ from .validation.table import read_table
 
 if TYPE_CHECKING:
     from .domains.schema import DomainConfig
-
-SPLITS = ("train", "val", "test")
 
 
 @dataclass(frozen=True)

@@ -11,12 +11,13 @@ jobs run, each worker's last finished epoch is polled for progress.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+
+from cluster.ray import ray_session
 
 from .jobs import BackboneRef, TuneFailure, TuneJob, TuneOutcome
 
@@ -30,54 +31,6 @@ class ClusterInfo:
     gpus: int
     workers: int
     started_here: bool
-
-
-def restore_env(snapshot: dict[str, str]) -> None:
-    """ray.init exports RAY_* (and PYTHONBREAKPOINT) into this process; undo that."""
-    for key in set(os.environ) - set(snapshot):
-        del os.environ[key]
-    os.environ.update(snapshot)
-
-
-def connect(address: str | None = None) -> bool:
-    """Connect to the cluster at `address`, or start a local Ray. True if we started it."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    if address:
-        ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
-        return False
-    # A local Ray turns token authentication on by itself (good) and warns that it did on
-    # every start (noise in every run's output): keep the auth, drop the notice.
-    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(
-        logging.ERROR
-    )
-    ray.init(
-        address="local",  # always a fresh local Ray, never one found on the machine
-        num_cpus=os.cpu_count() or 1,
-        include_dashboard=False,
-        log_to_driver=False,
-        logging_level=logging.WARNING,
-    )
-    return True
-
-
-@contextlib.contextmanager
-def ray_session(address: str | None = None) -> Iterator[bool]:
-    """Ray connected for the block (a local one started, and stopped after, when no
-    address is given); what runs inside shares it (searches, then the tuning pool).
-    Yields whether the block started Ray (False inside an outer session)."""
-    env = dict(os.environ)  # before importing Ray, which exports RAY_* variables
-    started_here = connect(address)
-    try:
-        yield started_here
-    finally:
-        if started_here:
-            import ray
-
-            ray.shutdown()
-            restore_env(env)
 
 
 class WorkerStartError(RuntimeError):
@@ -155,7 +108,7 @@ def tune_on_ray(
     """Run every job on workers holding `backbone`; returns domain -> outcome or failure,
     and what the cluster was. `on_epoch(row)` sees each worker's latest epoch (with its
     domain) as it is polled."""
-    with ray_session(address) as started_here:  # before importing Ray: see ray_session
+    with ray_session(address) as connection:  # before importing Ray: see ray_session
         import ray
         from ray.exceptions import RayActorError, RayTaskError
 
@@ -222,7 +175,7 @@ def tune_on_ray(
                 cpus=cpus,
                 gpus=gpus,
                 workers=n,
-                started_here=started_here,
+                started_here=connection.local,
             )
             return results, info
         finally:

@@ -16,6 +16,8 @@ from .settings import PlatformSettings
 
 PROBE = b"mpt-platform preflight probe\n"
 TIMEOUT_S = 5
+PROBE_ATTEMPTS = 2
+"""The DVC remote's probe: one retry, so a server that is down fails the check in seconds."""
 
 
 def _unwritable(folder: Path) -> str | None:
@@ -83,18 +85,15 @@ def check_dvc_remote(url: str, endpoint_url: str | None, repo_root: Path | None)
         folder = RemoteSpec(url).local_path(repo_root) if repo_root else Path(url).expanduser()
         problem = _unwritable(folder)
         return f"DVC remote {folder}: {problem}; set MPT_DVC_REMOTE" if problem else None
-    import boto3
-    from botocore.config import Config
+    from registry.s3 import s3_client
 
     bucket, _, prefix = url.removeprefix("s3://").partition("/")
     key = "/".join(p for p in (prefix.strip("/"), f".mpt-preflight-{os.getpid()}") if p)
-    client = boto3.session.Session().client(  # fresh credentials, not a cached session
-        "s3",
-        endpoint_url=endpoint_url,
-        region_name=DEFAULT_S3_REGION if endpoint_url else None,
-        config=Config(
-            connect_timeout=TIMEOUT_S, read_timeout=TIMEOUT_S, retries={"max_attempts": 1}
-        ),
+    client = s3_client(
+        endpoint_url,
+        DEFAULT_S3_REGION if endpoint_url else None,
+        read_timeout_s=TIMEOUT_S,
+        attempts=PROBE_ATTEMPTS,
     )
     try:
         client.put_object(Bucket=bucket, Key=key, Body=PROBE)

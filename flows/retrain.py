@@ -22,11 +22,12 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 from prefect.runtime import flow_run
 
+from cluster.ray import ray_session
 from registry import PromptRegistry, open_registry
 
 from . import pipeline
 from .datacache import RemoteLocation
-from .dispatch import WorkerStartError, ray_session, tune_on_ray
+from .dispatch import WorkerStartError, tune_on_ray
 from .domains import Domain, discover
 from .jobs import BackboneRef, TuneFailure
 from .pipeline import DomainResult, PreparedDomain, PrepareFailure, note, summary_row

@@ -127,7 +127,7 @@ def search_on_ray(
     jobs: list[TuneJob], storage: Path | None = None
 ) -> dict[str, SearchOutcome | str]:
     """Search every job's space on the connected Ray cluster: domain -> outcome, or why it
-    failed (a string). Call inside `dispatch.ray_session`."""
+    failed (a string). Call inside `cluster.ray.ray_session`."""
     import time
 
     import ray

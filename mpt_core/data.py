@@ -16,6 +16,10 @@ from .errors import ConfigError, DataError
 
 ImageSource = Image.Image | str | Path
 
+SPLITS = ("train", "val", "test")
+"""The splits a domain's examples come in: `train` fits the prompts, `val` picks the best
+epoch and the search's trial, `test` gives the metrics a version is judged by."""
+
 
 @dataclass(frozen=True)
 class ExampleField:

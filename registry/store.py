@@ -26,12 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-import boto3
 from botocore.client import BaseClient
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .errors import ArtifactCorruptedError, ArtifactNotFoundError, StoreError
+from .s3 import s3_client
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _FANOUT_NAME = re.compile(r"([0-9a-f]{2})/([0-9a-f]{64})")
@@ -422,7 +421,7 @@ class S3Store(ArtifactStore):
         self.prefix = prefix.strip("/")
         self.endpoint_url = endpoint_url
         self.url = f"s3://{bucket}/{self.prefix}".rstrip("/")
-        self.client = client or _s3_client(endpoint_url, region)
+        self.client = client or s3_client(endpoint_url, region)
 
     def key(self, sha256: str) -> str:
         """The object key that holds (or would hold) the blob."""
@@ -506,21 +505,6 @@ class S3Store(ArtifactStore):
                     match = _FANOUT_NAME.fullmatch(obj["Key"][len(start) :])
                     if match and match[2].startswith(match[1]):
                         yield match[2]
-
-
-def _s3_client(endpoint_url: str | None, region: str | None) -> BaseClient:
-    config = Config(
-        connect_timeout=5,
-        read_timeout=60,
-        retries={"mode": "standard"},  # attempts: AWS_MAX_ATTEMPTS or botocore's default
-        # Path-style addressing: S3-compatible servers on an endpoint URL rarely have
-        # per-bucket DNS names.
-        s3={"addressing_style": "path"} if endpoint_url else None,
-    )
-    # A session of its own: boto3's default session caches the first credentials it finds,
-    # so AWS_* changed later in the process would be ignored.
-    session = boto3.session.Session()
-    return session.client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
 
 
 # ---------------------------------------------------------------- open_store

@@ -22,6 +22,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from cluster.ray import ray_session
 from mpt_core import DataError, Example
 from mpt_core.artifacts import PromptArtifact, prompts_from_bytes
 from mpt_core.data import FIELDS
@@ -32,7 +33,6 @@ from registry import PromptRegistry
 from . import images
 from .catalog import BackboneLoader, LoadError, fetch_artifact
 from .errors import ServingError
-from .ray_serve import connect
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
 CANDIDATE_SEPARATOR = "|"
@@ -250,12 +250,11 @@ def predict_to_csv(
     started = time.perf_counter()
     number, backbone, artifact, task = _load_version(registry, domain, alias)
     rows = read_inputs(source, task)
-    env = dict(os.environ)  # ray.init exports RAY_* variables into this process
-    import ray
-    from ray.data import DataContext
+    # a local Ray stops after the job; from a cluster we only disconnect
+    with ray_session(address):
+        import ray
+        from ray.data import DataContext
 
-    connected_here = connect(address)
-    try:
         resources = ray.cluster_resources()
         gpus, cpus = int(resources.get("GPU", 0)), max(1, int(resources.get("CPU", 1)))
         n = workers or (gpus or max(1, cpus - 1))  # leave a CPU to Ray Data's own tasks
@@ -279,12 +278,6 @@ def predict_to_csv(
             num_cpus=0 if gpus else 1,
         )
         errors = _write(dataset, out, len(rows), f"{domain} v{number}", progress)
-    finally:
-        if connected_here:
-            ray.shutdown()  # a local Ray stops; from a cluster we only disconnect
-        for key in set(os.environ) - set(env):
-            del os.environ[key]
-        os.environ.update(env)
     return BatchSummary(
         domain, alias, number, len(rows), errors, time.perf_counter() - started, out
     )

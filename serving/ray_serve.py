@@ -16,6 +16,7 @@ import signal
 import threading
 from dataclasses import dataclass
 
+from cluster.ray import Connection, connect, restore_env
 from registry import RegistrySettings
 
 from .app import create_app
@@ -36,9 +37,8 @@ class RayServing:
     replicas: int
     gpus_per_replica: int
     address: str
-    local: bool
-    """A local Ray started for this app (it stops with this process)."""
-    connected_here: bool
+    connection: Connection
+    """How this process reached Ray: a local Ray started for this app stops with it."""
 
 
 def resolved(registry_settings: RegistrySettings | None) -> RegistrySettings:
@@ -50,32 +50,6 @@ def resolved(registry_settings: RegistrySettings | None) -> RegistrySettings:
         artifact_store=s.store_url,
         artifact_s3_endpoint=s.artifact_s3_endpoint,
     )
-
-
-def connect(address: str | None) -> bool:
-    """Connect to the cluster at `address`, or start a local Ray (`address=None`). True if
-    this call initialised Ray in this process (then the caller shuts it down)."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    if address:
-        try:
-            ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
-        except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise ServingError(
-                f"cannot connect to the Ray cluster at {address}: {exc}. Fix: check the "
-                "address (ray status --address ADDR) and that RAY_AUTH_MODE matches the cluster"
-            ) from exc
-        return True
-    ray.init(
-        address="local",  # always a fresh local Ray, never one found on the machine
-        num_cpus=os.cpu_count() or 1,
-        include_dashboard=False,
-        log_to_driver=False,
-        logging_level=logging.WARNING,
-    )
-    return True
 
 
 def deployment(
@@ -116,7 +90,7 @@ def deploy(
     import ray
     from ray import serve
 
-    connected_here = connect(address)
+    connection = connect(address)
     cluster_gpus = int(ray.cluster_resources().get("GPU", 0))
     gpus = 1 if cluster_gpus else 0
     n = replicas or max(1, cluster_gpus)
@@ -131,8 +105,7 @@ def deploy(
         replicas=n,
         gpus_per_replica=gpus,
         address=ray.get_runtime_context().gcs_address,
-        local=address is None and connected_here,
-        connected_here=connected_here,
+        connection=connection,
     )
 
 
@@ -142,9 +115,9 @@ def undeploy(info: RayServing) -> None:
     from ray import serve
 
     serve.delete(APP_NAME)
-    if info.local:
+    if info.connection.local:
         serve.shutdown()
-    if info.connected_here:
+    if info.connection.initialised:
         ray.shutdown()
 
 
@@ -166,7 +139,7 @@ def serve_forever(
     env = dict(os.environ)  # ray.init exports RAY_* variables into this process
     try:
         info = deploy(settings, registry_settings, address=address, replicas=replicas)
-        where = "a local Ray" if info.local else f"the Ray cluster at {info.address}"
+        where = "a local Ray" if info.connection.local else f"the Ray cluster at {info.address}"
         on_ready(
             f"serving on Ray Serve at {info.url}: {info.replicas} replica(s)"
             + (f", {info.gpus_per_replica} GPU each" if info.gpus_per_replica else " on CPUs")
@@ -185,6 +158,4 @@ def serve_forever(
             signal.signal(signal.SIGTERM, previous)
             undeploy(info)
     finally:
-        for key in set(os.environ) - set(env):
-            del os.environ[key]
-        os.environ.update(env)
+        restore_env(env)

@@ -23,8 +23,6 @@ from PIL import Image
 
 from mpt_core._registry import Registry
 
-SPLITS = ("train", "val", "test")
-
 
 @dataclass(frozen=True)
 class Row:

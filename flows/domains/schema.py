@@ -23,7 +23,6 @@ from mpt_core.training import TrainConfig
 from mpt_core.training.search import SearchSpec
 from registry.policy import Policy
 
-SPLITS = ("train", "val", "test")
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 
 

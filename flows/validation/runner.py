@@ -5,12 +5,13 @@ then only into the directory given.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+
+from .gx import import_gx
 
 if TYPE_CHECKING:
     from .suite import Check
@@ -49,17 +50,6 @@ def run_checks(
         return ordered, None
     context.build_data_docs(site_names=[DOCS_SITE])
     return ordered, docs_dir / "index.html"
-
-
-def import_gx() -> Any:
-    """great_expectations, imported on first use (it takes seconds), without the deprecation
-    warnings its own imports raise (sre_constants, sre_parse)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        import great_expectations
-        import great_expectations.expectations  # registers the expectation classes
-
-    return great_expectations
 
 
 def _context(gx: Any, docs_dir: Path | None) -> Any:

@@ -17,15 +17,14 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 
+from mpt_core.data import SPLITS
 from mpt_core.errors import ConfigError
 
+from .gx import import_gx
 from .images import LEAK, fact_column
-from .runner import import_gx
 
 if TYPE_CHECKING:
     from flows.domains.schema import DomainConfig
-
-SPLITS = ("train", "val", "test")
 
 Show = Literal["value", "reason", "rows", "count", "columns", "table"]
 """How a failure is shown: offending rows with their value, rows with the reason held in

@@ -8,12 +8,13 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from mpt_core.data import SPLITS
+
 from .containment import ContainmentError, check_data_folder, contained_file, link_on_the_way
 from .images import PREFIX, fact_column, image_facts
 from .report import CheckFailure, ValidationReport, describe, summarize, unreadable, write_files
 from .runner import run_checks
 from .suite import (
-    SPLITS,
     ExtraExpectationsError,
     build_checks,
     declared_values,

@@ -19,10 +19,10 @@ from typing import Any
 import yaml
 from PIL import Image
 
-from flows.dataset import SPLITS
 from flows.domains import Domain, get_domain
 from flows.domains.schema import BackboneSpec, DomainConfig
 from mpt_core import FAMILIES, TASKS
+from mpt_core.data import SPLITS
 from mpt_core.support import family_tasks
 
 LABELS = ("boot", "shirt")

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import yaml
 
+from cluster.ray import restore_env
 from flows.datacache import RemoteLocation
 from flows.dataset import layout_of, read_rows, rows_digest
-from flows.dispatch import restore_env
 from flows.domains import get_domain
 from flows.jobs import BackboneRef, DataRef, TuneJob
 from flows.versioning import DataVersioner, RemoteSpec

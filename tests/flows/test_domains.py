@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.cli import main
+from cli import main
 from flows.domains import DomainConfigError, discover, get_domain, load_domain_config
 from flows.domains.prepare import PREPARERS, prepare
 from flows.domains.scaffold import scaffold_domain

@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -24,9 +23,12 @@ def test_mpt_run_tunes_on_an_existing_cluster(ray_head, tmp_path):
         "MPT_DOMAINS_DIR": str(domains_dir),
         "MPT_RAY_ADDRESS": ray_head.address,
     }
-    mpt = Path(sys.executable).parent / "mpt"
-    out = subprocess.run(
-        [str(mpt), "run", "--json"], env=env, capture_output=True, text=True, timeout=300
+    out = subprocess.run(  # `mpt run` as a user starts it (`python -m cli` is `mpt`)
+        [sys.executable, "-m", "cli", "run", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert out.returncode == 0, out.stderr[-3000:]
     (result,) = json.loads(out.stdout[out.stdout.index("[") :])

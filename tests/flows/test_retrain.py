@@ -139,7 +139,7 @@ def test_a_captioning_domain_on_a_generative_backbone_goes_through_the_same_flow
     registers with CIDEr as its metric, like any other domain."""
     import subprocess
 
-    from flows.cli import main
+    from cli import main
 
     from .domain_factory import write_csv, write_png
 
@@ -175,7 +175,7 @@ def test_a_captioning_domain_on_a_generative_backbone_goes_through_the_same_flow
 def test_a_domain_with_a_search_records_every_trial_in_its_lineage(run, tmp_path, capsys):
     import yaml
 
-    from flows.cli import main
+    from cli import main
 
     domains_dir = tiny_repo(tmp_path / "repo", tasks=("classification",))
     path = domains_dir / "test-classification" / "domain.yaml"

@@ -28,7 +28,7 @@ def _mpt_run(tmp_path: Path, domains_dir: Path, **extra_env: str):
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
     env.update(extra_env)
     out = subprocess.run(
-        [sys.executable, "-m", "flows.cli", "run", "--domains-dir", str(domains_dir)],
+        [sys.executable, "-m", "cli", "run", "--domains-dir", str(domains_dir)],
         env=env,
         capture_output=True,
         text=True,

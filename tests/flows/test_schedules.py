@@ -8,7 +8,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,8 +21,11 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowFilter, FlowFilterName
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from flows import cli, schedules
+import cli
+from flows import schedules
 from flows.schedules import ScheduleError, apply_deployments, build_deployments, next_run
+
+from ..servers import free_port
 
 BERLIN = ("15 4 * * 2", "Europe/Berlin")
 NEW_YORK = ("30 22 1 * *", "America/New_York")
@@ -241,9 +243,7 @@ def test_apply_without_api_url_says_how_to_get_a_server(tmp_path, monkeypatch, c
 
 
 def test_apply_to_an_unreachable_server_names_the_url(tmp_path, monkeypatch):
-    with socket.socket() as sock:  # a port nobody listens on
-        sock.bind(("127.0.0.1", 0))
-        url = f"http://127.0.0.1:{sock.getsockname()[1]}/api"
+    url = f"http://127.0.0.1:{free_port()}/api"  # a port nobody listens on
     monkeypatch.setenv("PREFECT_API_URL", url)
     monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect-home"))
     monkeypatch.setenv("DO_NOT_TRACK", "1")

@@ -50,7 +50,7 @@ class ReviewServer:
 
 @contextlib.contextmanager
 def running_review(env: dict[str, str], workdir: Path) -> Iterator[ReviewServer]:
-    """`python -m flows.cli review` with `env` added to this process's environment."""
+    """`python -m cli review` with `env` added to this process's environment."""
     child_env = {**os.environ, **env}
     child_env["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p
@@ -60,7 +60,7 @@ def running_review(env: dict[str, str], workdir: Path) -> Iterator[ReviewServer]
         command=lambda port: [
             sys.executable,
             "-m",
-            "flows.cli",
+            "cli",
             "review",
             "--host",
             HOST,

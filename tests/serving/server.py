@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import sys
 import threading
 import time
@@ -23,15 +22,9 @@ from fastapi import FastAPI
 import serving
 
 from ..servers import Running as Process
-from ..servers import ServerSpec, Signal, http_ok, running
+from ..servers import ServerSpec, Signal, free_port, http_ok, running
 
 REPO = Path(serving.__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -77,7 +70,7 @@ def mpt_serve(
     start_timeout_s: float = 90.0,
     stop_wait_s: float = 30.0,
 ) -> Iterator[Process]:
-    """`python -m flows.cli serve --port PORT *args`, ready once /readyz answers 200.
+    """`python -m cli serve --port PORT *args`, ready once /readyz answers 200.
     After the block, `.proc.returncode` says how it stopped; its log is `.spec.log`."""
     child_env = {**os.environ, **env}
     child_env["PYTHONPATH"] = os.pathsep.join(
@@ -85,7 +78,7 @@ def mpt_serve(
     )
     spec = ServerSpec(
         name="mpt serve",
-        command=lambda port: [sys.executable, "-m", "flows.cli", "serve", "--port", port, *args],
+        command=lambda port: [sys.executable, "-m", "cli", "serve", "--port", port, *args],
         ready=lambda port: http_ok(f"http://127.0.0.1:{port}/readyz"),
         log=workdir / "serve.log",
         env=child_env,

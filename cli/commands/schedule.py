@@ -10,8 +10,8 @@ from .output import emit
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from ..domains import discover
-    from ..schedules import deployment_name, next_run
+    from flows.domains import discover
+    from flows.schedules import deployment_name, next_run
 
     found = discover(domains_dir(args))
     rows = []
@@ -39,7 +39,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_apply(args: argparse.Namespace) -> int:
 
-    from ..schedules import DEPLOYMENT_PREFIX, apply_deployments
+    from flows.schedules import DEPLOYMENT_PREFIX, apply_deployments
 
     result = apply_deployments(domains_dir(args))
 
@@ -69,7 +69,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
 
-    from ..schedules import serve_deployments
+    from flows.schedules import serve_deployments
 
     serve_deployments(domains_dir(args), limit=args.limit)
     return 0

@@ -14,9 +14,9 @@ import sys
 import time
 from pathlib import Path
 
+from flows.settings import load_settings
 from mpt_core.errors import MptError
 
-from ..settings import load_settings
 from .output import emit, table
 
 STARTUP_TIMEOUT_ENV = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
@@ -37,11 +37,10 @@ def _embedded_prefect(home: Path) -> None:
 
 def _nothing_changed(settings, repo_root: Path, names: list[str] | None) -> list[dict] | None:
     """The skipped results when every domain is unchanged since its last version."""
+    from flows.domains import discover
+    from flows.pipeline import unchanged_result
+    from flows.versioning import DataVersioner, RemoteSpec
     from registry import open_registry
-
-    from ..domains import discover
-    from ..pipeline import unchanged_result
-    from ..versioning import DataVersioner, RemoteSpec
 
     found = discover(settings.domains_dir, names)
     if found.errors or not found.domains:
@@ -68,8 +67,8 @@ class PrefectUnavailable(MptError):
 
 def cmd_run(args: argparse.Namespace) -> int:
     settings = load_settings(domains_dir=args.domains_dir)
-    from ..preflight import check_services
-    from ..versioning import VersioningError, find_repo_root
+    from flows.preflight import check_services
+    from flows.versioning import VersioningError, find_repo_root
 
     started = time.perf_counter()
     try:
@@ -97,8 +96,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _run_flow(args: argparse.Namespace, settings) -> list[dict]:
     _embedded_prefect(settings.home)
     os.environ.setdefault("MPT_DOMAINS_DIR", str(settings.domains_dir))
-    from ..progress import LiveTable, LogReporter, reporting
-    from ..retrain import retrain_flow  # Prefect imports slowly
+    from flows.progress import LiveTable, LogReporter, reporting
+    from flows.retrain import retrain_flow  # Prefect imports slowly
 
     if not args.json:
         print(
@@ -134,7 +133,7 @@ def _call_flow(args, settings, retrain_flow) -> list[dict]:
 
 
 def _print_table(results: list[dict], seconds: float) -> None:
-    from ..pipeline import DomainResult, summary_row
+    from flows.pipeline import DomainResult, summary_row
 
     rows = [summary_row(DomainResult(**r)) for r in results]
     print()

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..settings import load_settings
+from flows.settings import load_settings
+
 from .output import emit
 
 DOMAINS_DIR_ENV = "MPT_DOMAINS_DIR"
@@ -16,8 +17,8 @@ def domains_dir(args: argparse.Namespace) -> Path:
 
 
 def cmd_version(args: argparse.Namespace) -> int:
-    from ..domains import get_domain
-    from ..versioning import DataVersioner, RemoteSpec, find_repo_root
+    from flows.domains import get_domain
+    from flows.versioning import DataVersioner, RemoteSpec, find_repo_root
 
     settings = load_settings(domains_dir=args.domains_dir)
     domain = get_domain(settings.domains_dir, args.name)
@@ -39,7 +40,7 @@ def cmd_version(args: argparse.Namespace) -> int:
 
 
 def cmd_new(args: argparse.Namespace) -> None:
-    from ..domains.scaffold import scaffold_domain
+    from flows.domains.scaffold import scaffold_domain
 
     root = scaffold_domain(domains_dir(args), args.name, args.task)
     print(f"created {root}: edit {root / 'domain.yaml'}, put images in {root / 'data/images'}")
@@ -47,7 +48,7 @@ def cmd_new(args: argparse.Namespace) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from ..domains import discover
+    from flows.domains import discover
 
     found = discover(domains_dir(args))
     rows = [
@@ -70,9 +71,9 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     """The full preflight of a domain: schema, backbone and overrides, data; warnings."""
-    from ..domains import get_domain
-    from ..domains.check import check_backbone, policy_warnings
-    from ..validation import validate_data  # GX imports slowly: only when checking
+    from flows.domains import get_domain
+    from flows.domains.check import check_backbone, policy_warnings
+    from flows.validation import validate_data  # GX imports slowly: only when checking
 
     domain = get_domain(domains_dir(args), args.name)
     problems = check_backbone(domain)
@@ -93,7 +94,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    from ..domains.prepare import main as prepare_main
+    from flows.domains.prepare import main as prepare_main
 
     return prepare_main([*args.names, "--domains-dir", str(domains_dir(args))])
 

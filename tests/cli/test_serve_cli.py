@@ -16,11 +16,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from flows.cli import main
+from cli import main
 
-from . import factory
-from .helpers import local_model, local_scores, png
-from .server import mpt_serve
+from ..serving import factory
+from ..serving.helpers import local_model, local_scores, png
+from ..serving.server import mpt_serve
 
 IMAGES = factory.sample("classification", 3)
 
@@ -133,7 +133,7 @@ def test_mpt_predict_checks_its_inputs_before_any_work(
 
 def _mpt(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "flows.cli", *args],
+        [sys.executable, "-m", "cli", *args],
         env=env,
         capture_output=True,
         text=True,
@@ -176,10 +176,7 @@ def test_mpt_predict_over_ray_data_writes_every_row_in_order(home, tmp_path, ray
     (folder / "broken.png").write_bytes(b"not a png")
     table = _csv(
         tmp_path / "vqa.csv",
-        [
-            {"image": f"images/{n}", "question": "is it red?"}
-            for n in ("00.png", "broken.png")
-        ],
+        [{"image": f"images/{n}", "question": "is it red?"} for n in ("00.png", "broken.png")],
     )
     run = _mpt(
         "predict",

@@ -9,9 +9,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from flows.settings import load_settings
 from registry import RegistrySettings  # light: no SQLAlchemy at start-up
-
-from ..settings import load_settings
 
 
 def _serve_settings(args: argparse.Namespace):

@@ -4,22 +4,16 @@ services that are down make `mpt run` fail in seconds, having written nothing.""
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
 
 import pytest
 
-from flows.cli import main
+from cli import main
 
-from .domain_factory import make_domain
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from ..flows.domain_factory import make_domain
+from ..servers import free_port
 
 
 @pytest.fixture
@@ -52,6 +46,10 @@ BAD = {
     "domain new: bad name": (["domain", "new", "Bad Name", "--task", "vqa"], "not a domain name"),
     "backbone: unknown family": (["backbone", "nope"], "unknown backbone family 'nope'"),
     "backbone: missing checkpoint": (["backbone", "hf-clip:/no/such/dir"], "could not be loaded"),
+    "serve --ray: a cluster that cannot be joined": (
+        ["serve", "--ray", "--address", "not-an-address"],
+        "cannot connect to the Ray cluster at not-an-address",
+    ),
 }
 
 
@@ -71,7 +69,7 @@ def test_debug_shows_the_traceback(workspace, capsys):
 
 
 def test_registry_upgrade_with_the_database_down(monkeypatch, capsys):
-    monkeypatch.setenv("MPT_DATABASE_URL", f"postgresql+psycopg://x@127.0.0.1:{closed_port()}/x")
+    monkeypatch.setenv("MPT_DATABASE_URL", f"postgresql+psycopg://x@127.0.0.1:{free_port()}/x")
     assert main(["registry", "upgrade"]) == 2
     err = capsys.readouterr().err
     assert "is not reachable" in err and "MPT_DATABASE_URL" in err and "Traceback" not in err
@@ -88,7 +86,7 @@ def test_registry_upgrade_with_the_database_down(monkeypatch, capsys):
 def test_mpt_run_with_a_service_down_fails_fast_and_writes_nothing(
     workspace, monkeypatch, capsys, variable, value, expected
 ):
-    port = closed_port()
+    port = free_port()
     monkeypatch.setenv(variable, value.format(port=port))
     monkeypatch.setenv("MPT_ARTIFACT_S3_ENDPOINT", f"http://127.0.0.1:{port}")
     monkeypatch.setenv("MPT_DVC_S3_ENDPOINT", f"http://127.0.0.1:{port}")
@@ -109,7 +107,7 @@ def test_the_cli_starts_without_torch_prefect_ray_or_the_database_layer():
     heavy = ("torch", "prefect", "ray", "great_expectations", "transformers")
     heavy += ("sqlalchemy", "alembic", "boto3")  # the registry's, until a command needs it
     code = (
-        "import sys; from flows.cli import main; main(['version']); "
+        "import sys; from cli import main; main(['version']); "
         f"heavy = [m for m in {heavy!r} if m in sys.modules]; "
         "sys.exit(str(heavy) if heavy else 0)"
     )
@@ -165,7 +163,7 @@ def test_a_new_task_is_one_mpt_core_module(tmp_path, monkeypatch):
     monkeypatch.setitem(TASKS._entries, "colour-test", ColourTask)
     root = scaffold_domain(tmp_path / "domains", "paint", "colour-test")
     assert (root / "data" / "metadata.csv").read_text() == "image,split,answer\n"
-    from .domain_factory import write_png
+    from ..flows.domain_factory import write_png
 
     rows = ["image,split,answer"]
     for i, (split, colour) in enumerate(
@@ -186,7 +184,7 @@ def test_a_new_task_is_one_mpt_core_module(tmp_path, monkeypatch):
 
 
 def test_run_table_shows_the_failing_row_and_no_review_hint_without_candidates(capsys):
-    from flows.commands.run import _print_table
+    from cli.commands.run import _print_table
     from flows.pipeline import DomainResult
 
     message = (

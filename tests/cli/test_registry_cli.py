@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from flows.cli import main
+from cli import main
 from mpt_core import ClassificationTask, build_prompts, save_prompts, tiny_backbone
 
 PETS = """\

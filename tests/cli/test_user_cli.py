@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from flows.cli import main
+from cli import main
 from registry import open_registry
 
 from .test_registry_cli import (  # noqa: F401  (fixtures: the pets domain, its artifacts)

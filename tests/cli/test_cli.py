@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from flows.cli import main
+from cli import main
 from mpt_core import FAMILIES, PRESETS
 
 

@@ -237,10 +237,9 @@ def _declared_backbone(args: argparse.Namespace):
     """The identity of the backbone the domain's domain.yaml declares (None if the domain
     folder is not here: a registry-only machine). Its weights sha256 comes from the cache
     kept by the weight files' stamps: no loading when they did not change."""
+    from flows.domains import discover
+    from flows.settings import load_settings
     from mpt_core.backbones import FAMILIES, BackboneIdentity, backbone_sha256
-
-    from ..domains import discover
-    from ..settings import load_settings
 
     domain = discover(load_settings().domains_dir, [args.domain]).domains.get(args.domain)
     if domain is None:
@@ -299,8 +298,8 @@ def cmd_request(args: argparse.Namespace) -> int:
 
 def _domain_policy(name: str) -> Policy:
     """The policy in the domain's domain.yaml: the one source of promotion rules."""
-    from ..domains import get_domain
-    from ..settings import load_settings
+    from flows.domains import get_domain
+    from flows.settings import load_settings
 
     try:
         return get_domain(load_settings().domains_dir, name).config.promotion_policy()
@@ -373,7 +372,7 @@ def cmd_await(args: argparse.Namespace) -> None:
             "PREFECT_API_URL=http://127.0.0.1:4200/api"
         )
     _registry().get_request(args.request)  # an unknown request fails here, not in the flow
-    from ..promotion import promotion_flow
+    from flows.promotion import promotion_flow
 
     result = promotion_flow(args.request, timeout_seconds=args.timeout)
     print(

@@ -1,6 +1,9 @@
-"""The `mpt` command line. `main(argv)` is callable from tests with a list of arguments.
+"""The `mpt` command line (`python -m cli` runs the same). `main(argv)` is callable from
+tests with a list of arguments.
 
-Each command group lives in `flows/commands/<group>.py` and adds its sub-commands with
+The CLI sits above every package of the platform: it may import the apps (`flows`,
+`review`, `serving`) and the layers below them; nothing imports it. Each command group
+lives in `cli/commands/<group>.py` and adds its sub-commands with
 `register(subparsers, common)`; a command is a function taking the parsed arguments.
 Command modules import their heavy dependencies (torch, Prefect, Ray, GX) inside the
 commands, so `mpt version` or `mpt registry list` start in well under a second.
@@ -50,14 +53,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _message(exc: Exception) -> str:
+    from cluster.ray import ClusterUnreachable
     from mpt_core.errors import MptError
     from registry.errors import RegistryError
 
-    if isinstance(exc, MptError | RegistryError):
+    if isinstance(exc, MptError | RegistryError | ClusterUnreachable):
         return str(exc)
     text = " ".join(str(exc).split()) or "(no message)"
     return f"unexpected {type(exc).__name__}: {text[:500]} (run with --debug for the traceback)"
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
