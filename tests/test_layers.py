@@ -53,18 +53,6 @@ SCOPES = {
 }
 """The imports each loop check counts."""
 
-_MPT_CORE_LOOPS = (
-    "mpt_core's loops, listed by the failure: model.py <-> generative/model.py (and with "
-    "type-checking imports support.py and tasks/*), which issue 17 item 3 removes; "
-    "prompts/config.py <-> prompts/coupling.py; artifacts.py <-> the package's exports"
-)
-KNOWN_LOOPS = {
-    ("mpt_core", "and functions"): _MPT_CORE_LOOPS,
-    ("mpt_core", "and type checking"): _MPT_CORE_LOOPS,
-}
-"""Loop checks expected to fail, and why: strict, so that once the loops are gone the check
-fails until its entry here goes too."""
-
 
 @dataclass(frozen=True)
 class Import:
@@ -270,9 +258,6 @@ LOOP_CASES = [
     pytest.param(
         package,
         scope,
-        marks=[pytest.mark.xfail(strict=True, reason=KNOWN_LOOPS[package, scope])]
-        if (package, scope) in KNOWN_LOOPS
-        else [],
         id=f"{package}-{scope.replace(' ', '-')}",
     )
     for package in PACKAGES

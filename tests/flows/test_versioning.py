@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import uuid
 from pathlib import Path
 
 import pytest
@@ -57,7 +58,8 @@ def local_remote(tmp_path) -> RemoteSpec:
 def s3_remote(s3_server: S3Server, monkeypatch) -> RemoteSpec:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3_server.access_key)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3_server.secret_key)
-    prefix = f"dvc-{random.getrandbits(32):08x}"  # one store per test on the shared server
+    # one store per test on the shared server (uuid: training seeds the `random` module)
+    prefix = f"dvc-{uuid.uuid4().hex}"
     return RemoteSpec(f"s3://{s3_server.bucket}/{prefix}", s3_server.endpoint_url)
 
 
