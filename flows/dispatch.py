@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from cluster.ray import ray_session
 
-from .jobs import BackboneRef, TuneFailure, TuneJob, TuneOutcome
+from .jobs import BackboneRef, Failure, TuneJob, TuneOutcome
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,12 @@ class ClusterInfo:
     gpus: int
     workers: int
     started_here: bool
+
+
+def _tune_failure(domain: str, error: str, attempts: int) -> Failure:
+    return Failure(
+        domain, "tune", f"tuning failed after {attempts} attempt(s): {error}", attempts=attempts
+    )
 
 
 class WorkerStartError(RuntimeError):
@@ -104,7 +110,7 @@ def tune_on_ray(
     on_dispatch: Callable[[str, int], None] | None = None,
     on_epoch: Callable[[dict], None] | None = None,
     poll_seconds: float = 1.0,
-) -> tuple[dict[str, TuneOutcome | TuneFailure], ClusterInfo]:
+) -> tuple[dict[str, TuneOutcome | Failure], ClusterInfo]:
     """Run every job on workers holding `backbone`; returns domain -> outcome or failure,
     and what the cluster was. `on_epoch(row)` sees each worker's latest epoch (with its
     domain) as it is polled."""
@@ -134,7 +140,7 @@ def tune_on_ray(
             queue = deque(jobs)
             attempts: dict[str, int] = {}
             running: dict = {}
-            results: dict[str, TuneOutcome | TuneFailure] = {}
+            results: dict[str, TuneOutcome | Failure] = {}
             while queue or running:
                 while queue and idle:
                     job = queue.popleft()
@@ -158,7 +164,7 @@ def tune_on_ray(
                     if attempts[job.domain] < max_attempts:
                         queue.appendleft(job)
                     else:
-                        results[job.domain] = TuneFailure(
+                        results[job.domain] = _tune_failure(
                             job.domain,
                             f"worker died while tuning ({type(exc).__name__}): {exc}",
                             attempts[job.domain],
@@ -166,7 +172,7 @@ def tune_on_ray(
                     idle.append(spawn())  # keep the pool at strength
                 except RayTaskError as exc:
                     cause = exc.cause if exc.cause is not None else exc
-                    results[job.domain] = TuneFailure(
+                    results[job.domain] = _tune_failure(
                         job.domain, f"{type(cause).__name__}: {cause}", attempts[job.domain]
                     )
                     idle.append((actor, pid))

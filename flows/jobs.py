@@ -84,7 +84,28 @@ class TuneOutcome:
 
 
 @dataclass(frozen=True)
-class TuneFailure:
+class Failure:
+    """Why one domain stopped, and where: the one failure type of a run. Steps return it
+    (workers, searches) or raise it inside `StepFailed`; the flow turns it into the
+    domain's row of the run table (`pipeline.DomainResult.of_failure`)."""
+
     domain: str
-    error: str
-    attempts: int
+    stage: str
+    """validate, version, plan, job, search, tune, register, preflight, config."""
+    message: str
+    """The full reason, with its fix; the run table keeps its first line."""
+    invalid: bool = False
+    """The domain's data or config was refused (status invalid), not a step that broke."""
+    data_version: str | None = None
+    """The data version, where one was recorded before the failure."""
+    validation: str | None = None
+    """What the run table shows as the validation (FAILED, broken domain.yaml...)."""
+    attempts: int = 1
+
+
+class StepFailed(Exception):
+    """Raised by a step that knows exactly why its domain cannot go on."""
+
+    def __init__(self, failure: Failure) -> None:
+        super().__init__(failure.message)
+        self.failure = failure

@@ -28,7 +28,7 @@ from registry.lineage import package_version
 from .datacache import RemoteLocation
 from .dataset import layout_of, read_rows, rows_digest, rows_from_table
 from .domains import Domain
-from .jobs import BackboneRef, DataRef, TuneJob, TuneOutcome
+from .jobs import BackboneRef, DataRef, Failure, StepFailed, TuneJob, TuneOutcome
 from .validation.report import clip
 from .versioning import DataVersion, DataVersioner
 
@@ -63,41 +63,25 @@ class DomainResult:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-
-NOTE_CHARS = 160
-"""The run table's note column keeps this much of a reason (the row that failed included);
-the full reason is in the JSON output, the Prefect artifacts and the logs."""
-
-
-def note(r: DomainResult) -> str:
-    """The reason shown in the run table: the first problem line, cut to NOTE_CHARS."""
-    lines = [line.strip() for line in r.message.splitlines() if line.strip()]
-    if r.status == "invalid" and len(lines) > 1:
-        text = lines[1].removeprefix("- ")  # the first failed check, with its rows
-        if len(lines) > 2:
-            text += f" (+{len(lines) - 2} more problem(s))"
-    else:
-        text = lines[0] if lines else ""
-    return text if len(text) <= NOTE_CHARS else text[: NOTE_CHARS - 1] + "…"
-
-
-def summary_row(r: DomainResult) -> dict[str, Any]:
-    def fmt(x: float | None) -> str:
-        return "-" if x is None else f"{x:.4f}"
-
-    return {
-        "domain": r.domain,
-        "status": r.status,
-        "data_version": (r.data_version or "-")[:12],
-        "validation": r.validation,
-        "metric": r.metric or "-",
-        "candidate": fmt(r.candidate) + (f" (v{r.version})" if r.version else ""),
-        "production": fmt(r.production)
-        + (f" (v{r.production_version})" if r.production_version else ""),
-        "request": f"#{r.request_id}" if r.request_id else "-",
-        "tune_s": "-" if r.tune_seconds is None else f"{r.tune_seconds:.1f}",
-        "note": note(r),
-    }
+    @classmethod
+    def of_failure(cls, failure: Failure, prepared: PreparedDomain | None = None) -> DomainResult:
+        """The row of a domain that stopped: its data version and validation from the
+        prepared domain where it got that far, else from the failure."""
+        data_version = prepared.data.md5 if prepared else failure.data_version
+        if prepared is not None:
+            validation = prepared.validation
+        elif failure.validation is not None:
+            validation = failure.validation
+        else:
+            validation = "FAILED" if failure.invalid else ("passed" if data_version else "-")
+        return cls(
+            failure.domain,
+            "invalid" if failure.invalid else "failed",
+            data_version,
+            validation,
+            stage=failure.stage,
+            message=failure.message,
+        )
 
 
 @dataclass(frozen=True)
@@ -127,17 +111,6 @@ class PreparedDomain:
             message=f"unchanged since v{version} (data, backbone, config, code)",
         )
 
-    def failed(self, stage: str, message: str) -> DomainResult:
-        """This domain's failed result at a later stage (its data version and validation kept)."""
-        return DomainResult(
-            self.domain.name,
-            "failed",
-            self.data.md5,
-            self.validation,
-            stage=stage,
-            message=message,
-        )
-
 
 def validation_key(domain: Domain) -> str:
     """What a validation result depends on besides the data: the rules, the task's contract
@@ -154,14 +127,6 @@ def validation_key(domain: Domain) -> str:
 
 
 # ------------------------------------------------------------------ prepare
-class PrepareFailure(Exception):
-    """A domain's data cannot be used; `result` says why (status invalid or failed)."""
-
-    def __init__(self, result: DomainResult) -> None:
-        super().__init__(result.message)
-        self.result = result
-
-
 def unchanged_data(
     domain: Domain, versioner: DataVersioner, registry: PromptRegistry
 ) -> DataVersion | None:
@@ -191,8 +156,8 @@ def prepare(
     """Validate the data folder, then track it with DVC, check DVC recorded exactly the
     bytes that were validated, push it, and record the data version.
 
-    Raises PrepareFailure (status invalid) before anything is written to the DVC cache or
-    remote when validation fails."""
+    Raises StepFailed (invalid) before anything is written to the DVC cache or remote when
+    validation fails."""
     from .validation import validate_data  # Great Expectations imports slowly
 
     unchanged = unchanged_data(domain, versioner, registry)
@@ -206,28 +171,18 @@ def prepare(
     checked = validate_data(domain, staging)
     report = checked.report
     if not report.passed or checked.table is None:
-        raise PrepareFailure(
-            DomainResult(
-                domain.name,
-                "invalid",
-                validation="FAILED",
-                message=report.summary,
-                stage="validate",
-            )
-        )
+        raise StepFailed(Failure(domain.name, "validate", report.summary, invalid=True))
     data = versioner.track(domain.data_dir)
     listing = versioner.listing(data.md5)
     changed = sorted(p for p, md5 in checked.md5.items() if listing.get(p) != md5)
     if changed:
-        raise PrepareFailure(
-            DomainResult(
+        raise StepFailed(
+            Failure(
                 domain.name,
-                "failed",
-                data.md5,
-                "passed",
-                message=f"{len(changed)} file(s) changed while the domain was validated, e.g. "
+                "version",
+                f"{len(changed)} file(s) changed while the domain was validated, e.g. "
                 f"{clip(changed[0])}; run again",
-                stage="version",
+                data_version=data.md5,
             )
         )
     report_dir = report_root / domain.name / data.md5

@@ -9,8 +9,6 @@ that does not load) are results, not exceptions, so Prefect logs no traceback fo
 
 from __future__ import annotations
 
-import base64
-import io
 import logging
 from collections import defaultdict
 from collections.abc import Callable
@@ -18,7 +16,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 from prefect.runtime import flow_run
 
@@ -29,36 +26,32 @@ from . import pipeline
 from .datacache import RemoteLocation
 from .dispatch import WorkerStartError, tune_on_ray
 from .domains import Domain, discover
-from .jobs import BackboneRef, TuneFailure
-from .pipeline import DomainResult, PreparedDomain, PrepareFailure, note, summary_row
+from .jobs import BackboneRef, Failure, StepFailed, TuneJob, TuneOutcome
+from .pipeline import DomainResult, PreparedDomain
 from .preflight import check_services
 from .progress import current
+from .run_report import note, publish
 from .settings import PlatformSettings, load_settings
 from .versioning import DataVersioner, RemoteSpec, find_repo_root
 
 T = TypeVar("T")
 
 
-def _failure(domain: str, stage: str, exc: BaseException, **fields: Any) -> DomainResult:
-    message = f"{stage} failed: {type(exc).__name__}: {exc}"
-    return DomainResult(domain, "failed", message=message, stage=stage, **fields)
-
-
-def guarded(domain: str, stage: str, step: Callable[[], T], **fields: Any) -> T | DomainResult:
-    """Run one domain's step; any error becomes that domain's failed result."""
+def guarded(domain: str, stage: str, step: Callable[[], T]) -> T | Failure:
+    """Run one domain's step; any error becomes that domain's Failure."""
     try:
         return step()
-    except PrepareFailure as failure:
-        return failure.result
+    except StepFailed as exc:
+        return exc.failure
     except Exception as exc:  # one domain's failure never stops the others
         logging.getLogger("mpt.run").debug("%s: %s failed", domain, stage, exc_info=True)
-        return _failure(domain, stage, exc, **fields)
+        return Failure(domain, stage, f"{stage} failed: {type(exc).__name__}: {exc}")
 
 
 @task(retries=1, retry_delay_seconds=2, cache_policy=NONE)
 def prepare_domain(
     domain: Domain, versioner: DataVersioner, registry: PromptRegistry, report_root: Path
-) -> PreparedDomain | DomainResult:
+) -> PreparedDomain | Failure:
     current().stage(domain.name, "validating")
     return guarded(
         domain.name,
@@ -68,15 +61,18 @@ def prepare_domain(
 
 
 @task(cache_policy=NONE)
-def tune_domains(ref: BackboneRef, jobs, ray_address: str | None) -> dict | str:
-    """domain -> outcome or failure; or why no worker could start (a string)."""
+def tune_domains(
+    ref: BackboneRef, jobs: list[TuneJob], ray_address: str | None
+) -> dict[str, TuneOutcome | Failure]:
+    """domain -> outcome or why it failed (every domain fails when no worker starts)."""
     reporter = current()
     for job in jobs:
         reporter.stage(job.domain, "tuning", "waiting for a worker")
     try:
         outcomes, _ = tune_on_ray(ref, jobs, address=ray_address, on_epoch=reporter.epoch)
     except WorkerStartError as exc:
-        return str(exc)
+        message = f"backbone {ref.describe()} did not start on a worker: {exc}"
+        return {job.domain: Failure(job.domain, "tune", message) for job in jobs}
     return outcomes
 
 
@@ -95,71 +91,17 @@ def register_domain(
     prepared, outcome, registry, production_version, run_id, search=None
 ) -> DomainResult:
     current().stage(prepared.domain.name, "registering")
-    return guarded(
+    registered = guarded(
         prepared.domain.name,
         "register",
         lambda: pipeline.register_outcome(
             prepared, outcome, registry, production_version, run_id, search
         ),
-        data_version=prepared.data.md5,
-        validation=prepared.validation,
     )
-
-
-def _curve_png(result: DomainResult) -> str | None:
-    if not result.history:
-        return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3))
-    epochs = [h["epoch"] for h in result.history]
-    ax.plot(epochs, [h["train_loss"] for h in result.history], label="train loss")
-    val_key = next((k for k in result.history[0] if k.startswith("val_")), None)
-    if val_key:
-        ax.plot(epochs, [h[val_key] for h in result.history], label=val_key)
-    ax.set_xlabel("epoch")
-    ax.legend()
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80)
-    plt.close(fig)
-    return base64.b64encode(buf.getvalue()).decode()
-
-
-def publish(results: list[DomainResult]) -> None:
-    """Prefect artifacts: a markdown summary per domain, a metrics table, training curves."""
-    for r in results:
-        lines = [
-            f"# Retrain: `{r.domain}`",
-            "",
-            f"- status: **{r.status}**" + (f" (in {r.stage})" if r.stage else ""),
-            f"- data version: `{r.data_version or '-'}`",
-            f"- validation: {r.validation}",
-        ]
-        if r.status == "registered":
-            prod = "-" if r.production is None else f"{r.production:.4f} (v{r.production_version})"
-            lines += [
-                f"- candidate v{r.version}: {r.metric} = {r.candidate:.4f}; production: {prod}",
-                f"- promotion request #{r.request_id}: policy "
-                + ("passed" if r.policy_passed else f"FAILED ({r.message})"),
-                f"- **decision needed**: `mpt promote approve {r.request_id} --user <reviewer>` "
-                f"or `mpt promote reject {r.request_id} --comment ...`",
-            ]
-        elif r.message:
-            lines += ["", "```", r.message, "```"]
-        png = _curve_png(r)
-        if png:
-            lines += ["", f"![training curve](data:image/png;base64,{png})"]
-        create_markdown_artifact(
-            "\n".join(lines),
-            key=f"retrain-{r.domain}".lower(),
-            description=f"retrain of {r.domain}",
-        )
-    create_table_artifact(
-        [summary_row(r) for r in results], key="retrain-metrics", description="retrain run"
+    return (
+        DomainResult.of_failure(registered, prepared)
+        if isinstance(registered, Failure)
+        else registered
     )
 
 
@@ -186,7 +128,9 @@ def retrain_flow(
     ray_address = ray_address or settings.ray_address
     found = discover(settings.domains_dir, domains)
     results = [
-        DomainResult(name, "invalid", validation="broken domain.yaml", message=error)
+        DomainResult.of_failure(
+            Failure(name, "config", error, invalid=True, validation="broken domain.yaml")
+        )
         for name, error in found.errors.items()
     ]
     for name, error in found.errors.items():
@@ -203,8 +147,7 @@ def retrain_flow(
             logger.error("preflight: %s", problem)
         message = "services not ready: " + "; ".join(problems)
         results += [
-            DomainResult(name, "failed", message=message, stage="preflight")
-            for name in found.domains
+            DomainResult.of_failure(Failure(name, "preflight", message)) for name in found.domains
         ]
         return _finish(results)
     assert repo_root is not None
@@ -218,14 +161,15 @@ def retrain_flow(
     groups: dict[tuple, list[tuple[BackboneRef, PreparedDomain]]] = defaultdict(list)
     for domain in found.domains.values():
         prepared = prepare_domain(domain, versioner, registry, settings.home / "reports")
-        if isinstance(prepared, DomainResult):
-            logger.error("domain %s: %s", domain.name, note(prepared))
-            results.append(prepared)
-            current().stage(domain.name, prepared.status, note(prepared))
+        if isinstance(prepared, Failure):
+            row = DomainResult.of_failure(prepared)
+            logger.error("domain %s: %s", domain.name, note(row))
+            results.append(row)
+            current().stage(domain.name, row.status, note(row))
             continue
         ref = guarded(domain.name, "plan", lambda d=domain: pipeline.backbone_ref(d))
-        if isinstance(ref, DomainResult):
-            results.append(ref)
+        if isinstance(ref, Failure):
+            results.append(DomainResult.of_failure(ref, prepared))
             continue
         groups[ref.key].append((ref, prepared))
 
@@ -245,7 +189,7 @@ def _tune_group(
 ) -> list[DomainResult]:
     results, todo = [], []
     for ref, prepared in group:
-        name, md5 = prepared.domain.name, prepared.data.md5
+        name = prepared.domain.name
         existing = None if force else pipeline.existing_version(prepared, ref, registry)
         if existing is not None:
             results.append(prepared.skipped(existing))
@@ -255,11 +199,9 @@ def _tune_group(
             name,
             "job",
             lambda p=prepared, r=ref: pipeline.build_job(p, r, registry, location, run_id),
-            data_version=md5,
-            validation=prepared.validation,
         )
-        if isinstance(job, DomainResult):
-            results.append(job)
+        if isinstance(job, Failure):
+            results.append(DomainResult.of_failure(job, prepared))
             continue
         todo.append((prepared, job))
     if not todo:
@@ -269,21 +211,11 @@ def _tune_group(
         results += failed
         if not todo:
             return results
-        ref = group[0][0]
-        outcomes = tune_domains(ref, [job for _, job in todo], ray_address)
-    if isinstance(outcomes, str):
-        return results + [
-            p.failed("tune", f"backbone {ref.describe()} did not start on a worker: {outcomes}")
-            for p, _ in todo
-        ]
+        outcomes = tune_domains(group[0][0], [job for _, job in todo], ray_address)
     for prepared, job in todo:
         outcome = outcomes[job.domain]
-        if isinstance(outcome, TuneFailure):
-            results.append(
-                prepared.failed(
-                    "tune", f"tuning failed after {outcome.attempts} attempt(s): {outcome.error}"
-                )
-            )
+        if isinstance(outcome, Failure):
+            results.append(DomainResult.of_failure(outcome, prepared))
             continue
         results.append(
             register_domain(
@@ -310,8 +242,8 @@ def _search(todo: list, home: Path) -> tuple[list, dict[str, dict], list[DomainR
         found = outcomes.get(job.domain)
         if found is None:
             kept.append((prepared, job))
-        elif isinstance(found, str):
-            failed.append(prepared.failed("search", f"search failed: {found}"))
+        elif isinstance(found, Failure):
+            failed.append(DomainResult.of_failure(found, prepared))
         else:
             kept.append((prepared, found.job))
             lineage[job.domain] = found.lineage

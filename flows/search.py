@@ -28,7 +28,7 @@ from typing import Any
 from mpt_core.spec import TuneSpec
 from mpt_core.training.search import TrialResult, kfold_splits, select_best
 
-from .jobs import TuneJob
+from .jobs import Failure, TuneJob
 
 
 @dataclass(frozen=True)
@@ -125,9 +125,9 @@ def _trainable(config: dict[str, Any], job: TuneJob, data: dict[str, Any]) -> No
 
 def search_on_ray(
     jobs: list[TuneJob], storage: Path | None = None
-) -> dict[str, SearchOutcome | str]:
+) -> dict[str, SearchOutcome | Failure]:
     """Search every job's space on the connected Ray cluster: domain -> outcome, or why it
-    failed (a string). Call inside `cluster.ray.ray_session`."""
+    failed. Call inside `cluster.ray.ray_session`."""
     import time
 
     import ray
@@ -137,7 +137,7 @@ def search_on_ray(
     gpus = int(resources.get("GPU", 0))
     per_trial = {"gpu": 1, "cpu": 0} if gpus else {"cpu": 1}
     prepare = ray.remote(num_cpus=1, num_gpus=1 if gpus else 0)(search_data)
-    out: dict[str, SearchOutcome | str] = {}
+    out: dict[str, SearchOutcome | Failure] = {}
     storage = Path(storage or tempfile.mkdtemp(prefix="mpt-tune-"))
     for job in jobs:
         started = time.perf_counter()
@@ -163,7 +163,9 @@ def search_on_ray(
             grid = tuner.fit()
             results, chosen = _trial_results(grid, trials)
         except Exception as exc:  # one domain's search never stops the others
-            out[job.domain] = f"{type(exc).__name__}: {exc}"
+            out[job.domain] = Failure(
+                job.domain, "search", f"search failed: {type(exc).__name__}: {exc}"
+            )
             continue
         best = select_best(results)
         out[job.domain] = SearchOutcome(

@@ -133,7 +133,8 @@ def _call_flow(args, settings, retrain_flow) -> list[dict]:
 
 
 def _print_table(results: list[dict], seconds: float) -> None:
-    from flows.pipeline import DomainResult, summary_row
+    from flows.pipeline import DomainResult
+    from flows.run_report import summary_row
 
     rows = [summary_row(DomainResult(**r)) for r in results]
     print()

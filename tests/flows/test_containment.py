@@ -14,7 +14,8 @@ import pytest
 import yaml
 
 from flows.domains import DomainConfigError, get_domain, load_domain_config
-from flows.pipeline import PrepareFailure, prepare
+from flows.jobs import StepFailed
+from flows.pipeline import prepare
 from flows.validation import validate_domain
 from flows.versioning import DataVersioner, RemoteSpec, VersioningError
 from registry import open_registry
@@ -125,11 +126,9 @@ def test_a_refused_domain_leaves_data_cache_and_remote_byte_for_byte_unchanged(t
         p: folder_digest(p) for p in (domain.data_dir, tmp_path / ".dvc", tmp_path / "remote")
     }
     registry = open_registry()
-    with pytest.raises(PrepareFailure) as failure:
+    with pytest.raises(StepFailed) as failure:
         prepare(domain, versioner, registry, tmp_path / "reports")
-    assert (
-        failure.value.result.status == "invalid" and "symbolic link" in failure.value.result.message
-    )
+    assert failure.value.failure.invalid and "symbolic link" in failure.value.failure.message
     after = {p: folder_digest(p) for p in before}
     assert after[domain.data_dir] == before[domain.data_dir]
     assert after[tmp_path / "remote"] == before[tmp_path / "remote"]

@@ -15,8 +15,9 @@ import pytest
 from flows.datacache import DataCache, DataCacheError, RemoteLocation
 from flows.dataset import layout_of, read_rows, rows_digest
 from flows.domains import get_domain
+from flows.jobs import StepFailed
 from flows.pipeline import (
-    PrepareFailure,
+    DomainResult,
     backbone_ref,
     build_job,
     prepare,
@@ -88,10 +89,11 @@ def test_an_invalid_domain_is_refused_before_dvc_sees_it(world, tmp_path):
     (domain.metadata_path).write_text(
         "image,split,label\n" + "".join(f"{r['image']},{r['split']},{r['label']}\n" for r in rows)
     )
-    with pytest.raises(PrepareFailure) as failure:
+    with pytest.raises(StepFailed) as failure:
         prepare(domain, versioner, registry, tmp_path / "reports")
-    result = failure.value.result
+    result = DomainResult.of_failure(failure.value.failure)
     assert result.status == "invalid" and "row 4" in result.message and "'Sneakr'" in result.message
+    assert (result.stage, result.validation) == ("validate", "FAILED")
     assert not (domain.root / "data.dvc").exists() and not (tmp_path / "remote").exists()
 
 
