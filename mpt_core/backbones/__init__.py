@@ -23,7 +23,7 @@ from .generative import GenerativeBackbone
 
 @dataclass(frozen=True)
 class BackboneFamily:
-    """A family of backbones and the adapter module (in this package) that builds them.
+    """A family of backbones and the adapter module that builds them.
 
     The adapter has `load(name, **options)` (a frozen backbone), `tiny(seed)` (a random
     one for tests) and optionally `weight_files(name, **options)` (the files its weights
@@ -41,7 +41,11 @@ class BackboneFamily:
 
     @property
     def adapter(self) -> ModuleType:
-        return importlib.import_module(f"{__name__}.{self.module}")
+        """The adapter module: `module` in this package (`hf_clip`), or any importable
+        module by its full dotted path (a family that lives outside mpt_core)."""
+        return importlib.import_module(
+            self.module if "." in self.module else f"{__name__}.{self.module}"
+        )
 
     def load(self, name: str, **options: Any) -> Backbone | GenerativeBackbone:
         return self.adapter.load(name, **options)
