@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from flows.dataset import layout_of, read_rows
 from flows.domains import Domain
 from mpt_core import Example
@@ -37,5 +35,5 @@ def load_splits(domain: Domain, shots: int | None) -> Splits:
         seen[key] = seen.get(key, 0) + 1
         if shots is not None and seen[key] > shots:
             continue
-        splits[row.split].append(replace(example, image=load_image(example.image)))
+        splits[row.split].append(example.replace(image=load_image(example.image)))
     return splits
