@@ -130,7 +130,9 @@ def test_domain_check_is_the_full_preflight(tmp_path, capsys):
     assert "prompts.overrides: prompt config text_depth=9" in capsys.readouterr().out
     config.write_text(base + "schedule: {cron: '61 25 * * 9'}\n")
     assert main(["domain", "check", "shop", "--domains-dir", str(tmp_path / "domains")]) == 2
-    assert "cron '61 25 * * 9': bad minute" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "cron '61 25 * * 9': minute '61', hour '25', weekday '9' are not valid" in err
+    assert "Fix: write minute as 0-59, hour as 0-23, weekday as 0-6 or sun-sat" in err
     config.write_text(base + "backbone: {family: shipped, name: tiny}\n")
     code = main(["domain", "check", "shop", "--json", "--domains-dir", str(tmp_path / "domains")])
     report = json.loads(capsys.readouterr().out)
@@ -198,3 +200,18 @@ def test_run_table_shows_the_failing_row_and_no_review_hint_without_candidates(c
     out = capsys.readouterr().out
     assert "row 17 (images/a.png) 'Sneakr'" in out and "promote list" not in out
     assert "1 domain(s) failed" in out
+
+
+@pytest.mark.parametrize(
+    "tag",
+    ["!!python/object/apply:os.system ['echo hi']", "!!python/name:os.system", "!include x.yaml"],
+)
+def test_a_yaml_tag_is_refused_with_the_fix(tmp_path, capsys, tag):
+    domain = make_domain(tmp_path, "classification", name="shop")
+    config = domain.root / "domain.yaml"
+    config.write_text(config.read_text() + f"description: {tag}\n")
+    assert main(["domain", "check", "shop", "--domains-dir", str(tmp_path / "domains")]) == 2
+    err = capsys.readouterr().err
+    shown = tag.split()[0]
+    assert f"the tag {shown} is not allowed" in err and "Fix: remove the tag" in err, err
+    assert "could not determine a constructor" not in err and "Traceback" not in err
