@@ -38,7 +38,7 @@ import yaml
 from mpt_core.errors import MptError
 
 from .locking import flocked
-from .yaml_files import yaml_problem
+from .yaml_files import safe_load, yaml_problem
 
 if TYPE_CHECKING:
     from dvc.repo import Repo
@@ -477,7 +477,7 @@ def _dvc_text(md5: str, name: str, files: int | None = None, size: int | None = 
 
 def _parse_dvc_text(text: str, data: Path, *, source: str) -> DataVersion:
     try:
-        doc = yaml.safe_load(text)
+        doc = safe_load(text)
         out = doc["outs"][0]
         md5 = str(out["md5"])
         path = str(out["path"])

@@ -1,14 +1,30 @@
-"""The YAML files people write (domain.yaml, extra expectations; DVC files) are read with
-`yaml.safe_load` only; this turns its errors into messages that say what to change."""
+"""The YAML files people write (domain.yaml, extra expectations; DVC files) are read here:
+`yaml.safe_load` only (no tag ever builds an object), with its failures, nesting too deep
+included, turned into messages that say what to change."""
 
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import yaml
 
 _TAG = re.compile(r"constructor for the tag '([^']+)'")
 _STANDARD = "tag:yaml.org,2002:"
+
+
+class TooDeep(yaml.YAMLError):
+    """The text nests deeper than the parser can follow (it recurses per level)."""
+
+
+def safe_load(text: str) -> Any:
+    """`yaml.safe_load(text)`; nesting too deep for the parser is a YAMLError too."""
+    try:
+        return yaml.safe_load(text)
+    except RecursionError:
+        raise TooDeep(
+            "it nests deeper than the parser can follow; these files need a few levels"
+        ) from None
 
 
 def yaml_problem(exc: yaml.YAMLError) -> str:

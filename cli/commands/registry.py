@@ -299,8 +299,11 @@ def _metrics_file(path: str) -> dict[str, Any]:
         metrics = json.loads(Path(path).read_text())
     except FileNotFoundError:
         raise CommandError(f"--metrics {path}: file not found") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CommandError(f"--metrics {path}: not a JSON file ({exc})") from None
+    except (OSError, ValueError, RecursionError) as exc:  # JSON, UTF-8, nesting, digits
+        raise CommandError(
+            f"--metrics {path}: not a JSON file ({str(exc).split(';')[0]}); write "
+            '{"test": {"accuracy": 0.9, ...}}'
+        ) from None
     if not isinstance(metrics, dict) or not all(isinstance(v, dict) for v in metrics.values()):
         raise CommandError(
             f'--metrics {path}: expected {{"test": {{"accuracy": 0.9, ...}}}} (split -> metrics)'

@@ -23,7 +23,7 @@ from mpt_core.training import TrainConfig
 from mpt_core.training.search import SearchSpec
 from registry.policy import Policy
 
-from ..yaml_files import yaml_problem
+from ..yaml_files import safe_load, yaml_problem
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 
@@ -403,7 +403,7 @@ def load_domain_config(path: str | Path) -> DomainConfig:
     """Read and validate a domain.yaml; `name` defaults to the folder's name."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = safe_load(path.read_text()) or {}
     except FileNotFoundError:
         raise DomainConfigError(f"{path}: file not found") from None
     except yaml.YAMLError as exc:

@@ -20,7 +20,7 @@ import yaml
 from mpt_core.data import SPLITS
 from mpt_core.errors import ConfigError
 
-from ..yaml_files import yaml_problem
+from ..yaml_files import safe_load, yaml_problem
 from .gx import import_gx
 from .images import LEAK, fact_column
 
@@ -292,7 +292,7 @@ def load_extra_expectations(path: Path, present: Sequence[str] = ()) -> list[Che
     )
 
     try:
-        entries = yaml.safe_load(path.read_text(encoding="utf-8"))
+        entries = safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ExtraExpectationsError(
             f"{path}: file not found (named by validation.extra_expectations in domain.yaml)"
