@@ -183,6 +183,7 @@ def create_app(
         service = ServingService(settings, reg)
         app.state.service = service
         service.start()
+        await run_in_threadpool(service.gate.learn)  # whether tokens are needed, known early
         if not await asyncio.to_thread(
             service.catalog.wait_synced, settings.startup_timeout_seconds
         ):

@@ -42,7 +42,6 @@ class ServingService:
         )
 
     def start(self) -> None:
-        self.gate.learn()
         self.batcher.start()
         self.catalog.start()
 
