@@ -38,6 +38,7 @@ import yaml
 from mpt_core.errors import MptError
 
 from .locking import flocked
+from .yaml_files import safe_load, yaml_problem
 
 if TYPE_CHECKING:
     from dvc.repo import Repo
@@ -476,13 +477,14 @@ def _dvc_text(md5: str, name: str, files: int | None = None, size: int | None = 
 
 def _parse_dvc_text(text: str, data: Path, *, source: str) -> DataVersion:
     try:
-        doc = yaml.safe_load(text)
+        doc = safe_load(text)
         out = doc["outs"][0]
         md5 = str(out["md5"])
         path = str(out["path"])
     except (yaml.YAMLError, KeyError, IndexError, TypeError) as exc:
+        reason = yaml_problem(exc) if isinstance(exc, yaml.YAMLError) else repr(exc)
         raise VersioningError(
-            f"{source} is not a DVC file with one output ({exc!r}); "
+            f"{source} is not a DVC file with one output ({reason}); "
             "re-create it with track() or pass a bare md5"
         ) from exc
     if not md5.endswith(".dir"):

@@ -120,9 +120,9 @@ def read_artifact(directory: str | Path) -> PromptArtifact:
 def _parse_config(config_json: str, source: str) -> dict[str, Any]:
     try:
         config = json.loads(config_json)
-    except json.JSONDecodeError as exc:
+    except (ValueError, RecursionError) as exc:  # also nesting too deep, a 5,000-digit number
         raise ArtifactError(
-            f"{source} is not valid JSON ({exc}); the artifact is corrupted"
+            f"{source} is not valid JSON ({str(exc).split(';')[0]}); the artifact is corrupted"
         ) from None
     if not isinstance(config, dict):
         raise ArtifactError(f"{source} must hold a JSON object; the artifact is corrupted")

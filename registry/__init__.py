@@ -23,6 +23,7 @@ _EXPORTS = {
     "NotFoundError": "errors",
     "PermissionDenied": "errors",
     "RegistryError": "errors",
+    "RegistryUnavailable": "errors",
     "RuleViolation": "errors",
     "upgrade": "migrate",
     "Policy": "policy",
@@ -57,6 +58,7 @@ __all__ = [
     "PromptRegistry",
     "RegistryError",
     "RegistrySettings",
+    "RegistryUnavailable",
     "RequestInfo",
     "ReviewEvidence",
     "RuleViolation",
@@ -91,6 +93,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs
         NotFoundError,
         PermissionDenied,
         RegistryError,
+        RegistryUnavailable,
         RuleViolation,
     )
     from .migrate import upgrade

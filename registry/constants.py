@@ -8,3 +8,6 @@ PRODUCTION = "production"
 """The alias served by default; always protected."""
 VERSION_STATUSES = ("candidate", "rejected", "archived")
 REQUEST_STATUSES = ("pending", "approved", "rejected")
+MAX_ID = 2**31 - 1
+"""The largest version number or request id a column holds (SQL INTEGER on every backend):
+anything bigger is refused at the boundary, before the database sees it."""

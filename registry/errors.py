@@ -41,6 +41,18 @@ class StoreError(RegistryError):
     """The artifact store could not do what was asked (I/O, S3, bad URL or argument)."""
 
 
+class RegistryUnavailable(RegistryError):
+    """The registry database cannot be reached or read (server down, file deleted or
+    damaged). Nothing was done; the same call may succeed once the database is back.
+
+    `reason` is the cause in words fit for a client (no database URL, path or SQL); the
+    message, for logs and operators, names the database and the fix."""
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 def short_reason(exc: BaseException) -> str:
     """`exc` in one line fit to show a client: its type and the first line of its message.
 
@@ -48,6 +60,8 @@ def short_reason(exc: BaseException) -> str:
     RegistryError raised from one) instead: SQLAlchemy's text carries the SQL statement and
     its parameters, the registry's the database URL, and those belong in the log only.
     """
+    if isinstance(exc, RegistryUnavailable) and exc.__cause__ is None:
+        return f"{type(exc).__name__}: {exc.reason}"
     cause = exc
     for candidate in (exc, exc.__cause__ if isinstance(exc, RegistryError) else None):
         orig = getattr(candidate, "orig", None)

@@ -80,7 +80,7 @@ class Sessions:
         return hmac.new(self._csrf_key, secret.encode(), hashlib.sha256).hexdigest()
 
     def check_csrf(self, secret: str, submitted: str | None) -> None:
-        if not submitted or not hmac.compare_digest(self.csrf(secret), submitted):
+        if not submitted or not _same(self.csrf(secret), submitted):
             raise CsrfFailed()
 
     def login_nonce(self) -> tuple[str, str]:
@@ -93,8 +93,14 @@ class Sessions:
             nonce = self._login_signer.unsign(cookie or "", max_age=LOGIN_NONCE_SECONDS).decode()
         except BadSignature:
             raise CsrfFailed() from None
-        if not submitted or not hmac.compare_digest(nonce, submitted):
+        if not submitted or not _same(nonce, submitted):
             raise CsrfFailed()
+
+
+def _same(expected: str, submitted: str) -> bool:
+    """Constant-time equality of a secret and what a form sent, which may hold any text
+    (`hmac.compare_digest` refuses non-ASCII strings, so compare their UTF-8 bytes)."""
+    return hmac.compare_digest(expected.encode(), submitted.encode("utf-8", "replace"))
 
 
 def next_path(request: Request) -> str:

@@ -1,4 +1,5 @@
-"""Settings of the review pages: MPT_REVIEW_SECRET, MPT_REVIEW_SESSION_HOURS."""
+"""Settings of the review pages (prefix MPT_REVIEW_): the session key and lifetime, the
+throttle of failed logins, the largest request body."""
 
 from __future__ import annotations
 
@@ -20,6 +21,13 @@ class ReviewSettings(BaseSettings):
     behind a proxy; default: a random key kept in <MPT_HOME>/review-secret (mode 0600)."""
     session_hours: float = Field(8.0, gt=0)
     """How long a login lasts; after that the browser is sent back to the login page."""
+    login_failures: int = Field(10, ge=1)
+    """Failed logins per client address, and per token id, before the login page answers
+    429 (counted by each review process; see `registry.throttle`)."""
+    login_failure_window_seconds: float = Field(60.0, gt=0)
+    """The sliding window the failed logins are counted in."""
+    max_body_kb: float = Field(256.0, gt=0)
+    """Largest request body: the pages' forms carry a token, a comment or a reason."""
 
 
 def signing_key(settings: ReviewSettings, home: Path) -> bytes:

@@ -25,7 +25,7 @@ from mpt_core import __version__
 from mpt_core.features import Prediction
 from registry import PromptRegistry, RegistrySettings, open_registry
 
-from .auth import require_viewer
+from .auth import caller_sees_domains, require_viewer
 from .errors import ApiError, ItemError
 from .items import ReadyItem, check_items, read_items
 from .schemas import (
@@ -36,7 +36,7 @@ from .schemas import (
     multipart_schema,
     predict_request,
 )
-from .service import ServingService
+from .service import ServingService, without_domains
 from .settings import ServeSettings
 
 log = logging.getLogger("serving")
@@ -52,7 +52,9 @@ ERRORS = {
         413: "too many items, image or body too large",
         415: "not an image, or neither JSON nor multipart",
         422: "a field missing or wrong for the domain's task",
-        503: "the domain's version is loading or failed to load",
+        429: "too many failed token attempts from this address or for this token id",
+        503: "the domain's version is loading or failed to load, or the registry cannot be "
+        "read and the token was not verified recently",
     }.items()
 }
 
@@ -181,6 +183,7 @@ def create_app(
         service = ServingService(settings, reg)
         app.state.service = service
         service.start()
+        await run_in_threadpool(service.gate.learn)  # whether tokens are needed, known early
         if not await asyncio.to_thread(
             service.catalog.wait_synced, settings.startup_timeout_seconds
         ):
@@ -264,17 +267,26 @@ def create_app(
 
     @app.get(
         "/readyz",
-        summary="200 while at least one domain is served; lists failed and loading versions",
-        responses={503: {"description": "nothing loaded yet, or nothing loadable"}},
+        summary="200 while at least one domain is served and the registry can be read; "
+        "lists failed and loading versions",
+        responses={
+            503: {
+                "description": "nothing loaded yet, nothing loadable, or the registry "
+                "cannot be read (`reason` says which)"
+            }
+        },
     )
     async def readyz(request: Request) -> JSONResponse:
         status, body = request.app.state.service.readiness()
+        if not await caller_sees_domains(request, settings.public_status):
+            body = without_domains(body)
         return JSONResponse(body, status_code=status)
 
     @app.get("/metrics", summary="Prometheus metrics of this replica")
     async def metrics(request: Request) -> Response:
         m = request.app.state.service.metrics
-        return Response(m.render(), media_type=m.content_type)
+        shown = await caller_sees_domains(request, settings.public_status)
+        return Response(m.render(with_domains=shown), media_type=m.content_type)
 
     @app.get("/", include_in_schema=False)
     async def index() -> dict[str, str]:

@@ -8,6 +8,11 @@ with one reference assignment. A request takes one `Snapshot` when it arrives an
 served from it, so each of its items sees exactly one version per domain, old or new.
 A version that fails to load leaves the old one serving; the failure is kept for
 /readyz and the log, and the version is tried again after `retry_seconds`.
+
+While the registry cannot be read (server down, SQLite file deleted, replaced or damaged:
+`registry.db` notices each at the next query), what is loaded keeps serving and the
+snapshot's `registry_error` says why; the next poll that reads it again recovers by
+itself, alias moves made meanwhile included.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from mpt_core.backbones import Backbone, GenerativeBackbone
 from mpt_core.backbones.base import BackboneIdentity
 from mpt_core.inference import DomainModel
 from registry import PromptRegistry
-from registry.errors import short_reason
+from registry.errors import RegistryUnavailable, short_reason
 from registry.records import BackboneInfo, VersionInfo
 
 log = logging.getLogger("serving")
@@ -193,22 +198,17 @@ class Catalog:
                 return
 
     def sync(self) -> Snapshot:
-        """Read the alias of every domain once; load and swap in what moved."""
+        """Read the alias of every domain once; load and swap in what moved. While the
+        registry cannot be read, what is loaded stays and `registry_error` says why."""
         old = self._snapshot
         try:
             targets = self.registry.alias_targets(self.alias)
         except Exception as exc:
-            message = short_reason(exc)  # /readyz shows it: no SQL, no database URL
-            if message != old.registry_error:
-                log.error(
-                    "serving: cannot read the registry, serving what is loaded: %s: %s",
-                    type(exc).__name__,
-                    exc,
-                )
-            self._publish(replace(old, registry_error=message))
+            self._publish(replace(old, registry_error=self._unreachable(exc, old)))
             return self._snapshot
         served = dict(old.served)
         failures = {d: f for d, f in old.failures.items() if targets.get(d) == f.version}
+        registry_error = None
         for domain, target in targets.items():
             current = served.get(domain)
             if target is None:
@@ -224,6 +224,9 @@ class Catalog:
                 continue
             try:
                 served[domain] = self._load(domain, target)
+            except RegistryUnavailable as exc:  # the registry went away, not this version
+                registry_error = self._unreachable(exc, old)
+                break
             except Exception as exc:
                 failures[domain] = self._failed(domain, target, current, exc)
                 continue
@@ -238,11 +241,23 @@ class Catalog:
                 dict(targets),
                 failures,
                 synced=True,
-                registry_error=None,
-                last_sync=datetime.now(UTC),
+                registry_error=registry_error,
+                last_sync=datetime.now(UTC) if registry_error is None else old.last_sync,
             )
         )
         return self._snapshot
+
+    def _unreachable(self, exc: Exception, old: Snapshot) -> str:
+        """What /readyz shows of a registry fault (no SQL, no database URL); the log gets
+        the whole error once, when it starts or changes."""
+        message = short_reason(exc)
+        if message != old.registry_error:
+            log.error(
+                "serving: cannot read the registry, serving what is loaded: %s: %s",
+                type(exc).__name__,
+                exc,
+            )
+        return message
 
     def _publish(self, snapshot: Snapshot) -> None:
         changed = {d: v.version for d, v in snapshot.served.items()} != {

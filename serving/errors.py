@@ -24,9 +24,15 @@ class ItemError:
     status: int = 422
 
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
+        out = {k: printable(v) if isinstance(v, str) else v for k, v in asdict(self).items()}
         del out["status"]
         return out
+
+
+def printable(text: str) -> str:
+    """`text` as UTF-8 can carry it: what cannot be encoded (a lone surrogate a client sent
+    as `"\\udfff"`) is written as its escape, so an error naming it can still be sent."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 class ApiError(Exception):
@@ -66,11 +72,11 @@ class ApiError(Exception):
         return cls(status, message, items=errors, headers=headers)
 
     def to_dict(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"status": self.status, "message": self.message}
+        body: dict[str, Any] = {"status": self.status, "message": printable(self.message)}
         if self.field:
-            body["field"] = self.field
+            body["field"] = printable(self.field)
         if self.fix:
-            body["fix"] = self.fix
+            body["fix"] = printable(self.fix)
         if self.items:
             body["items"] = [e.to_dict() for e in self.items]
         return {"error": body}

@@ -8,13 +8,13 @@ first, so an item with an unknown domain never has its image decoded.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
 from starlette.datastructures import FormData, UploadFile
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 from mpt_core import DataError, Example
@@ -22,10 +22,13 @@ from mpt_core import DataError, Example
 from . import images
 from .catalog import Deployed, Snapshot
 from .errors import ApiError, ItemError
+from .json_body import JsonRefused, loads_limited
 from .schemas import ItemBase, input_fields, predict_item
 from .settings import ServeSettings
 
 TRUE = {"1", "true", "yes", "on"}
+FORM_FIELD_BYTES = 1024 * 1024
+"""Largest text field of a multipart form (the `items` JSON of 64 items needs a few KB)."""
 DOMAINS_HINT = "GET /v1/domains lists the domains and what each takes"
 
 
@@ -91,10 +94,13 @@ def _check_count(n: int, settings: ServeSettings, field_name: str) -> None:
 
 async def _from_json(request: Request, settings: ServeSettings) -> list[RawItem]:
     try:
-        data = json.loads(await request.body())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        data = loads_limited(await request.body(), settings.max_json_depth)
+    except JsonRefused as exc:
         raise ApiError(
-            400, f"the body is not valid JSON ({exc})", fix="send a JSON object"
+            400,
+            f"the body is refused: {exc}",
+            fix='send a JSON object: {"items": [{"domain": "retail", "image": "<base64>"}]} '
+            "(the server's depth limit is MPT_SERVE_MAX_JSON_DEPTH)",
         ) from None
     if not isinstance(data, dict) or not isinstance(data.get("items"), list):
         raise ApiError(
@@ -142,6 +148,13 @@ def _schema_error(index: int, exc: ValidationError) -> ItemError:
         return ItemError(
             index, name, "is not a field of an item", f"remove it; an item has: {item_fields}"
         )
+    if kind == "string_unicode":  # a key with a lone surrogate ("\udfff") cannot be a field
+        return ItemError(
+            index,
+            name,
+            f"holds {first['input']!r}, which is not valid Unicode text (half of a surrogate pair)",
+            "send UTF-8 text; an escape from \\ud800 to \\udfff must be half of a pair",
+        )
     if kind in ("model_type", "model_attributes_type", "dict_type"):
         return ItemError(
             index,
@@ -155,7 +168,19 @@ def _schema_error(index: int, exc: ValidationError) -> ItemError:
 
 
 async def _from_form(request: Request, settings: ServeSettings) -> list[RawItem]:
-    form = await request.form(max_files=settings.max_items + 1, max_fields=10 * settings.max_items)
+    try:
+        form = await request.form(
+            max_files=settings.max_items + 1,
+            max_fields=10 * settings.max_items,
+            max_part_size=FORM_FIELD_BYTES,
+        )
+    except HTTPException as exc:  # the form parser's limits and syntax errors
+        raise ApiError(
+            400,
+            f"the multipart form is refused: {exc.detail}",
+            fix="send each image as a file part and text fields of at most "
+            f"{FORM_FIELD_BYTES // 1024} KB (curl -F domain=retail -F image=@photo.png)",
+        ) from None
     try:
         if "items" in form:
             return await _form_items(form, settings)
@@ -249,11 +274,11 @@ async def _form_fields(form: FormData, settings: ServeSettings) -> list[RawItem]
 
 async def _form_items(form: FormData, settings: ServeSettings) -> list[RawItem]:
     try:
-        listed = json.loads(str(form["items"]))
-    except json.JSONDecodeError as exc:
+        listed = loads_limited(str(form["items"]), settings.max_json_depth)
+    except JsonRefused as exc:
         raise ApiError(
             422,
-            f"the 'items' field is not valid JSON ({exc})",
+            f"the 'items' field is refused: {exc}",
             field="items",
             fix='send a JSON list: -F \'items=[{"domain": "retail", "image": "a"}]\' -F a=@a.png',
         ) from None

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections import Counter as Tally
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.metrics_core import Metric
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -72,5 +73,19 @@ class ServingMetrics:
         for (domain, version), n in Tally(labels).items():
             self.items.labels(domain, str(version)).inc(n)
 
-    def render(self) -> bytes:
-        return generate_latest(self.registry)
+    def render(self, *, with_domains: bool = True) -> bytes:
+        """The text exposition; without the series that name a domain (and so its
+        version) for callers who may not see them (MPT_SERVE_PUBLIC_STATUS=false)."""
+        return generate_latest(self.registry if with_domains else _WithoutDomains(self.registry))
+
+
+class _WithoutDomains:
+    """The metric families of a registry that have no sample labelled with a domain."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self.registry.collect():
+            if not any("domain" in sample.labels for sample in family.samples):
+                yield family

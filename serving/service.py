@@ -8,6 +8,7 @@ from typing import Any
 
 from registry import PromptRegistry
 
+from .auth import Gate
 from .batcher import Batcher
 from .catalog import Catalog, Snapshot, resolve_device
 from .metrics import ServingMetrics
@@ -32,6 +33,7 @@ class ServingService:
             retry_seconds=settings.retry_seconds,
             on_change=self._changed,
         )
+        self.gate = Gate(registry, settings, lambda: self.catalog.snapshot().registry_error)
         self.batcher = Batcher(
             max_batch_size=settings.max_batch_size,
             max_wait_seconds=settings.max_wait_ms / 1000,
@@ -91,9 +93,10 @@ class ServingService:
         return {"alias": snap.alias, "domains": rows}
 
     def readiness(self) -> tuple[int, dict[str, Any]]:
-        """(HTTP status, body): 200 while at least one domain is served; `status` says
-        `degraded` when a version failed to load, is still loading, or the registry cannot
-        be read (the versions already loaded keep serving)."""
+        """(HTTP status, body). 200 while at least one domain is served and the registry
+        can be read; `status` says `degraded` when a version failed to load or is still
+        loading. 503 before the first load, with nothing to serve, or while the registry
+        cannot be read (`reason` says why; the versions already loaded keep serving)."""
         snap = self.catalog.snapshot()
         serving = {d: v.version for d, v in sorted(snap.served.items())}
         loading = sorted(
@@ -113,10 +116,19 @@ class ServingService:
         }
         if not snap.synced:
             return 503, {"status": "loading", **body}
-        if not serving:
-            reason = snap.registry_error or (
-                f"no domain has a loadable version under the alias {snap.alias!r}"
+        if snap.registry_error:
+            reason = (
+                f"the registry cannot be read ({snap.registry_error}); the versions already "
+                "loaded keep serving, alias moves wait until it is back"
             )
             return 503, {"status": "unavailable", "reason": reason, **body}
-        degraded = snap.failures or loading or snap.registry_error
+        if not serving:
+            reason = f"no domain has a loadable version under the alias {snap.alias!r}"
+            return 503, {"status": "unavailable", "reason": reason, **body}
+        degraded = snap.failures or loading
         return 200, {"status": "degraded" if degraded else "ok", **body}
+
+
+def without_domains(body: dict[str, Any]) -> dict[str, Any]:
+    """A readiness body that names no domain or version (MPT_SERVE_PUBLIC_STATUS=false)."""
+    return {k: body[k] for k in ("status", "reason") if k in body}

@@ -32,10 +32,23 @@ class ServeSettings(BaseSettings):
     """Largest request body."""
     max_candidates: int = Field(256, ge=1)
     """Candidate captions per retrieval item."""
+    max_json_depth: int = Field(32, ge=4)
+    """How deeply a JSON body (or the multipart `items` field) may nest, checked before
+    validation; an item needs 4 levels."""
     poll_seconds: float = Field(1.0, gt=0)
     """How often the registry is asked where the alias points (alias moves are live)."""
     retry_seconds: float = Field(30.0, gt=0)
     """How long a version that failed to load waits before it is tried again."""
+    token_cache_seconds: float = Field(300.0, ge=0)
+    """While the registry cannot be read, a token it verified within this many seconds is
+    still accepted (0: none is); once the registry is back, every token is checked again."""
+    auth_failures: int = Field(10, ge=1)
+    """Failed token attempts per client address, and per token id, before a 429."""
+    auth_failure_window_seconds: float = Field(60.0, gt=0)
+    """The sliding window the failed attempts are counted in."""
+    public_status: bool = True
+    """false: /readyz and /metrics name no domain or version to a caller without a viewer
+    token (when the registry has users)."""
     startup_timeout_seconds: float = Field(600.0, gt=0)
     """How long start-up waits for the first load before it serves with /readyz at 503."""
     threads: int | None = Field(None, ge=1)

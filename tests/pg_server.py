@@ -9,6 +9,7 @@ Nothing here touches `os.environ`: every subprocess gets its own env.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import os
@@ -27,7 +28,17 @@ from pathlib import Path
 
 import pytest
 
-from .servers import HOST, ServerSpec, Signal, running, tail, temp_dir
+from .servers import (
+    HOST,
+    Running,
+    ServerSpec,
+    Signal,
+    free_port,
+    running,
+    start,
+    tail,
+    temp_dir,
+)
 
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 20.0
@@ -262,38 +273,89 @@ def _check_name(name: str) -> None:
 
 
 @contextlib.contextmanager
-def running_server() -> Iterator[PgServer]:
-    """Start a fresh server in a temp dir; stop it (by PID) and remove the dir on exit."""
+def _cluster() -> Iterator[tuple[Path, Path, dict[str, str], pwd.struct_passwd | None, Path]]:
+    """A fresh initdb'd cluster in a temp dir (removed on exit): (bindir, base, env, user,
+    log)."""
     bindir = find_bindir()  # fails with the install hint before anything is created
     user = _run_as()
-    t0 = time.monotonic()
     with temp_dir("mpt-pg-", _base_parent(user)) as base:
         _prepare_base(base, user)
         env = _env(user, base)
         log = base / "postgres.log"
         _initdb(bindir, base / "data", user, env, log)
-        spec = ServerSpec(
-            name="postgres",
-            command=functools.partial(_postgres_command, bindir, base),
-            ready=_answers_queries,
+        yield bindir, base, env, user, log
+
+
+def _spec(bindir: Path, base: Path, env: dict[str, str], user, log: Path, **more) -> ServerSpec:
+    return ServerSpec(
+        name="postgres",
+        command=functools.partial(_postgres_command, bindir, base),
+        ready=_answers_queries,
+        log=log,
+        env=env,
+        start_timeout_s=START_TIMEOUT_S,
+        stop=FAST_SHUTDOWN,
+        parent_death_signal=signal.SIGINT,  # if pytest is SIGKILLed (no atexit)
+        popen=_user_kwargs(user),
+        poll_s=0.05,
+        **more,
+    )
+
+
+@contextlib.contextmanager
+def running_server() -> Iterator[PgServer]:
+    """Start a fresh server in a temp dir; stop it (by PID) and remove the dir on exit."""
+    t0 = time.monotonic()
+    with (
+        _cluster() as (bindir, base, env, user, log),
+        running(_spec(bindir, base, env, user, log)) as server,
+    ):
+        yield PgServer(
+            host=HOST,
+            port=server.port,
+            pid=server.pid,
+            datadir=base / "data",
             log=log,
-            env=env,
-            start_timeout_s=START_TIMEOUT_S,
-            stop=FAST_SHUTDOWN,
-            parent_death_signal=signal.SIGINT,  # if pytest is SIGKILLed (no atexit)
-            popen=_user_kwargs(user),
-            poll_s=0.05,
+            bindir=bindir,
+            started_s=time.monotonic() - t0,
         )
-        with running(spec) as server:
-            yield PgServer(
-                host=HOST,
-                port=server.port,
-                pid=server.pid,
-                datadir=base / "data",
-                log=log,
-                bindir=bindir,
-                started_s=time.monotonic() - t0,
-            )
+
+
+@dataclass
+class RestartablePg:
+    """A server of its own that a test stops and starts again, on the same port and data
+    directory (a database going away under a running client, and coming back)."""
+
+    spec: ServerSpec
+    server: PgServer
+    running: Running | None = None
+
+    def start(self) -> None:
+        if self.running is None:
+            self.running = start(self.spec)
+            self.server.pid = self.running.pid
+
+    def stop(self) -> None:
+        """Fast shutdown by its PID: clients are disconnected at once."""
+        if self.running is not None:
+            self.running.stop()
+            self.running = None
+
+
+@contextlib.contextmanager
+def restartable_server() -> Iterator[RestartablePg]:
+    """A fresh server that the test may stop and start; stopped by its PID on exit."""
+    with _cluster() as (bindir, base, env, user, log):
+        port = free_port()
+        spec = _spec(bindir, base, env, user, log, pick_port=lambda: port)
+        pg = RestartablePg(spec, PgServer(HOST, port, 0, base / "data", log, bindir))
+        pg.start()
+        atexit.register(pg.stop)
+        try:
+            yield pg
+        finally:
+            pg.stop()
+            atexit.unregister(pg.stop)
 
 
 @pytest.fixture(scope="session")

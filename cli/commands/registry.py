@@ -196,19 +196,11 @@ def cmd_register(args: argparse.Namespace) -> None:
     """Register an artifact directory by hand (CI, notebooks, the README walk-through).
 
     The artifact is verified at the door (format, tensor checksum, safetensors header,
-    finite float tensors) and, when the domain's folder is found, its backbone must be the
-    one the domain declares."""
+    finite float tensors), and so is the backbone it records: see `_check_backbone`."""
     from mpt_core.artifacts import read_artifact, verify_artifact
 
     config, _ = verify_artifact(read_artifact(args.artifact), source=str(args.artifact))
-    expected = _declared_backbone(args)
-    if expected is not None and config["backbone"] != expected.to_dict():
-        raise CommandError(
-            f"{args.artifact} was trained on backbone {config['backbone'].get('family')}:"
-            f"{config['backbone'].get('name')} (sha256 "
-            f"{str(config['backbone'].get('weights_sha256'))[:12]}…), but domain "
-            f"{args.domain!r} declares {expected}; register it under a domain using that backbone"
-        )
+    _check_backbone(args, config)
     metrics = _metrics_file(args.metrics)
     reg = _registry()
     who = acting_user(args, reg)  # before anything is written
@@ -233,20 +225,73 @@ def cmd_register(args: argparse.Namespace) -> None:
     print(f"registered {v.domain} v{v.number} ({v.artifact_uri})")
 
 
+def _check_backbone(args: argparse.Namespace, config: dict[str, Any]) -> None:
+    """The backbone the artifact records must be the one its prompts will run on: the
+    backbone the domain's domain.yaml declares (family, name and options, resolved to the
+    weights installed here) when the domain folder is found, else the one its own family
+    and name resolve to here. Either way the weights' sha256 must equal the recorded one;
+    a sha256 not cached is computed by loading the backbone, never assumed."""
+    from mpt_core.backbones import BackboneIdentity
+
+    try:
+        recorded = BackboneIdentity(**config["backbone"])
+    except TypeError:
+        raise CommandError(
+            f"{args.artifact}: its backbone record {config['backbone']!r} is malformed; "
+            "re-save the artifact with save_prompts"
+        ) from None
+    declared = _declared_backbone(args)
+    if declared is not None:
+        if (declared.family, declared.weights_sha256) != (
+            recorded.family,
+            recorded.weights_sha256,
+        ):
+            raise CommandError(
+                f"{args.artifact} was trained on backbone {recorded}, but domain "
+                f"{args.domain!r} declares {declared}; register it under a domain using that "
+                "backbone, or re-tune it on the domain's"
+            )
+        return
+    here = _resolve(recorded.family, recorded.name, {}, f"the backbone {args.artifact} records")
+    if here.weights_sha256 != recorded.weights_sha256:
+        raise CommandError(
+            f"{args.artifact} was trained on backbone {recorded}, but "
+            f"{recorded.family}:{recorded.name} here has weights sha256 "
+            f"{here.weights_sha256[:12]}…: its prompts would run on other weights. Fix: "
+            "register it where the weights it was trained on are installed, or re-tune it "
+            "on these"
+        )
+
+
+def _resolve(family: str, name: str | None, options: dict[str, Any], what: str):
+    """The identity of the backbone `family`/`name`/`options` resolve to here."""
+    from mpt_core.backbones import FAMILIES, backbone_identity
+    from registry.errors import short_reason
+
+    try:
+        name = name or FAMILIES.get(family).default_name
+        return backbone_identity(family, name, **options)
+    except Exception as exc:  # any family's loader: missing files, unknown name...
+        raise CommandError(
+            f"cannot check {what}: {family}:{name} cannot be loaded here "
+            f"({short_reason(exc)}). Fix: register on a machine where that backbone is "
+            "installed (the server needs it too)"
+        ) from None
+
+
 def _declared_backbone(args: argparse.Namespace):
-    """The identity of the backbone the domain's domain.yaml declares (None if the domain
-    folder is not here: a registry-only machine). Its weights sha256 comes from the cache
-    kept by the weight files' stamps: no loading when they did not change."""
+    """The identity of the backbone the domain's domain.yaml declares, as installed here
+    (None if the domain folder is not here: a registry-only machine)."""
     from flows.domains import discover
     from flows.settings import load_settings
-    from mpt_core.backbones import FAMILIES, BackboneIdentity, backbone_sha256
 
     domain = discover(load_settings().domains_dir, [args.domain]).domains.get(args.domain)
     if domain is None:
         return None
     spec = domain.config.backbone
-    name = spec.name or FAMILIES.get(spec.family).default_name
-    return BackboneIdentity(spec.family, name, backbone_sha256(spec.family, name, **spec.options))
+    return _resolve(
+        spec.family, spec.name, dict(spec.options), f"the backbone domain {args.domain!r} declares"
+    )
 
 
 def _metrics_file(path: str) -> dict[str, Any]:
@@ -254,8 +299,11 @@ def _metrics_file(path: str) -> dict[str, Any]:
         metrics = json.loads(Path(path).read_text())
     except FileNotFoundError:
         raise CommandError(f"--metrics {path}: file not found") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CommandError(f"--metrics {path}: not a JSON file ({exc})") from None
+    except (OSError, ValueError, RecursionError) as exc:  # JSON, UTF-8, nesting, digits
+        raise CommandError(
+            f"--metrics {path}: not a JSON file ({str(exc).split(';')[0]}); write "
+            '{"test": {"accuracy": 0.9, ...}}'
+        ) from None
     if not isinstance(metrics, dict) or not all(isinstance(v, dict) for v in metrics.values()):
         raise CommandError(
             f'--metrics {path}: expected {{"test": {{"accuracy": 0.9, ...}}}} (split -> metrics)'

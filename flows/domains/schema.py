@@ -23,6 +23,8 @@ from mpt_core.training import TrainConfig
 from mpt_core.training.search import SearchSpec
 from registry.policy import Policy
 
+from ..yaml_files import safe_load, yaml_problem
+
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 
 
@@ -174,19 +176,22 @@ class Schedule(_Strict):
     @field_validator("cron")
     @classmethod
     def _cron(cls, v: str) -> str:
-        if len(v.split()) != 5:
-            raise ValueError(f"cron {v!r} must have 5 fields: minute hour day month weekday")
-        from datetime import datetime
-
-        from cronsim import CronSim, CronSimError
-
-        try:
-            CronSim(v, datetime(2026, 1, 1))
-        except CronSimError as exc:
+        fields = v.split()
+        if len(fields) != 5:
             raise ValueError(
-                f"cron {v!r}: {str(exc).lower()}; fields are minute 0-59, hour 0-23, "
-                "day 1-31, month 1-12 (or jan-dec), weekday 0-6 (or sun-sat)"
-            ) from None
+                f"cron {v!r} must have 5 fields: minute hour day month weekday; e.g. "
+                f"{CRON_EXAMPLE!r} (02:00 every Monday)"
+            )
+        bad = _bad_cron_fields(fields)
+        if bad:
+            named = ", ".join(f"{name} {value!r}" for name, value, _ in bad)
+            verb = "is" if len(bad) == 1 else "are"
+            allowed = ", ".join(f"{name} as {allowed}" for name, _, allowed in bad)
+            raise ValueError(
+                f"cron {v!r}: {named} {verb} not valid. Fix: write {allowed}; each also as a "
+                f"list (1,15), a range (1-5) or a step (*/15). E.g. {CRON_EXAMPLE!r} is 02:00 "
+                "every Monday"
+            )
         return v
 
     @field_validator("timezone")
@@ -201,6 +206,39 @@ class Schedule(_Strict):
                 f"unknown time zone {v!r}; use an IANA name like 'Europe/Berlin'"
             ) from None
         return v
+
+
+CRON_FIELDS = {
+    "minute": "0-59",
+    "hour": "0-23",
+    "day": "1-31",
+    "month": "1-12 or jan-dec",
+    "weekday": "0-6 or sun-sat (0 and 7 are Sunday)",
+}
+CRON_EXAMPLE = "0 2 * * 1"
+
+
+def _bad_cron_fields(fields: list[str]) -> list[tuple[str, str, str]]:
+    """(field name, value, what to write) of each field cronsim refuses, tried one at a
+    time with the others `*`, so every bad field is named, not only the first."""
+    from datetime import datetime
+
+    from cronsim import CronSim, CronSimError
+
+    bad = []
+    for i, (name, allowed) in enumerate(CRON_FIELDS.items()):
+        probe = ["*"] * 5
+        probe[i] = fields[i]
+        try:
+            CronSim(" ".join(probe), datetime(2026, 1, 1))
+        except CronSimError:
+            bad.append((name, fields[i], allowed))
+    if not bad:  # each field alone is fine, together they are not (30 February)
+        try:
+            CronSim(" ".join(fields), datetime(2026, 1, 1))
+        except CronSimError:
+            bad.append(("day", fields[2], f"a day that month {fields[3]!r} has"))
+    return bad
 
 
 class DomainConfig(_Strict):
@@ -365,11 +403,13 @@ def load_domain_config(path: str | Path) -> DomainConfig:
     """Read and validate a domain.yaml; `name` defaults to the folder's name."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = safe_load(path.read_text()) or {}
     except FileNotFoundError:
         raise DomainConfigError(f"{path}: file not found") from None
     except yaml.YAMLError as exc:
-        raise DomainConfigError(f"{path}: not valid YAML: {exc}") from None
+        raise DomainConfigError(f"{path}: not valid YAML: {yaml_problem(exc)}") from None
+    except UnicodeDecodeError as exc:
+        raise DomainConfigError(f"{path}: not UTF-8 text ({exc}); save it as UTF-8") from None
     if not isinstance(raw, dict):
         raise DomainConfigError(f"{path}: expected a mapping of fields, got {type(raw).__name__}")
     raw.setdefault("name", path.parent.name)

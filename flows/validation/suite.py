@@ -20,6 +20,7 @@ import yaml
 from mpt_core.data import SPLITS
 from mpt_core.errors import ConfigError
 
+from ..yaml_files import safe_load, yaml_problem
 from .gx import import_gx
 from .images import LEAK, fact_column
 
@@ -291,13 +292,15 @@ def load_extra_expectations(path: Path, present: Sequence[str] = ()) -> list[Che
     )
 
     try:
-        entries = yaml.safe_load(path.read_text(encoding="utf-8"))
+        entries = safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ExtraExpectationsError(
             f"{path}: file not found (named by validation.extra_expectations in domain.yaml)"
         ) from None
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ExtraExpectationsError(f"{path}: not valid YAML: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise ExtraExpectationsError(f"{path}: not valid YAML: {yaml_problem(exc)}") from None
+    except UnicodeDecodeError as exc:
+        raise ExtraExpectationsError(f"{path}: not UTF-8 text: {exc}") from None
     if not isinstance(entries, list):
         raise ExtraExpectationsError(
             f"{path}: expected a list of {{type: ..., kwargs: {{...}}}} entries, "

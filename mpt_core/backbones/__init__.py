@@ -110,7 +110,7 @@ def load_backbone(
     with _lock:
         if key not in _cache:
             backbone = spec.load(name, **options)
-            _remember_sha256(family, name, options, backbone.identity.weights_sha256)
+            _remember_identity(family, name, options, backbone.identity)
             _cache[key] = backbone
         return _cache[key]
 
@@ -122,10 +122,10 @@ def forget_loaded_backbones() -> None:
         _cache.clear()
 
 
-SHA_CACHE = "backbone-sha256.json"
+IDENTITY_CACHE = "backbone-identity.json"
 
 
-def _sha_key(family: str, name: str, options: dict[str, Any]) -> str | None:
+def _cache_key(family: str, name: str, options: dict[str, Any]) -> str | None:
     files = FAMILIES.get(family).weight_files(name, **options)
     if not files:
         return None
@@ -136,26 +136,40 @@ def _sha_key(family: str, name: str, options: dict[str, Any]) -> str | None:
     return json.dumps([family, name, sorted(options.items()), stamp], default=str)
 
 
-def _remember_sha256(family: str, name: str, options: dict[str, Any], sha256: str) -> None:
-    key = _sha_key(family, name, options)
-    if key is None or read_json(SHA_CACHE).get(key) == sha256:
+def _remember_identity(
+    family: str, name: str, options: dict[str, Any], identity: BackboneIdentity
+) -> None:
+    key = _cache_key(family, name, options)
+    if key is None or read_json(IDENTITY_CACHE).get(key) == identity.to_dict():
         return
-    try:
-        update_json(SHA_CACHE, key, sha256)  # first load, or stale entry (weights changed)
-    except OSError as exc:  # an unwritable cache costs a load in backbone_sha256 later
-        log.debug("not remembering the sha256 of backbone %s/%s: %s", family, name, exc)
+    try:  # first load, or stale entry (weights changed)
+        update_json(IDENTITY_CACHE, key, identity.to_dict())
+    except OSError as exc:  # an unwritable cache costs a load in backbone_identity later
+        log.debug("not remembering the identity of backbone %s/%s: %s", family, name, exc)
+
+
+def backbone_identity(
+    family: str = "shipped", name: str | None = None, **options: Any
+) -> BackboneIdentity:
+    """The identity (family, the name it records, weights sha256) of the backbone that
+    `family`, `name` and `options` resolve to here: what an artifact tuned on it records.
+    Not loaded when its weight files are unchanged since it was last loaded (cached by
+    their paths, sizes and mtimes; checked again each time the backbone really loads);
+    otherwise loaded and hashed, never assumed."""
+    name = name or FAMILIES.get(family).default_name
+    key = _cache_key(family, name, options)
+    cached = read_json(IDENTITY_CACHE).get(key) if key is not None else None
+    if isinstance(cached, dict):
+        try:
+            return BackboneIdentity(**cached)
+        except TypeError:
+            pass  # an entry of another shape: load, and the load rewrites it
+    return load_backbone(family, name, **options).identity
 
 
 def backbone_sha256(family: str = "shipped", name: str | None = None, **options: Any) -> str:
-    """The weights sha256 of a backbone, without loading it when its weight files are
-    unchanged since it was last loaded (cached by their paths, sizes and mtimes; the
-    value is checked again each time the backbone is really loaded)."""
-    name = name or FAMILIES.get(family).default_name
-    key = _sha_key(family, name, options)
-    cached = read_json(SHA_CACHE).get(key) if key is not None else None
-    if isinstance(cached, str):
-        return cached
-    return load_backbone(family, name, **options).identity.weights_sha256
+    """The weights sha256 of a backbone (`backbone_identity`'s, same cache)."""
+    return backbone_identity(family, name, **options).weights_sha256
 
 
 def tiny_backbone(family: str, seed: int = 0) -> Backbone | GenerativeBackbone:
@@ -171,6 +185,7 @@ __all__ = [
     "GenerativeBackbone",
     "PromptSlots",
     "TowerSlot",
+    "backbone_identity",
     "backbone_sha256",
     "forget_loaded_backbones",
     "load_backbone",

@@ -119,6 +119,13 @@ def new_token() -> NewToken:
     return NewToken(f"{TOKEN_PREFIX}{key_id}_{secret}", key_id, salt.hex(), _hash(secret, salt))
 
 
+def token_key_id(token: str | None) -> str | None:
+    """The public key id of a well-formed token (it names the user the token claims to
+    be; throttling counts failures per key id), else None."""
+    match = _TOKEN.fullmatch(token.strip()) if isinstance(token, str) else None
+    return match.group(1) if match else None
+
+
 def _hash(secret: str, salt: bytes) -> str:
     return hashlib.scrypt(secret.encode(), salt=salt, **_SCRYPT).hex()
 

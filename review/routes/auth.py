@@ -1,12 +1,17 @@
-"""Login with a token, logout. A refused token gets one answer whatever was wrong."""
+"""Login with a token, logout. A refused token gets one answer whatever was wrong; failed
+logins are throttled per client address and per token id (`registry.throttle`)."""
 
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
 from starlette.responses import RedirectResponse, Response
+
+from registry.resources.users import token_key_id
+from registry.throttle import Blocked, Key
 
 from ..auth import (
     LOGIN_COOKIE,
@@ -69,15 +74,19 @@ def login(
     state = request.app.state
     state.sessions.check_login_nonce(request.cookies.get(LOGIN_COOKIE), nonce)
     reg = state.registry
+    address = client_address(request) or "(unknown)"
+    key_id = token_key_id(token)
+    keys: list[Key] = [("address", address)] + ([("token id", key_id)] if key_id else [])
+    blocked = state.login_throttle.blocked(keys)
+    if blocked is not None:
+        return _throttled(request, next, blocked)
     user = reg.authenticate(token)
     if user is None:
         reg.record_audit(
-            "login",
-            "(unknown)",
-            outcome="refused",
-            address=client_address(request),
-            reason="token not accepted",
+            "login", "(unknown)", outcome="refused", address=address, reason="token not accepted"
         )
+        for newly in state.login_throttle.failed(keys):
+            _audit_blocked(request, newly, address)
         return _login_form(request, next, REFUSED, status=401)
     secret = reg.create_session(user.name, ttl=state.sessions.ttl, address=client_address(request))
     response = RedirectResponse(safe_next(next), status_code=303)
@@ -92,6 +101,39 @@ def login(
     )
     response.delete_cookie(LOGIN_COOKIE, path="/login")
     return response
+
+
+def _throttled(request: Request, next_: str, blocked: Blocked) -> Response:
+    """The login form again, 429, saying when the next try is let through."""
+    wait = math.ceil(blocked.retry_after)
+    at = datetime.now(UTC) + timedelta(seconds=wait)
+    who = "this address" if blocked.key[0] == "address" else "this token"
+    response = _login_form(
+        request,
+        next_,
+        f"Too many failed logins from {who}. Try again in {wait} s (after {at:%H:%M:%S} "
+        "UTC); check that you pasted all of the token, or ask an admin for a new one.",
+        status=429,
+    )
+    response.headers["Retry-After"] = str(wait)
+    return response
+
+
+def _audit_blocked(request: Request, blocked: Blocked, address: str) -> None:
+    """One audit record when a key reaches the limit (not one per refused attempt)."""
+    throttle = request.app.state.login_throttle
+    kind, value = blocked.key
+    request.app.state.registry.record_audit(
+        "login_throttled",
+        "(unknown)",
+        outcome="refused",
+        address=address,
+        blocked=kind,
+        **({"key_id": value} if kind == "token id" else {}),
+        failures=throttle.limit,
+        window_seconds=throttle.window_seconds,
+        retry_after_seconds=round(blocked.retry_after, 1),
+    )
 
 
 @router.post("/logout")

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Form, HTTPException, Request
 from starlette.responses import FileResponse, RedirectResponse, Response
 
 from registry import PRODUCTION
+from registry.constants import MAX_ID
 from registry.errors import ConflictError, InvalidRecord, PermissionDenied, RuleViolation
 from registry.timeparse import parse_when
 
@@ -96,7 +97,7 @@ def rollback(
     request: Request,
     domain: str,
     viewer: CurrentViewer,
-    version: Annotated[int, Form()],
+    version: Annotated[int, Form(ge=1, le=MAX_ID)],
     csrf_token: Annotated[str, Form()] = "",
     reason: Annotated[str, Form()] = "",
 ) -> Response:

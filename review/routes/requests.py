@@ -13,6 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, HTTPException, Request
 from starlette.responses import RedirectResponse, Response
 
+from registry.constants import MAX_ID
 from registry.errors import ConflictError, InvalidRecord, PermissionDenied, RuleViolation
 
 from ..auth import CurrentViewer, Viewer, client_address
@@ -28,7 +29,8 @@ DONE = {
 
 
 def parse_id(text: str) -> int:
-    if not text.isdigit() or len(text) > 12:
+    """A request id from the path: ASCII digits, within what the column holds."""
+    if not (text.isascii() and text.isdigit()) or len(text) > 10 or int(text) > MAX_ID:
         raise HTTPException(404, f"there is no promotion request {text!r}")
     return int(text)
 

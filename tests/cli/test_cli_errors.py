@@ -130,7 +130,9 @@ def test_domain_check_is_the_full_preflight(tmp_path, capsys):
     assert "prompts.overrides: prompt config text_depth=9" in capsys.readouterr().out
     config.write_text(base + "schedule: {cron: '61 25 * * 9'}\n")
     assert main(["domain", "check", "shop", "--domains-dir", str(tmp_path / "domains")]) == 2
-    assert "cron '61 25 * * 9': bad minute" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "cron '61 25 * * 9': minute '61', hour '25', weekday '9' are not valid" in err
+    assert "Fix: write minute as 0-59, hour as 0-23, weekday as 0-6 or sun-sat" in err
     config.write_text(base + "backbone: {family: shipped, name: tiny}\n")
     code = main(["domain", "check", "shop", "--json", "--domains-dir", str(tmp_path / "domains")])
     report = json.loads(capsys.readouterr().out)
@@ -198,3 +200,67 @@ def test_run_table_shows_the_failing_row_and_no_review_hint_without_candidates(c
     out = capsys.readouterr().out
     assert "row 17 (images/a.png) 'Sneakr'" in out and "promote list" not in out
     assert "1 domain(s) failed" in out
+
+
+@pytest.mark.parametrize(
+    "tag",
+    ["!!python/object/apply:os.system ['echo hi']", "!!python/name:os.system", "!include x.yaml"],
+)
+def test_a_yaml_tag_is_refused_with_the_fix(tmp_path, capsys, tag):
+    domain = make_domain(tmp_path, "classification", name="shop")
+    config = domain.root / "domain.yaml"
+    config.write_text(config.read_text() + f"description: {tag}\n")
+    assert main(["domain", "check", "shop", "--domains-dir", str(tmp_path / "domains")]) == 2
+    err = capsys.readouterr().err
+    shown = tag.split()[0]
+    assert f"the tag {shown} is not allowed" in err and "Fix: remove the tag" in err, err
+    assert "could not determine a constructor" not in err and "Traceback" not in err
+
+
+DEEP_JSON = "[" * 100_000 + "]" * 100_000
+
+
+def test_hostile_files_give_one_message_and_no_traceback(workspace, capsys):
+    """Files nested deeper than a parser can follow, numbers JSON cannot carry, bytes that
+    are not UTF-8: each named, with what to do, never `unexpected RecursionError`."""
+    from mpt_core import ClassificationTask, build_prompts, save_prompts, tiny_backbone
+
+    good = save_prompts(
+        build_prompts(tiny_backbone("shipped"), "coop", ClassificationTask(["a", "b"])),
+        workspace / "good",
+    )
+    deep_config = workspace / "deep"
+    deep_config.mkdir()
+    (deep_config / "prompt_config.json").write_text(DEEP_JSON)
+    (deep_config / "prompts.safetensors").write_bytes((good / "prompts.safetensors").read_bytes())
+    (workspace / "deep.json").write_text(DEEP_JSON)
+    (workspace / "digits.json").write_text('{"test": {"accuracy": ' + "1" * 5000 + "}}")
+    register = ["registry", "register", "elsewhere"]
+    cases = {
+        "metrics nested too deep": (
+            [*register, "good", "--data-version", MD5, "--metrics", "deep.json"],
+            "--metrics deep.json: not a JSON file (maximum recursion depth exceeded",
+        ),
+        "metrics with a 5,000-digit number": (
+            [*register, "good", "--data-version", MD5, "--metrics", "digits.json"],
+            "--metrics digits.json: not a JSON file (Exceeds the limit (4300 digits)",
+        ),
+        "an artifact config nested too deep": (
+            [*register, "deep", "--data-version", MD5, "--metrics", "digits.json"],
+            "prompt_config.json) is not valid JSON (maximum recursion depth exceeded",
+        ),
+    }
+    config = workspace / "domains" / "shop" / "domain.yaml"
+    for name, (argv, expected) in cases.items():
+        assert main(argv) == 2, name
+        err = capsys.readouterr().err
+        assert err.startswith("mpt: error: ") and expected in err, (name, err)
+        assert "unexpected" not in err and "Traceback" not in err
+    for content, expected in (
+        ("task: classification\nlabels: " + DEEP_JSON + "\n", "nests deeper than the parser"),
+        (b"task: classification\nlabels: [caf\xe9]\n", "not UTF-8 text"),
+    ):
+        config.write_bytes(content if isinstance(content, bytes) else content.encode())
+        assert main(["domain", "check", "shop"]) == 2
+        err = capsys.readouterr().err
+        assert expected in err and "unexpected" not in err, err

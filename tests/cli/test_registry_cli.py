@@ -4,11 +4,13 @@ user, history, roll back."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
 from cli import main
-from mpt_core import ClassificationTask, build_prompts, save_prompts, tiny_backbone
+from mpt_core import ClassificationTask, build_prompts, load_backbone, save_prompts, tiny_backbone
+from mpt_core.artifacts import CONFIG
 
 PETS = """\
 task: classification
@@ -174,3 +176,61 @@ def test_list_judges_each_version_by_the_primary_metric_stored_with_it(artifacts
         ("1", "accuracy=0.9000"),
         ("2", "macro_f1=0.7000"),
     ]
+
+
+def test_register_without_the_domain_folder_checks_the_weights_it_records(
+    artifacts, tmp_path, capsys
+):
+    """No domain folder here and no cached weights hash: the hash of the backbone the
+    artifact names is computed (by loading it), never assumed to match."""
+    metrics = write_metrics(tmp_path / "m.json", 0.8, 0.8, 0.8)
+    tampered = tmp_path / "tampered"
+    shutil.copytree(artifacts[0], tampered)
+    config = json.loads((tampered / CONFIG).read_text())
+    config["backbone"]["weights_sha256"] = "f" * 64  # trained on other weights, it says
+    (tampered / CONFIG).write_text(json.dumps(config))
+    base = ["registry", "register", "shop", "--data-version", "5" * 32, "--metrics", metrics]
+    code, _, err = run(capsys, *base[:3], str(tampered), *base[3:])
+    assert code == 2 and "here has weights sha256" in err and "ffffffffffff" in err, err
+    assert "re-tune it on these" in err and "Traceback" not in err
+    code, out, _ = run(capsys, *base[:3], str(artifacts[0]), *base[3:])
+    assert code == 0 and "registered shop v1" in out
+
+
+def test_register_compares_identities_not_names(artifacts, tmp_path, capsys):
+    """The domain declares a backbone by family and name; the artifact records the
+    identity that declaration resolved to (its weights' sha256): same weights, accepted;
+    another family, refused."""
+    metrics = write_metrics(tmp_path / "m.json", 0.8, 0.8, 0.8)
+    (tmp_path / "domains" / "pets" / "domain.yaml").write_text(
+        PETS.replace("backbone: {family: shipped, name: tiny}", "backbone: {family: hf-clip}")
+    )
+    base = ["registry", "register", "pets", "--data-version", "6" * 32, "--metrics", metrics]
+    code, _, err = run(capsys, *base[:3], str(artifacts[0]), *base[3:])
+    assert code == 2 and "the backbone domain 'pets' declares: hf-clip:openai/" in err
+    assert "cannot be loaded here" in err and "Fix: register on a machine where" in err
+    clip = build_prompts(tiny_backbone("hf-clip"), "mpt", ClassificationTask(["cat", "dog"]))
+    (tmp_path / "domains" / "pets" / "domain.yaml").write_text(PETS)
+    code, _, err = run(capsys, *base[:3], str(save_prompts(clip, tmp_path / "clip")), *base[3:])
+    assert code == 2 and "declares shipped:tiny" in err and "hf-clip:tiny" in err
+
+
+@pytest.mark.slow
+def test_register_accepts_what_a_run_on_the_default_backbone_produced(tmp_path, capsys):
+    """A domain.yaml that names no backbone gets the shipped default, whose artifacts
+    record its identity name (minilm-l6-v2+efficientnet-lite0@160px/...), not "default"."""
+    folder = tmp_path / "domains" / "retail"
+    folder.mkdir(parents=True)
+    (folder / "domain.yaml").write_text(
+        "task: classification\nlabels: [cat, dog]\npromotion: {metric: accuracy}\n"
+    )
+    backbone = load_backbone("shipped")  # as the run's worker does, for that domain
+    model = build_prompts(backbone, "coop", ClassificationTask(["cat", "dog"]))
+    artifact = save_prompts(model, tmp_path / "run-output")
+    metrics = write_metrics(tmp_path / "m.json", 0.8, 0.8, 0.8)
+    code, out, err = run(
+        capsys,
+        *("registry", "register", "retail", str(artifact), "--data-version", "7" * 32),
+        *("--metrics", metrics),
+    )
+    assert code == 0 and "registered retail v1" in out, err

@@ -65,12 +65,19 @@ def test_an_unwritable_cache_does_not_stop_a_backbone_from_loading(
         atomic_write(cache_dir() / "probe", b"x")
     backbone = load_backbone("shipped", "tiny")
     assert backbone.identity.family == "shipped"
-    assert read_json(backbones.SHA_CACHE) == {}
+    assert read_json(backbones.IDENTITY_CACHE) == {}
 
 
 def test_a_writable_cache_remembers_the_sha256(tmp_path, monkeypatch, fresh_tiny_with_weight_files):
     monkeypatch.setenv("MPT_CACHE_DIR", str(tmp_path / "cache"))
     backbone = load_backbone("shipped", "tiny")
     sha = backbone.identity.weights_sha256
-    assert list(read_json(backbones.SHA_CACHE).values()) == [sha]
+    assert list(read_json(backbones.IDENTITY_CACHE).values()) == [backbone.identity.to_dict()]
     assert backbones.backbone_sha256("shipped", "tiny") == sha
+    backbones.forget_loaded_backbones()
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the identity must come from the cache")
+
+    monkeypatch.setattr(backbones.BackboneFamily, "load", no_loading)
+    assert backbones.backbone_identity("shipped", "tiny") == backbone.identity

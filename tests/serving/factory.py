@@ -41,8 +41,10 @@ def tiny(family: str) -> Backbone:
     return load_backbone(family, "tiny")
 
 
-def new_registry(root: Path) -> PromptRegistry:
-    url = f"sqlite:///{root / 'registry.db'}"
+def new_registry(root: Path, url: str | None = None) -> PromptRegistry:
+    """A migrated registry: a SQLite file in `root`, or the database at `url`; its
+    artifacts in `root`."""
+    url = url or f"sqlite:///{root / 'registry.db'}"
     upgrade(url)
     return PromptRegistry(url, LocalStore(root / "artifacts"))
 
@@ -78,9 +80,9 @@ def promote(reg: PromptRegistry, domain: str, number: int) -> None:
     reg.approve(request.id, reviewer="ben", comment="test promotion")
 
 
-def build(root: Path, specs=DOMAINS, seeds=(0,)) -> PromptRegistry:
+def build(root: Path, specs=DOMAINS, seeds=(0,), url: str | None = None) -> PromptRegistry:
     """Every spec with one version per seed; the first version is production."""
-    reg = new_registry(root)
+    reg = new_registry(root, url)
     for spec in specs:
         for seed in seeds:
             number = register(reg, spec.domain, tune(root / f"{spec.domain}-{seed}", spec, seed))

@@ -220,3 +220,133 @@ def test_the_server_keeps_serving_after_bad_input_and_never_answers_500(client):
     metrics = client.get("/metrics").text
     assert 'status="500"' not in metrics
     assert "mpt_serving_items_refused_total" in metrics
+
+
+# ---------------------------------------------------------------------- hostile bodies
+DEEP = b"[" * 100_000 + b"]" * 100_000
+IMAGE_B64 = GOOD["image"].encode()
+
+
+def multipart(*fields: tuple[str, bytes], boundary: bytes = b"b0undary") -> tuple[bytes, str]:
+    """A multipart/form-data body of text fields, written by hand (so it can be hostile)."""
+    parts = [
+        b"--"
+        + boundary
+        + b'\r\nContent-Disposition: form-data; name="'
+        + name.encode()
+        + b'"\r\n\r\n'
+        + value
+        + b"\r\n"
+        for name, value in fields
+    ]
+    body = b"".join(parts) + b"--" + boundary + b"--\r\n"
+    return body, f"multipart/form-data; boundary={boundary.decode()}"
+
+
+def as_json(body: bytes) -> tuple[bytes, str]:
+    return body, "application/json"
+
+
+HOSTILE = {
+    # name: ((body, content type), status of POST /v1/predict, words in its message)
+    "JSON nested 100,000 deep": (as_json(DEEP), 400, "nests deeper than 32 levels"),
+    "items nested 100,000 deep": (
+        as_json(b'{"items": ' + DEEP + b"}"),
+        400,
+        "nests deeper than 32 levels",
+    ),
+    "nested one level past the limit": (
+        as_json(b'{"items": [{"candidates": ' + b"[" * 31 + b"]" * 31 + b"}]}"),
+        400,
+        "MPT_SERVE_MAX_JSON_DEPTH",
+    ),
+    "a lone surrogate as an item's key": (
+        as_json(b'{"items": [{"\\udfff": 1, "domain": "retail", "image": "' + IMAGE_B64 + b'"}]}'),
+        422,
+        "\\udfff",
+    ),
+    "a lone surrogate as the body's key": (as_json(b'{"\\udfff": 1, "items": []}'), 422, "\\udfff"),
+    "a lone surrogate as the domain": (
+        as_json(b'{"items": [{"domain": "\\ud800", "image": "' + IMAGE_B64 + b'"}]}'),
+        404,
+        "\\ud800",
+    ),
+    "a NUL in the domain": (
+        as_json(b'{"items": [{"domain": "ret\\u0000ail", "image": "' + IMAGE_B64 + b'"}]}'),
+        404,
+        "not a registered domain",
+    ),
+    "a 5,000-digit number": (
+        as_json(b'{"items": [{"domain": "retail", "embedding": ' + b"1" * 5000 + b"}]}"),
+        400,
+        "JSON cannot carry here",
+    ),
+    "NaN and Infinity": (as_json(b'{"items": [{"domain": NaN, "image": Infinity}]}'), 422, ""),
+    "not UTF-8": (as_json(b'{"items": "\xff\xfe"}'), 400, "not UTF-8"),
+    "an empty body": (as_json(b""), 400, "not valid JSON"),
+    "JSON null": (as_json(b"null"), 422, "items"),
+    "the items field nested 100,000 deep": (
+        multipart(("items", DEEP)),
+        422,
+        "nests deeper than 32 levels",
+    ),
+    "a lone surrogate key in the items field": (
+        multipart(("items", b'[{"\\udfff": 1, "domain": "retail", "image": "a"}]')),
+        422,
+        "\\udfff",
+    ),
+    "a form field over the body limit": (
+        multipart(("domain", b"x" * 600_000)),
+        413,
+        "MPT_SERVE_MAX_REQUEST_MB",
+    ),
+    "a broken multipart body": (
+        (b"--elsewhere\r\nnot a part\r\n", "multipart/form-data; boundary=b0undary"),
+        400,
+        "the multipart form is refused",
+    ),
+    "multipart without a boundary": ((b"anything", "multipart/form-data"), 400, "refused"),
+    "a URL-encoded form": ((b"domain=retail", "application/x-www-form-urlencoded"), 415, ""),
+}
+ROUTES = [
+    ("GET", "/v1/domains"),
+    ("GET", "/readyz"),
+    ("GET", "/metrics"),
+    ("GET", "/healthz"),
+    ("GET", "/"),
+    ("GET", "/openapi.json"),
+    ("POST", "/readyz"),
+    ("PUT", "/v1/predict"),
+    ("POST", "/v2/predict"),
+]
+
+
+@pytest.mark.parametrize("name", list(HOSTILE))
+def test_hostile_bodies_get_a_4xx_naming_the_problem(client, name):
+    (body, kind), status, words = HOSTILE[name]
+    response = client.post("/v1/predict", content=body, headers={"content-type": kind})
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert words in response.text and error["message"]
+    assert error.get("fix") or error.get("items")
+
+
+def test_a_lone_surrogate_in_a_key_is_named_escaped_in_the_422(client):
+    (body, kind), _, _ = HOSTILE["a lone surrogate as an item's key"]
+    response = client.post("/v1/predict", content=body, headers={"content-type": kind})
+    (item,) = response.json()["error"]["items"]
+    assert item["field"] == "item" and "'\\udfff', which is not valid Unicode" in item["problem"]
+    (body, kind), _, _ = HOSTILE["a lone surrogate as the body's key"]
+    response = client.post("/v1/predict", content=body, headers={"content-type": kind})
+    assert response.json()["error"]["field"] == "\\udfff"  # the server's own check names it
+
+
+@pytest.mark.parametrize("name", list(HOSTILE))
+def test_hostile_bodies_on_every_other_route_never_reach_a_500(client, name):
+    (body, kind), _, _ = HOSTILE[name]
+    for method, path in ROUTES:
+        response = client.request(method, path, content=body, headers={"content-type": kind})
+        assert response.status_code < 500, (method, path, response.text[:300])
+        assert "Traceback" not in response.text
+    assert client.post("/v1/predict", json={"items": [GOOD]}).status_code == 200
+    assert 'status="500"' not in client.get("/metrics").text
