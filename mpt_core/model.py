@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from .backbones.base import Backbone
 from .data import Example, ImageSource, group_rows, load_image
@@ -88,14 +89,15 @@ class PromptedModel(PromptsHolder):
         return not (self.config.has_vision or self.config.has_generator)
 
     # --- images ---------------------------------------------------------------------
-    @torch.no_grad()
-    def prepare_images(self, images: Sequence[ImageSource], batch_size: int = 64) -> torch.Tensor:
-        """What a training step starts from, computed once: the stem output, or, when no
-        visual prompt exists, the finished (uncentred) image embeddings."""
-        out = []
-        for stem in image_stems(self.backbone, images, batch_size):
-            out.append(self.backbone.encode_image(stem) if self.vision_frozen else stem)
-        return torch.cat(out)
+    @property
+    def prepared_output(self) -> str:
+        """`stem` (what the visual prompts start from), or `embedding`: the finished
+        (uncentred) image embedding, when no visual prompt exists."""
+        return "embedding" if self.vision_frozen else "stem"
+
+    def prepare_chunk(self, images: list[Image.Image]) -> torch.Tensor:
+        stem = self.backbone.image_stem(self.backbone.preprocess(images))
+        return self.backbone.encode_image(stem) if self.vision_frozen else stem
 
     def embed_prepared(
         self, prepared: torch.Tensor, prompts: PromptSet | None = None
@@ -129,7 +131,7 @@ class PromptedModel(PromptsHolder):
         raw = []
         vision = None if self.vision_frozen else self.prompts().vision
         for start in range(0, len(prepared), 256):
-            chunk = prepared[start : start + 256]
+            chunk = prepared[start : start + 256].to(self.backbone.device)
             raw.append(chunk if self.vision_frozen else self.backbone.encode_image(chunk, vision))
         self.image_center.copy_(torch.cat(raw).mean(0))
         self.centered = True

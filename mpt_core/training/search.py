@@ -50,6 +50,7 @@ from .config import TrainConfig
 
 if TYPE_CHECKING:
     from ..backbones.base import Backbone, PromptSlots
+    from ..featurestore import FeatureStore
     from ..tasks.base import Task
 
 SMALL_VALIDATION = 100
@@ -368,29 +369,39 @@ def run_trial(
     params: Mapping[str, Any],
     folds: Sequence[tuple[Sequence[Example], Sequence[Example]]],
     prepare: Callable[[Any, Sequence[Example]], Any] | None = None,
+    *,
+    store: FeatureStore | None = None,
+    on_epoch: Callable[[int, dict[str, Any]], None] | None = None,
 ) -> TrialResult:
     """Fit one trial on each (train, val) fold; its validation metric per fold.
 
-    `prepare(model, examples)` may return cached `model.prepare_images` outputs (the
-    frozen stems, or the finished embeddings where no visual prompt exists) so trials do
-    not recompute them. They are taken to be prepared under the untried config (`preset`,
-    `overrides`), so they serve only trials whose model has the same `vision_frozen`
-    (a trial setting the visual tokens to 0 needs embeddings, not stems); any other trial
-    prepares its own images, once for all its folds.
+    The frozen part of the images comes from `store` (a `FeatureStore`: whatever output
+    the trial's model starts from, computed once for every trial), or from
+    `prepare(model, examples)`: cached `model.prepare_images` outputs taken to be prepared
+    under the untried config (`preset`, `overrides`), so they serve only trials whose model
+    has the same `vision_frozen` (a trial setting the visual tokens to 0 needs embeddings,
+    not stems); any other trial prepares its own images, once for all its folds.
+    `on_epoch(fold, row)` sees every epoch of every fold (an early-stopping scheduler).
     """
     from ..kinds import build_prompts
     from .trainer import fit
 
-    if prepare is not None:
+    if prepare is None and store is not None:
+
+        def prepare(model: Any, subset: Sequence[Example]) -> Any:
+            return model.prepare_images([e.image for e in subset], store=store)
+
+    elif prepare is not None:
         prepared_frozen = build_prompts(backbone, preset, task, **overrides).vision_frozen
     preset, prompt, config = apply_trial(preset, overrides, train_config, params, backbone.slots)
     values = []
-    for fold_train, fold_val in folds:
+    for fold, (fold_train, fold_val) in enumerate(folds):
         model = build_prompts(backbone, preset, task, seed=config.seed, **prompt)
-        if prepare is not None and model.vision_frozen != prepared_frozen:
+        if store is None and prepare is not None and model.vision_frozen != prepared_frozen:
             prepare, prepared_frozen = _prepared_once(model, folds), model.vision_frozen
         cached = None if prepare is None else (prepare(model, fold_train), prepare(model, fold_val))
-        result = fit(model, fold_train, fold_val, config, prepared=cached)
+        report = None if on_epoch is None else (lambda row, f=fold: on_epoch(f, row))
+        result = fit(model, fold_train, fold_val, config, on_epoch=report, prepared=cached)
         values.append(float(result.best_value if result.best_value is not None else 0.0))
     return TrialResult(dict(params), values)
 
@@ -416,13 +427,17 @@ def search(
     train: Sequence[Example],
     val: Sequence[Example],
     prepare: Callable[[Any, Sequence[Example]], Any] | None = None,
+    *,
+    store: FeatureStore | None = None,
 ) -> tuple[TrialResult, list[TrialResult]]:
     """Sequential random search: every trial of `spec` on the same folds (the val split,
     or k folds of train + val when it is small); returns (best, all) by `select_best`."""
     k = spec.fold_count(len(val))
     folds = [(list(train), list(val))] if k == 1 else kfold_splits(train, val, k, spec.seed)
     results = [
-        run_trial(backbone, task, preset, overrides, train_config, params, folds, prepare)
+        run_trial(
+            backbone, task, preset, overrides, train_config, params, folds, prepare, store=store
+        )
         for params in spec.trial_params()
     ]
     return select_best(results), results
