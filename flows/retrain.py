@@ -78,12 +78,17 @@ def tune_domains(
 
 @task(cache_policy=NONE)
 def search_domains(jobs, home: Path) -> dict:
-    """domain -> SearchOutcome or why its search failed; trials on Ray Tune."""
+    """domain -> SearchOutcome or its Failure; trials on Ray Tune, progress in the table."""
     from .search import search_on_ray
 
+    reporter = current()
     for job in jobs:
-        current().stage(job.domain, "searching", "Ray Tune trials")
-    return search_on_ray(jobs, storage=home / "ray-tune")
+        reporter.stage(job.domain, "searching", "Ray Tune trials")
+
+    def progress(domain: str, detail: str) -> None:
+        reporter.stage(domain, "searching", detail)
+
+    return search_on_ray(jobs, storage=home / "ray-tune", on_progress=progress)
 
 
 @task(retries=1, retry_delay_seconds=2, cache_policy=NONE)

@@ -178,7 +178,7 @@ def test_tune_register_and_compare_with_production_on_the_same_data(world, tmp_p
     real_prepare = PromptedModel.prepare_images
 
     def counting(model, images, *args, **kwargs):
-        if {str(i) for i in images} == {str(i) for i in test_images}:
+        if {str(i) for i in test_images} <= {str(i) for i in images}:
             embeds.append(id(model))
         return real_prepare(model, images, *args, **kwargs)
 

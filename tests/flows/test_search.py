@@ -9,6 +9,7 @@ import pytest
 
 from flows.domains.schema import DomainConfig
 from flows.search import run_search_trial, search_data, search_on_ray
+from mpt_core import tiny_backbone
 from mpt_core.errors import ConfigError
 from mpt_core.training.search import SearchSpec
 
@@ -48,22 +49,21 @@ def test_the_search_block_is_validated_with_the_field_and_the_fix():
         SearchSpec.from_dict({"trials": "many"}, "classification")
 
 
-def test_a_trial_runs_on_cached_features_and_gives_the_spec_it_applied(tmp_path, monkeypatch):
+def test_a_trial_runs_on_stored_features_and_gives_the_spec_it_applied(tmp_path, monkeypatch):
+    from mpt_core.featurestore import FeatureStore
+
     job = search_job(tmp_path)
     data = search_data(job)
-    assert data["k"] == 2 and len(data["folds"]) == 2
-    assert len(data["prepared"]) == len(data["examples"]) == 12  # train + val, once
-    import mpt_core.model as model_module
-
-    loads = []
-    real = model_module.PromptedModel.prepare_images
-    monkeypatch.setattr(
-        model_module.PromptedModel,
-        "prepare_images",
-        lambda self, *a, **k: loads.append(1) or real(self, *a, **k),
-    )
+    assert data["k"] == 2 and len(data["folds"]) == 2 and len(data["examples"]) == 12
+    store = FeatureStore.from_env()  # the node's store: train + val were put there once
+    model = job.spec.build(tiny_backbone("shipped"))
+    stored = store.lookup(model.feature_key, [store.digest(e.image) for e in data["examples"]])
+    assert len(stored) == 12
+    added = []
+    real_add = FeatureStore.add
+    monkeypatch.setattr(FeatureStore, "add", lambda *a, **k: added.append(1) or real_add(*a, **k))
     result, trial = run_search_trial(job, data, {"lr": 0.05, "depth": 1})
-    assert loads == []  # no image read again
+    assert added == []  # no image embedded again
     assert len(result.fold_values) == 2 and 0 <= result.value <= 1
     assert trial.train.lr == 0.05 and trial.overrides["text_depth"] == 1
     assert trial.search is None and job.spec.search is not None
