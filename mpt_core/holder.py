@@ -13,7 +13,14 @@ import torch
 from torch import nn
 
 from .data import Example, ImageSource
-from .featurestore import CHUNK, FeatureKey, FeatureStore, FeatureView, Progress, frozen_chunks
+from .featurestore import (
+    FeatureKey,
+    FeatureStore,
+    FeatureView,
+    Progress,
+    chunk_size,
+    frozen_chunks,
+)
 
 if TYPE_CHECKING:
     from .prompts.config import PromptConfig
@@ -64,20 +71,21 @@ class PromptsHolder(nn.Module):
     def prepare_images(
         self,
         images: Sequence[ImageSource],
-        batch_size: int = CHUNK,
+        batch_size: int | None = None,
         *,
         store: FeatureStore | None = None,
         on_progress: Progress | None = None,
     ) -> torch.Tensor | FeatureView:
         """What a training step starts from, computed once per image: a tensor, or, given a
         feature store, a view of the stored features (the missing ones computed and added),
-        read a batch at a time. Each chunk is computed at one batch size (`frozen_chunks`),
-        so both are bit-identical."""
+        read a batch at a time. Each chunk is computed at one batch size (`frozen_chunks`;
+        default: `chunk_size` of the backbone's device), so both are bit-identical."""
+        chunk = batch_size or chunk_size(self.backbone.device)
         if store is not None:
             return store.features(
-                self.feature_key, images, self.prepare_chunk, on_progress=on_progress
+                self.feature_key, images, self.prepare_chunk, on_progress=on_progress, chunk=chunk
             )
-        return torch.cat(list(frozen_chunks(self.prepare_chunk, images, batch_size)))
+        return torch.cat(list(frozen_chunks(self.prepare_chunk, images, chunk)))
 
     def predict(self, examples: Sequence[Example]) -> list[str]:
         """Task predictions (class name, caption or answer) for each example."""

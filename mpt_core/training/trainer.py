@@ -70,7 +70,7 @@ def embed_examples(
     if not examples:
         raise DataError("cannot evaluate on an empty set of examples")
     if prepared is None:
-        prepared = model.prepare_images([e.image for e in examples], batch_size, store=store)
+        prepared = model.prepare_images([e.image for e in examples], store=store)
     prompts = model.prompts()
     return ImageFeatures.cat(
         [
