@@ -139,7 +139,7 @@ class FeatureStore:
     def __init__(self, root: str | Path, cap_gb: float | None = None) -> None:
         self.root = Path(root)
         self.cap_bytes = int((DEFAULT_CAP_GB if cap_gb is None else cap_gb) * 2**30)
-        self._keys: dict[Path, tuple[tuple[int, int], np.ndarray]] = {}
+        self._keys: dict[Path, tuple[tuple[int, int], list[bytes]]] = {}
         self._digests: dict[tuple[str, int, int], bytes] = {}
         self.embedded = 0
         """Images this store object computed (not found stored), for reports and lineage."""
@@ -182,9 +182,9 @@ class FeatureStore:
             return []
         return sorted(p for p in folder.iterdir() if p.suffix == ".safetensors")
 
-    def _shard_keys(self, path: Path) -> np.ndarray | None:
-        """The (n,) 32-byte keys of a shard, verified once per process; None when the shard
-        is gone or damaged (a damaged one is deleted, so its images are computed again)."""
+    def _shard_keys(self, path: Path) -> list[bytes] | None:
+        """The 32-byte keys of a shard's rows, verified once per process; None when the
+        shard is gone or damaged (a damaged one is deleted, its images computed again)."""
         try:
             stat = path.stat()
         except FileNotFoundError:
@@ -204,30 +204,34 @@ class FeatureStore:
         self._keys[path] = (stamp, keys)
         return keys
 
-    def _verify(self, path: Path, stat: os.stat_result) -> np.ndarray:
+    def _verify(self, path: Path, stat: os.stat_result) -> list[bytes]:
         header, start = _read_header(path)
         meta, feats, keys = header["__metadata__"], header["features"], header["keys"]
         if meta.get("format") != FORMAT:
             raise ValueError(f"not a feature shard: {meta.get('format')!r}")
         with open(path, "rb") as f:
             f.seek(start)
-            data = f.read(keys["data_offsets"][1] - feats["data_offsets"][0])
-        if hashlib.sha256(data).hexdigest() != meta["sha256"]:
+            data = f.read(max(feats["data_offsets"][1], keys["data_offsets"][1]))
+        digest = hashlib.sha256(data[slice(*feats["data_offsets"])])
+        digest.update(data[slice(*keys["data_offsets"])])
+        if digest.hexdigest() != meta["sha256"]:
             raise ValueError("checksum mismatch")
         a, b = keys["data_offsets"]
-        return np.frombuffer(data[a:b], dtype="S32").copy()
+        return [data[i : i + 32] for i in range(a, b, 32)]  # numpy's S32 drops trailing NULs
 
     def lookup(self, key: FeatureKey, digests: Sequence[bytes]) -> dict[bytes, tuple[Path, int]]:
         """digest -> (shard, row) for the wanted digests that are stored (and intact)."""
-        wanted = np.array(list(dict.fromkeys(digests)), dtype="S32")
+        wanted = set(digests)
         found: dict[bytes, tuple[Path, int]] = {}
         for path in self._shards(self.namespace(key)):
+            if len(found) == len(wanted):
+                break
             keys = self._shard_keys(path)
-            if keys is None or not len(wanted):
+            if keys is None:
                 continue
-            rows = np.flatnonzero(np.isin(keys, wanted))
-            for row in rows.tolist():
-                found.setdefault(bytes(keys[row]), (path, row))
+            for row, digest in enumerate(keys):
+                if digest in wanted:
+                    found.setdefault(digest, (path, row))
         return found
 
     def view(self, key: FeatureKey, digests: Sequence[bytes]) -> FeatureView:

@@ -135,3 +135,14 @@ def test_the_cap_comes_from_the_environment_with_a_clear_error(monkeypatch, tmp_
     monkeypatch.setenv("MPT_FEATURE_CACHE_GB", "lots")
     with pytest.raises(DataError, match="MPT_FEATURE_CACHE_GB='lots' is not a number"):
         FeatureStore.from_env(tmp_path)
+
+
+def test_a_digest_ending_in_zero_bytes_is_found(backbone, tmp_path):
+    """Keys are raw sha256 bytes: one in 256 ends in a NUL, which fixed-width byte strings
+    would drop."""
+    model = _model(backbone)
+    images = _files(tmp_path, 2)
+    store = FeatureStore(tmp_path / "store")
+    digests = [b"\x01" * 31 + b"\x00", b"\x00" * 32]
+    store.features(model.feature_key, images, model.prepare_chunk, digests=digests)
+    assert set(FeatureStore(tmp_path / "store").lookup(model.feature_key, digests)) == set(digests)
