@@ -48,6 +48,8 @@ class DataRef:
     md5: str
     rows_sha256: str
     layout: TableLayout
+    rows: int = 0
+    """How many rows the data version has (a size hint: how to share its embedding)."""
 
 
 @dataclass(frozen=True)

@@ -63,6 +63,9 @@ class DomainResult:
     stage: str = ""
     """The step a failure happened in: version, validate, plan, job, tune, register."""
     history: list[dict[str, Any]] = field(default_factory=list)
+    features: dict[str, int] = field(default_factory=dict)
+    """{images: distinct images tuned and evaluated on, embedded: those whose frozen
+    features were computed in this run (the rest came from the feature store)}."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -96,6 +99,8 @@ class PreparedDomain:
     """sha256 of the rows validated (what the worker must read back)."""
     validation: str = "passed"
     """passed | unchanged (validated before, same data and rules: not run again)"""
+    rows: int = 0
+    """How many rows the data version has."""
 
     @cached_property
     def spec(self) -> TuneSpec:
@@ -185,7 +190,9 @@ def prepare_many(
         data = unchanged.get(domain.name)
         if data is not None and domain.name not in out:
             rows = read_rows(layout_of(domain.config), domain.data_dir)
-            out[domain.name] = PreparedDomain(domain, data, rows_digest(rows), "unchanged")
+            out[domain.name] = PreparedDomain(
+                domain, data, rows_digest(rows), "unchanged", len(rows)
+            )
     for domain in todo:
         stage(domain.name, "validating")
     checked = _validate_many(todo, report_root)
@@ -332,7 +339,7 @@ def _record(
         validation_key=validation_key(domain),
     )
     rows = rows_from_table(layout_of(domain.config), checked.table)
-    return PreparedDomain(domain, data, rows_digest(rows))
+    return PreparedDomain(domain, data, rows_digest(rows), rows=len(rows))
 
 
 # ------------------------------------------------------------------ plan and jobs
@@ -428,7 +435,13 @@ def build_job(
         domain=domain.name,
         spec=prepared.spec,
         backbone=ref,
-        data=DataRef(location, prepared.data.md5, prepared.rows_sha256, layout_of(domain.config)),
+        data=DataRef(
+            location,
+            prepared.data.md5,
+            prepared.rows_sha256,
+            layout_of(domain.config),
+            prepared.rows,
+        ),
         production=prod_artifact,
         production_version=prod_number,
         extra={
@@ -509,4 +522,5 @@ def register_outcome(
         tune_seconds=outcome.seconds,
         message="; ".join(request.policy_report.get("reasons", [])) if request else "",
         history=outcome.history,
+        features=outcome.features,
     )

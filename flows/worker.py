@@ -77,6 +77,33 @@ def embedding_progress(domain: str, report: EpochCallback | None) -> Progress | 
     return progress
 
 
+def embed_part(
+    backbone: Backbone,
+    job: TuneJob,
+    part: int,
+    parts: int,
+    *,
+    cache: DataCache | None = None,
+    store: FeatureStore | None = None,
+    on_progress: EpochCallback | None = None,
+) -> int:
+    """Part `part` of `parts` of a job's embedding pass: the frozen features of one
+    contiguous share of its images (train, val, test) put in the node's feature store, so
+    that several workers embed one large data version together before it is tuned.
+    Returns how many images this part computed (those already stored are not)."""
+    _, splits = _job_data(job, cache or node_cache())
+    store = store or FeatureStore.from_env()
+    images = list(dict.fromkeys(e.image for split in splits.values() for e in split))
+    share = images[len(images) * part // parts : len(images) * (part + 1) // parts]
+    model = job.spec.build(backbone)
+    before = store.embedded
+    if share:
+        model.prepare_images(
+            share, store=store, on_progress=embedding_progress(job.domain, on_progress)
+        )
+    return store.embedded - before
+
+
 def run_tune_job(
     backbone: Backbone,
     job: TuneJob,

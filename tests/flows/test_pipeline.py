@@ -25,7 +25,7 @@ from flows.pipeline import (
     unchanged_version,
 )
 from flows.versioning import DataVersioner, RemoteSpec
-from flows.worker import job_examples, run_tune_job
+from flows.worker import job_examples, load_ref, run_tune_job
 from mpt_core import PromptedModel, backbones
 from mpt_core.errors import DataError
 from registry import InvalidRecord, open_registry
@@ -326,3 +326,20 @@ def test_tracking_many_folders_refuses_a_linked_one_alone(world):
     by_name = {path.parent.name: result for path, result in tracked.items()}
     assert "symbolic link" in str(by_name["shop-1"]) and not (domains[1].root / "data.dvc").exists()
     assert by_name["shop-0"].md5 and by_name["shop-2"].md5
+
+
+def test_the_shares_of_an_embedding_pass_cover_every_image_once(world, tmp_path):
+    from flows.worker import embed_part
+    from mpt_core.featurestore import FeatureStore
+
+    from .retrain_fixtures import pushed_job
+
+    job = pushed_job(tmp_path / "shared", "vqa", "fabric")  # two rows per image
+    backbone = load_ref(TINY)
+    store = FeatureStore(tmp_path / "features")
+    cache = DataCache(tmp_path / "cache")
+    counts = [embed_part(backbone, job, i, 3, cache=cache, store=store) for i in range(3)]
+    images = {e.image for split in job_examples(job, cache).values() for e in split}
+    assert sum(counts) == len(images) and all(counts)
+    outcome = run_tune_job(backbone, job, cache=cache, store=store)
+    assert outcome.features == {"images": len(images), "embedded": 0}
