@@ -90,11 +90,15 @@ def run_search_trial(
     data: dict[str, Any],
     params: dict[str, Any],
     on_epoch: Callable[[int, dict[str, Any]], None] | None = None,
+    *,
+    keep_fit: bool = False,
 ) -> tuple[TrialResult, TuneSpec]:
     """One trial on the cached features (plain: the Tune trainable and tests call it).
 
     Returns its result and the job's spec with the trial applied (knobs like `depth`
-    expand into several fields), which the final tuning uses when this trial wins."""
+    expand into several fields), which the final tuning uses when this trial wins.
+    `keep_fit`: the trial trains on the very train and val splits the final tuning does (one
+    fold), so its prompts are kept on this node (`flows.fitted`) for that tuning to reuse."""
     from mpt_core.training.search import run_trial
 
     from .worker import load_ref
@@ -106,6 +110,15 @@ def run_search_trial(
     folds = [
         ([examples[i] for i in train], [examples[i] for i in val]) for train, val in data["folds"]
     ]
+    kept = None
+    if keep_fit:
+        from .fitted import FittedPrompts, fit_key
+
+        fits, key = FittedPrompts(), fit_key(replace(job, spec=trial))
+
+        def kept(fold: int, model: Any, fitted: Any) -> None:
+            fits.put(key, model, fitted)
+
     result = run_trial(
         backbone,
         spec.build_task(),
@@ -116,6 +129,7 @@ def run_search_trial(
         folds,
         store=FeatureStore.from_env(),
         on_epoch=on_epoch,
+        on_fitted=kept,
     )
     return result, trial
 
@@ -147,7 +161,9 @@ def _trainable(config: dict[str, Any], job: TuneJob, data: dict[str, Any]) -> No
             tune.report({"value": value, "finished": False})
 
     early = job.spec.search is not None and job.spec.search.early_stopping
-    result, trial = run_search_trial(job, data, config["params"], report if early else None)
+    result, trial = run_search_trial(
+        job, data, config["params"], report if early else None, keep_fit=data["k"] == 1
+    )
     tune.report(
         {
             "value": result.value,

@@ -20,6 +20,7 @@ from mpt_core.training import embed_examples
 
 from .datacache import DataCache
 from .dataset import read_rows, rows_digest, split_examples
+from .fitted import FittedPrompts, restore
 from .jobs import BackboneRef, TuneJob, TuneOutcome
 from .predictions import evidence_for, relative_images
 
@@ -129,14 +130,16 @@ def run_tune_job(
     cut = [0, len(train), len(train) + len(val), len(everything)]
     train_view, val_view, test_view = (view.take(range(a, b)) for a, b in pairwise(cut))
     started = time.perf_counter()
-    result = fit(
-        model,
-        train,
-        val or None,
-        job.spec.train,
-        on_epoch=on_epoch,
-        prepared=(train_view, val_view if val else None),
-    )
+    result = restore(model, job, FittedPrompts())  # the chosen search trial's own fit
+    if result is None:
+        result = fit(
+            model,
+            train,
+            val or None,
+            job.spec.train,
+            on_epoch=on_epoch,
+            prepared=(train_view, val_view if val else None),
+        )
     seconds = time.perf_counter() - started
     # The test split is embedded once per model: for its metrics and its per-example rows.
     embedded = embed_examples(model, test, prepared=test_view)

@@ -387,6 +387,7 @@ def run_trial(
     *,
     store: FeatureStore | None = None,
     on_epoch: Callable[[int, dict[str, Any]], None] | None = None,
+    on_fitted: Callable[[int, Any, Any], None] | None = None,
 ) -> TrialResult:
     """Fit one trial on each (train, val) fold; its validation metric per fold.
 
@@ -396,7 +397,8 @@ def run_trial(
     under the untried config (`preset`, `overrides`), so they serve only trials whose model
     has the same `vision_frozen` (a trial setting the visual tokens to 0 needs embeddings,
     not stems); any other trial prepares its own images, once for all its folds.
-    `on_epoch(fold, row)` sees every epoch of every fold (an early-stopping scheduler).
+    `on_epoch(fold, row)` sees every epoch of every fold (an early-stopping scheduler);
+    `on_fitted(fold, model, train_result)` each fitted model (to keep what was learned).
     """
     from ..kinds import build_prompts
     from .trainer import fit
@@ -418,6 +420,8 @@ def run_trial(
         report = None if on_epoch is None else (lambda row, f=fold: on_epoch(f, row))
         result = fit(model, fold_train, fold_val, config, on_epoch=report, prepared=cached)
         values.append(float(result.best_value if result.best_value is not None else 0.0))
+        if on_fitted is not None:
+            on_fitted(fold, model, result)
     return TrialResult(dict(params), values)
 
 

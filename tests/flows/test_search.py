@@ -80,3 +80,28 @@ def test_trials_run_on_ray_tune_and_the_best_on_validation_is_chosen(tmp_path):
     best = max(outcome.trials, key=lambda t: t["value"])
     assert outcome.lineage["value"] == best["value"] and outcome.best == outcome.lineage["chosen"]
     assert outcome.lineage["folds"] == 2 and outcome.job.spec.search is None
+
+
+def test_the_chosen_trial_of_a_one_fold_search_is_not_fitted_again(tmp_path):
+    """On one fold (the val split) a trial trains exactly what the final tuning would: its
+    prompts are kept and reused, and equal a fresh fit bit for bit."""
+    import shutil
+
+    from flows.fitted import FittedPrompts
+    from flows.worker import load_ref, run_tune_job
+
+    from .retrain_fixtures import TINY
+
+    job = search_job(tmp_path, folds=1)
+    data = search_data(job)
+    assert data["k"] == 1
+    _, trial = run_search_trial(job, data, {"lr": 0.05}, keep_fit=True)
+    chosen = dataclasses.replace(job, spec=trial)
+    kept = list(FittedPrompts().root.glob("*.safetensors"))
+    assert len(kept) == 1
+    backbone = load_ref(TINY)
+    reused = run_tune_job(backbone, chosen)
+    shutil.rmtree(FittedPrompts().root)
+    fresh = run_tune_job(backbone, chosen)
+    assert reused.artifact.tensors == fresh.artifact.tensors
+    assert reused.metrics == fresh.metrics and reused.history == fresh.history
