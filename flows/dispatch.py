@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from cluster.ray import ray_session
 
@@ -87,10 +88,13 @@ SHARED_EMBEDDING_ROWS = 1000
 each) before it is tuned; a smaller one by the worker that tunes it."""
 
 
-def _embed_shared(jobs, idle: deque, spawn, on_epoch, poll_seconds: float, threshold: int) -> None:
+def _embed_shared(
+    jobs, idle: deque, spawn, on_epoch, poll_seconds: float, threshold: int
+) -> dict[str, dict[str, float]]:
     """The embedding pass of the large data versions, one share per worker, streamed:
     each worker takes the next share when it is done. A share that fails is left to the
-    tuning job, which embeds whatever is not stored."""
+    tuning job, which embeds whatever is not stored. Returns domain -> {embedded, seconds}
+    (from its first share's start to its last one's end)."""
     import ray
     from ray.exceptions import RayActorError, RayTaskError
 
@@ -102,19 +106,23 @@ def _embed_shared(jobs, idle: deque, spawn, on_epoch, poll_seconds: float, thres
         for part in range(workers)
     )
     running: dict = {}
+    spans: dict[str, list[float]] = {}
+    embedded: dict[str, int] = {}
     while queue or running:
         while queue and idle:
             job, part, parts = queue.popleft()
             actor, pid = idle.popleft()
             running[actor.embed.remote(job, part, parts)] = (actor, pid, job)
+            spans.setdefault(job.domain, [time.perf_counter(), 0.0])
         done_list, _ = ray.wait(list(running), num_returns=1, timeout=poll_seconds)
         if not done_list:
             if on_epoch is not None:
                 _poll(running, on_epoch)
             continue
         actor, pid, job = running.pop(done_list[0])
+        spans[job.domain][1] = time.perf_counter()
         try:
-            ray.get(done_list[0])
+            embedded[job.domain] = embedded.get(job.domain, 0) + ray.get(done_list[0])
             idle.append((actor, pid))
         except RayActorError as exc:
             log.warning("worker %s died while embedding %s: %s", pid, job.domain, exc)
@@ -122,6 +130,10 @@ def _embed_shared(jobs, idle: deque, spawn, on_epoch, poll_seconds: float, thres
         except RayTaskError as exc:
             log.warning("a share of %s's embedding failed (left to tuning): %s", job.domain, exc)
             idle.append((actor, pid))
+    return {
+        domain: {"embedded": embedded.get(domain, 0), "seconds": end - start}
+        for domain, (start, end) in spans.items()
+    }
 
 
 def _worker_class():
@@ -210,7 +222,7 @@ def tune_on_ray(
                     raise WorkerStartError(_actor_error(exc)) from None
 
             idle = deque(spawn() for _ in range(n))
-            _embed_shared(jobs, idle, spawn, on_epoch, poll_seconds, shared_embedding_rows)
+            shared = _embed_shared(jobs, idle, spawn, on_epoch, poll_seconds, shared_embedding_rows)
             queue = deque(jobs)
             attempts: dict[str, int] = {}
             running: dict = {}
@@ -250,6 +262,15 @@ def tune_on_ray(
                         job.domain, f"{type(cause).__name__}: {cause}", attempts[job.domain]
                     )
                     idle.append((actor, pid))
+            for domain, done in shared.items():  # what the workers embedded together
+                outcome = results.get(domain)
+                if isinstance(outcome, TuneOutcome):
+                    features = dict(outcome.features)
+                    features["embedded"] = features.get("embedded", 0) + done["embedded"]
+                    features["embed_seconds"] = round(
+                        features.get("embed_seconds", 0) + done["seconds"], 3
+                    )
+                    results[domain] = replace(outcome, features=features)
             info = ClusterInfo(
                 address=ray.get_runtime_context().gcs_address,
                 cpus=cpus,

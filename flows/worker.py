@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import socket
 import time
 from collections.abc import Callable
@@ -124,9 +125,11 @@ def run_tune_job(
     train, val, test = splits["train"], splits["val"], splits["test"]
     model = job.spec.build(backbone)
     everything = [e.image for e in (*train, *val, *test)]
+    embedding_started = time.perf_counter()
     view = model.prepare_images(
         everything, store=store, on_progress=embedding_progress(job.domain, on_epoch)
     )
+    embed_seconds = time.perf_counter() - embedding_started
     cut = [0, len(train), len(train) + len(val), len(everything)]
     train_view, val_view, test_view = (view.take(range(a, b)) for a, b in pairwise(cut))
     started = time.perf_counter()
@@ -160,7 +163,12 @@ def run_tune_job(
         relative_images(test, data_dir),
         embedded=(embedded, production_embedded),
     )
-    features = {"images": len(set(everything)), "embedded": store.embedded - embedded_before}
+    features = {
+        "images": len(set(everything)),
+        "embedded": store.embedded - embedded_before,
+        "embed_seconds": round(embed_seconds, 3),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+    }
     extra = {**job.extra, "spec": job.spec.to_dict(), "features": features}
     return TuneOutcome(
         domain=job.domain,
