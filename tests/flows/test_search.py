@@ -105,3 +105,47 @@ def test_the_chosen_trial_of_a_one_fold_search_is_not_fitted_again(tmp_path):
     fresh = run_tune_job(backbone, chosen)
     assert reused.artifact.tensors == fresh.artifact.tensors
     assert reused.metrics == fresh.metrics and reused.history == fresh.history
+
+
+def test_stored_features_change_no_trial_no_choice_and_no_metric(tmp_path, monkeypatch):
+    """A search and its tuning run twice on one small domain: once computing every frozen
+    feature (an empty store), once reading them all from the store. The trials' values,
+    the chosen config and the final metrics are the same, bit for bit."""
+    import shutil
+
+    from flows.fitted import FittedPrompts
+    from flows.worker import load_ref, run_tune_job
+    from mpt_core.featurestore import FeatureStore
+    from mpt_core.training.search import select_best
+
+    from .retrain_fixtures import TINY
+
+    job = search_job(tmp_path, folds=1)
+    job = dataclasses.replace(
+        job,
+        spec=dataclasses.replace(
+            job.spec, search=dataclasses.replace(job.spec.search, early_stopping=False)
+        ),
+    )
+    backbone = load_ref(TINY)
+
+    def searched_and_tuned():
+        data = search_data(job)
+        trials = [run_search_trial(job, data, p) for p in job.spec.search.trial_params()]
+        best = select_best([result for result, _ in trials])
+        chosen = next(spec for result, spec in trials if result is best)
+        outcome = run_tune_job(backbone, dataclasses.replace(job, spec=chosen))
+        return [r.fold_values for r, _ in trials], best.params, outcome
+
+    cold = searched_and_tuned()
+    test_images = cold[2].features["images"] - len(search_data(job)["examples"])
+    assert cold[2].features["embedded"] == test_images  # the search stored train and val
+    warm = searched_and_tuned()
+    assert warm[2].features["embedded"] == 0
+    assert cold[:2] == warm[:2]
+    assert cold[2].metrics == warm[2].metrics
+    assert cold[2].artifact.tensors == warm[2].artifact.tensors
+    shutil.rmtree(FeatureStore.from_env().root)  # everything computed again: the same
+    shutil.rmtree(FittedPrompts().root, ignore_errors=True)
+    again = searched_and_tuned()
+    assert again[:2] == cold[:2] and again[2].artifact.tensors == cold[2].artifact.tensors
