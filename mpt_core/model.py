@@ -243,9 +243,18 @@ class DualEncoderKind:
         items: Sequence[tuple[PromptedModel, Example]],
         rows: list[int],
         out: list[Prediction | None],
+        prepared: Sequence[torch.Tensor] | None = None,
     ) -> None:
         """One stem pass for `rows`, one shared plain embedding for the models without
-        visual prompts, then each model's prompted part and its task's scores."""
+        visual prompts, then each model's prompted part and its task's scores (given
+        `prepared` features, each model's part starts from them)."""
+        if prepared is not None:
+            for model_rows in group_rows([id(items[i][0]) for i in rows], rows).values():
+                model = items[model_rows[0]][0]
+                batch = torch.stack([prepared[i] for i in model_rows])
+                emb = model.embed_prepared(batch.to(model.backbone.device))
+                self._score(model, emb, [items[i][1] for i in model_rows], model_rows, out)
+            return
         backbone = items[rows[0]][0].backbone
         images = [items[i][1].image for i in rows]
         stem = torch.cat(list(image_stems(backbone, images, STEM_CHUNK)))
@@ -259,9 +268,13 @@ class DualEncoderKind:
                 emb = model.embed_prepared(plain[[plain_at[i] for i in model_rows]])
             else:
                 emb = model.embed_prepared(stem[[local[i] for i in model_rows]])
-            scores = model.task.scores(model, emb, [items[i][1] for i in model_rows])
-            for i, row_scores, row_emb in zip(model_rows, scores, emb.embedding, strict=True):
-                out[i] = Prediction(best_candidate(row_scores), row_scores, row_emb)
+            self._score(model, emb, [items[i][1] for i in model_rows], model_rows, out)
+
+    @staticmethod
+    def _score(model, emb, examples, rows, out) -> None:
+        scores = model.task.scores(model, emb, examples)
+        for i, row_scores, row_emb in zip(rows, scores, emb.embedding, strict=True):
+            out[i] = Prediction(best_candidate(row_scores), row_scores, row_emb)
 
 
 KIND = DualEncoderKind()

@@ -156,10 +156,16 @@ class GenerativeKind:
         items: Sequence[tuple[GenerativeModel, Example]],
         rows: list[int],
         out: list[Prediction | None],
+        prepared: Sequence[torch.Tensor] | None = None,
     ) -> None:
         for model_rows in group_rows([id(items[i][0]) for i in rows], rows).values():
             model = items[model_rows[0]][0]
-            texts = model.predict([items[i][1] for i in model_rows])
+            examples = [items[i][1] for i in model_rows]
+            if prepared is None:
+                texts = model.predict(examples)
+            else:
+                batch = torch.stack([prepared[i] for i in model_rows]).to(model.backbone.device)
+                texts = model.task.predict(model, model.embed_prepared(batch), examples)
             for i, text in zip(model_rows, texts, strict=True):
                 out[i] = Prediction(text, {}, None)
 
