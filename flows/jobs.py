@@ -48,6 +48,8 @@ class DataRef:
     md5: str
     rows_sha256: str
     layout: TableLayout
+    rows: int = 0
+    """How many rows the data version has (a size hint: how to share its embedding)."""
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,9 @@ class TuneOutcome:
     """The identity (family, name, weights sha256) of the backbone the worker tuned on."""
     evidence: Evidence | None = None
     """Per-example test predictions of both versions and thumbnails, for reviewers."""
+    features: dict[str, int] = field(default_factory=dict)
+    """{images: distinct images the job read, embedded: those whose frozen features were
+    computed for it (the rest came from the node's feature store)}."""
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
+import os
 import shutil
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -59,6 +63,9 @@ class DomainResult:
     stage: str = ""
     """The step a failure happened in: version, validate, plan, job, tune, register."""
     history: list[dict[str, Any]] = field(default_factory=list)
+    features: dict[str, int] = field(default_factory=dict)
+    """{images: distinct images tuned and evaluated on, embedded: those whose frozen
+    features were computed in this run (the rest came from the feature store)}."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -92,6 +99,8 @@ class PreparedDomain:
     """sha256 of the rows validated (what the worker must read back)."""
     validation: str = "passed"
     """passed | unchanged (validated before, same data and rules: not run again)"""
+    rows: int = 0
+    """How many rows the data version has."""
 
     @cached_property
     def spec(self) -> TuneSpec:
@@ -132,17 +141,7 @@ def unchanged_data(
 ) -> DataVersion | None:
     """The data version, if the folder still holds what was recorded and validated under
     the same rules and code (then validation need not run again)."""
-    from .validation.containment import check_data_folder
-
-    if check_data_folder(domain.data_dir):  # links etc.: validation reports them
-        return None
-    current = versioner.current_version(domain.data_dir)
-    if current is None:
-        return None
-    record = registry.data_version(domain.name, current.md5)
-    if record and record.validation_passed and record.validation_key == validation_key(domain):
-        return current
-    return None
+    return unchanged_many([domain], versioner, registry)[domain.name]
 
 
 def prepare(
@@ -154,42 +153,181 @@ def prepare(
     push: bool = True,
 ) -> PreparedDomain:
     """Validate the data folder, then track it with DVC, check DVC recorded exactly the
-    bytes that were validated, push it, and record the data version.
+    bytes that were validated, push it, and record the data version (`prepare_many` for
+    one domain). Raises StepFailed (invalid) before anything is written to the DVC cache or
+    remote when validation fails."""
+    outcome = prepare_many([domain], versioner, registry, report_root, push=push)[domain.name]
+    if isinstance(outcome, Failure):
+        raise StepFailed(outcome)
+    return outcome
 
-    Raises StepFailed (invalid) before anything is written to the DVC cache or remote when
-    validation fails."""
+
+Stage = Callable[[str, str], None]
+"""(domain, stage) as the preparation moves on: validating, versioning."""
+PARALLEL_VALIDATION = 4
+"""From this many domains to validate on, validation runs in processes (one per CPU):
+below it, starting them (each imports Great Expectations) costs more than it saves."""
+
+
+def prepare_many(
+    domains: Sequence[Domain],
+    versioner: DataVersioner,
+    registry: PromptRegistry,
+    report_root: Path,
+    *,
+    push: bool = True,
+    on_stage: Stage | None = None,
+) -> dict[str, PreparedDomain | Failure]:
+    """`prepare` for many domains at once, each isolated (its problem is its Failure):
+    unchanged ones are found with one `dvc status`, the others validated in parallel
+    processes, then tracked with one `dvc add` and pushed with one `dvc push` (DVC holds
+    one lock per repository: one operation for all is what makes many domains cheap)."""
+    stage = on_stage or (lambda domain, what: None)
+    out: dict[str, PreparedDomain | Failure] = {}
+    unchanged = _unchanged_each(domains, versioner, registry, out)
+    todo = [d for d in domains if d.name not in out and unchanged.get(d.name) is None]
+    for domain in domains:
+        data = unchanged.get(domain.name)
+        if data is not None and domain.name not in out:
+            rows = read_rows(layout_of(domain.config), domain.data_dir)
+            out[domain.name] = PreparedDomain(
+                domain, data, rows_digest(rows), "unchanged", len(rows)
+            )
+    for domain in todo:
+        stage(domain.name, "validating")
+    checked = _validate_many(todo, report_root)
+    valid = []
+    for domain in todo:
+        result = checked[domain.name]
+        if isinstance(result, Failure):
+            out[domain.name] = result
+        elif not result.report.passed or result.table is None:
+            summary = result.report.summary
+            out[domain.name] = Failure(domain.name, "validate", summary, invalid=True)
+        else:
+            valid.append(domain)
+            stage(domain.name, "versioning")
+    tracked = versioner.track_many([d.data_dir for d in valid]) if valid else {}
+    for domain in valid:
+        version = tracked[_key(domain)]
+        if isinstance(version, Exception):
+            out[domain.name] = _failure_of(domain.name, "version", version)
+            continue
+        result = _record(domain, version, checked[domain.name], versioner, registry, report_root)
+        out[domain.name] = result
+    if push:
+        ready = [p.domain for p in out.values() if isinstance(p, PreparedDomain)]
+        pushed = versioner.push_many([d.data_dir for d in ready]) if ready else {}
+        for domain in ready:
+            sent = pushed[_key(domain)]
+            if isinstance(sent, Exception):
+                out[domain.name] = _failure_of(domain.name, "version", sent, out[domain.name])
+    return out
+
+
+def _key(domain: Domain) -> Path:
+    """How the versioner's batch operations name a domain's data folder."""
+    return domain.data_dir.expanduser().resolve()
+
+
+def _failure_of(
+    name: str, stage: str, exc: Exception, prepared: PreparedDomain | None = None
+) -> Failure:
+    data_version = prepared.data.md5 if prepared is not None else None
+    message = f"{stage} failed: {type(exc).__name__}: {exc}"
+    return Failure(name, stage, message, data_version=data_version)
+
+
+def _unchanged_each(
+    domains: Sequence[Domain], versioner: DataVersioner, registry: PromptRegistry, out: dict
+) -> dict[str, DataVersion | None]:
+    """`unchanged_many`; when the batch fails, each domain alone, so that the failure is
+    only the failing domain's (recorded in `out`)."""
+    try:
+        return unchanged_many(domains, versioner, registry)
+    except Exception:
+        found: dict[str, DataVersion | None] = {}
+        for domain in domains:
+            try:
+                found |= unchanged_many([domain], versioner, registry)
+            except Exception as exc:
+                out[domain.name] = _failure_of(domain.name, "version", exc)
+        return found
+
+
+def unchanged_many(
+    domains: Sequence[Domain], versioner: DataVersioner, registry: PromptRegistry
+) -> dict[str, DataVersion | None]:
+    """`unchanged_data` of several domains with one `dvc status`."""
+    from .validation.containment import check_data_folder
+
+    clean = [d for d in domains if not check_data_folder(d.data_dir)]
+    current = versioner.current_versions([d.data_dir for d in clean]) if clean else {}
+    out: dict[str, DataVersion | None] = {d.name: None for d in domains}
+    for domain in clean:
+        data = current.get(_key(domain))
+        if data is None:
+            continue
+        record = registry.data_version(domain.name, data.md5)
+        if record and record.validation_passed and record.validation_key == validation_key(domain):
+            out[domain.name] = data
+    return out
+
+
+def _validate_one(domain: Domain, staging: Path) -> Any:
     from .validation import validate_data  # Great Expectations imports slowly
 
-    unchanged = unchanged_data(domain, versioner, registry)
-    if unchanged is not None:
-        rows = read_rows(layout_of(domain.config), domain.data_dir)
-        if push:
-            versioner.push(domain.data_dir)  # cheap when the remote has it
-        return PreparedDomain(domain, unchanged, rows_digest(rows), validation="unchanged")
-    staging = report_root / domain.name / ".validating"
     shutil.rmtree(staging, ignore_errors=True)
-    checked = validate_data(domain, staging)
-    report = checked.report
-    if not report.passed or checked.table is None:
-        raise StepFailed(Failure(domain.name, "validate", report.summary, invalid=True))
-    data = versioner.track(domain.data_dir)
+    return validate_data(domain, staging)
+
+
+def _validate_many(domains: Sequence[Domain], report_root: Path) -> dict[str, Any]:
+    """name -> ValidatedData (into `<report_root>/<name>/.validating`) or its Failure; in
+    one process per CPU when there are enough domains to make that pay."""
+    staging = {d.name: report_root / d.name / ".validating" for d in domains}
+    out: dict[str, Any] = {}
+    workers = min(os.cpu_count() or 1, len(domains))
+    if len(domains) < PARALLEL_VALIDATION or workers < 2:
+        for domain in domains:
+            try:
+                out[domain.name] = _validate_one(domain, staging[domain.name])
+            except Exception as exc:
+                out[domain.name] = _failure_of(domain.name, "validate", exc)
+        return out
+    context = multiprocessing.get_context("spawn")  # no fork under Prefect's and Ray's threads
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        futures = {d.name: pool.submit(_validate_one, d, staging[d.name]) for d in domains}
+        for name, future in futures.items():
+            try:
+                out[name] = future.result()
+            except Exception as exc:
+                out[name] = _failure_of(name, "validate", exc)
+    return out
+
+
+def _record(
+    domain: Domain,
+    data: DataVersion,
+    checked: Any,
+    versioner: DataVersioner,
+    registry: PromptRegistry,
+    report_root: Path,
+) -> PreparedDomain | Failure:
+    """Check DVC recorded the validated bytes, keep the report, record the data version."""
     listing = versioner.listing(data.md5)
     changed = sorted(p for p, md5 in checked.md5.items() if listing.get(p) != md5)
     if changed:
-        raise StepFailed(
-            Failure(
-                domain.name,
-                "version",
-                f"{len(changed)} file(s) changed while the domain was validated, e.g. "
-                f"{clip(changed[0])}; run again",
-                data_version=data.md5,
-            )
+        return Failure(
+            domain.name,
+            "version",
+            f"{len(changed)} file(s) changed while the domain was validated, e.g. "
+            f"{clip(changed[0])}; run again",
+            data_version=data.md5,
         )
+    report = checked.report
     report_dir = report_root / domain.name / data.md5
     shutil.rmtree(report_dir, ignore_errors=True)
-    staging.rename(report_dir)
-    if push:
-        versioner.push(domain.data_dir)
+    (report_root / domain.name / ".validating").rename(report_dir)
     registry.record_data_version(
         domain.name,
         data.md5,
@@ -201,7 +339,7 @@ def prepare(
         validation_key=validation_key(domain),
     )
     rows = rows_from_table(layout_of(domain.config), checked.table)
-    return PreparedDomain(domain, data, rows_digest(rows))
+    return PreparedDomain(domain, data, rows_digest(rows), rows=len(rows))
 
 
 # ------------------------------------------------------------------ plan and jobs
@@ -219,12 +357,24 @@ def unchanged_result(
     domain: Domain, versioner: DataVersioner, registry: PromptRegistry
 ) -> DomainResult | None:
     """The domain's "skipped" result when nothing changed (see `unchanged_version`)."""
-    data = unchanged_data(domain, versioner, registry)
-    if data is None:
-        return None
-    prepared = PreparedDomain(domain, data, rows_sha256="", validation="unchanged")
-    number = existing_version(prepared, backbone_ref(domain), registry)
-    return None if number is None else prepared.skipped(number)
+    return unchanged_results([domain], versioner, registry)[domain.name]
+
+
+def unchanged_results(
+    domains: Sequence[Domain], versioner: DataVersioner, registry: PromptRegistry
+) -> dict[str, DomainResult | None]:
+    """`unchanged_result` of several domains, with one `dvc status` for all of them."""
+    data = unchanged_many(domains, versioner, registry)
+    out: dict[str, DomainResult | None] = {}
+    for domain in domains:
+        found = data[domain.name]
+        if found is None:
+            out[domain.name] = None
+            continue
+        prepared = PreparedDomain(domain, found, rows_sha256="", validation="unchanged")
+        number = existing_version(prepared, backbone_ref(domain), registry)
+        out[domain.name] = None if number is None else prepared.skipped(number)
+    return out
 
 
 def backbone_ref(domain: Domain) -> BackboneRef:
@@ -285,7 +435,13 @@ def build_job(
         domain=domain.name,
         spec=prepared.spec,
         backbone=ref,
-        data=DataRef(location, prepared.data.md5, prepared.rows_sha256, layout_of(domain.config)),
+        data=DataRef(
+            location,
+            prepared.data.md5,
+            prepared.rows_sha256,
+            layout_of(domain.config),
+            prepared.rows,
+        ),
         production=prod_artifact,
         production_version=prod_number,
         extra={
@@ -366,4 +522,5 @@ def register_outcome(
         tune_seconds=outcome.seconds,
         message="; ".join(request.policy_report.get("reasons", [])) if request else "",
         history=outcome.history,
+        features=outcome.features,
     )

@@ -31,7 +31,7 @@ class LogReporter:
         log.info("%s: %s %s", domain, stage, detail)
 
     def epoch(self, row: dict[str, Any]) -> None:
-        log.info("%s: epoch %s/%s", row.get("domain"), row.get("epoch"), row.get("epochs"))
+        log.info("%s: %s %s", row.get("domain"), row_stage(row), epoch_detail(row))
 
 
 _current: Reporter = LogReporter()
@@ -55,9 +55,17 @@ def reporting(reporter: Reporter) -> Iterator[Reporter]:
 
 
 def epoch_detail(row: dict[str, Any]) -> str:
+    """What a worker's progress row says: the embedding pass (images done/total, rate) or a
+    tuning epoch (k/n and the validation metric)."""
+    if row.get("stage") == "embedding":
+        return f"{row.get('done')}/{row.get('total')} images, {row.get('rate', 0):.0f} images/s"
     metric = next((k for k in row if k.startswith("val_")), None)
     shown = f", {metric} {row[metric]:.3f}" if metric and row.get(metric) is not None else ""
     return f"epoch {row.get('epoch')}/{row.get('epochs')}{shown}"
+
+
+def row_stage(row: dict[str, Any]) -> str:
+    return "embedding" if row.get("stage") == "embedding" else "tuning"
 
 
 class LiveTable:
@@ -69,22 +77,27 @@ class LiveTable:
 
         self._rows: dict[str, tuple[str, str, float]] = {}
         self._started = time.monotonic()
-        self._live = Live(console=Console(stderr=True), refresh_per_second=4, transient=False)
+        # Live re-renders `self` (its __rich__) at every refresh: the clock keeps running
+        # while a stage is long.
+        self._live = Live(self, console=Console(stderr=True), refresh_per_second=4, transient=False)
 
     def __enter__(self) -> LiveTable:
         self._live.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._live.update(self._render())
+        self._live.refresh()
         self._live.__exit__(*exc)
+
+    def __rich__(self):
+        return self._render()
 
     def stage(self, domain: str, stage: str, detail: str = "") -> None:
         self._rows[domain] = (stage, detail, time.monotonic())
-        self._live.update(self._render())
+        self._live.refresh()
 
     def epoch(self, row: dict[str, Any]) -> None:
-        self.stage(str(row.get("domain")), "tuning", epoch_detail(row))
+        self.stage(str(row.get("domain")), row_stage(row), epoch_detail(row))
 
     def _render(self):
         from rich.table import Table

@@ -48,16 +48,16 @@ def guarded(domain: str, stage: str, step: Callable[[], T]) -> T | Failure:
         return Failure(domain, stage, f"{stage} failed: {type(exc).__name__}: {exc}")
 
 
-@task(retries=1, retry_delay_seconds=2, cache_policy=NONE)
-def prepare_domain(
-    domain: Domain, versioner: DataVersioner, registry: PromptRegistry, report_root: Path
-) -> PreparedDomain | Failure:
-    current().stage(domain.name, "validating")
-    return guarded(
-        domain.name,
-        "validate",
-        lambda: pipeline.prepare(domain, versioner, registry, report_root),
-    )
+@task(cache_policy=NONE)
+def prepare_domains(
+    domains: list[Domain], versioner: DataVersioner, registry: PromptRegistry, report_root: Path
+) -> dict[str, PreparedDomain | Failure]:
+    """Every domain validated (in parallel) and versioned (in one DVC operation); each
+    domain's problem is its own Failure."""
+    reporter = current()
+    for domain in domains:
+        reporter.stage(domain.name, "planning")
+    return pipeline.prepare_many(domains, versioner, registry, report_root, on_stage=reporter.stage)
 
 
 @task(cache_policy=NONE)
@@ -78,12 +78,17 @@ def tune_domains(
 
 @task(cache_policy=NONE)
 def search_domains(jobs, home: Path) -> dict:
-    """domain -> SearchOutcome or why its search failed; trials on Ray Tune."""
+    """domain -> SearchOutcome or its Failure; trials on Ray Tune, progress in the table."""
     from .search import search_on_ray
 
+    reporter = current()
     for job in jobs:
-        current().stage(job.domain, "searching", "Ray Tune trials")
-    return search_on_ray(jobs, storage=home / "ray-tune")
+        reporter.stage(job.domain, "searching", "Ray Tune trials")
+
+    def progress(domain: str, detail: str) -> None:
+        reporter.stage(domain, "searching", detail)
+
+    return search_on_ray(jobs, storage=home / "ray-tune", on_progress=progress)
 
 
 @task(retries=1, retry_delay_seconds=2, cache_policy=NONE)
@@ -159,8 +164,11 @@ def retrain_flow(
     location = remote_location(settings, repo_root)
 
     groups: dict[tuple, list[tuple[BackboneRef, PreparedDomain]]] = defaultdict(list)
+    ready = prepare_domains(
+        list(found.domains.values()), versioner, registry, settings.home / "reports"
+    )
     for domain in found.domains.values():
-        prepared = prepare_domain(domain, versioner, registry, settings.home / "reports")
+        prepared = ready[domain.name]
         if isinstance(prepared, Failure):
             row = DomainResult.of_failure(prepared)
             logger.error("domain %s: %s", domain.name, note(row))

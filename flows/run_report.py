@@ -42,6 +42,7 @@ def summary_row(r: DomainResult) -> dict[str, Any]:
         + (f" (v{r.production_version})" if r.production_version else ""),
         "request": f"#{r.request_id}" if r.request_id else "-",
         "tune_s": "-" if r.tune_seconds is None else f"{r.tune_seconds:.1f}",
+        "embedded": f"{r.features['embedded']}/{r.features['images']}" if r.features else "-",
         "note": note(r),
     }
 

@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from mpt_core.featurestore import FeatureStore
 from mpt_core.spec import TuneSpec
 from mpt_core.training.search import TrialResult, kfold_splits, select_best
 
@@ -55,10 +57,11 @@ class SearchOutcome:
 
 
 def search_data(job: TuneJob) -> dict[str, Any]:
-    """On a worker: the cached frozen features of train + val and the folds over them.
+    """On a worker: the frozen features of train + val put in the node's feature store
+    (only those it lacks are computed), and the folds over them.
 
-    Returns {"prepared": (N, ...) tensor, "examples": N examples (images as paths),
-    "folds": [(train indices, val indices)], "k": folds}."""
+    Returns {"examples": N examples (images as paths), "folds": [(train indices, val
+    indices)], "k": folds}; trials read the features from the same store."""
     from .worker import job_examples, load_ref, node_cache
 
     spec = job.spec.search
@@ -67,7 +70,7 @@ def search_data(job: TuneJob) -> dict[str, Any]:
     train, val = splits["train"], splits["val"]
     model = job.spec.build(load_ref(job.backbone))
     examples = [*train, *val]
-    prepared = model.prepare_images([e.image for e in examples])
+    model.prepare_images([e.image for e in examples], store=FeatureStore.from_env())
     index = {id(e): i for i, e in enumerate(examples)}
     k = spec.fold_count(len(val))
     if k == 1:
@@ -75,18 +78,27 @@ def search_data(job: TuneJob) -> dict[str, Any]:
     else:
         folds = [
             ([index[id(e)] for e in fold_train], [index[id(e)] for e in fold_val])
-            for fold_train, fold_val in kfold_splits(train, val, k, spec.seed)
+            for fold_train, fold_val in kfold_splits(
+                train, val, k, spec.seed, contract=job.spec.build_task().contract
+            )
         ]
-    return {"prepared": prepared, "examples": examples, "folds": folds, "k": k}
+    return {"examples": examples, "folds": folds, "k": k}
 
 
 def run_search_trial(
-    job: TuneJob, data: dict[str, Any], params: dict[str, Any]
+    job: TuneJob,
+    data: dict[str, Any],
+    params: dict[str, Any],
+    on_epoch: Callable[[int, dict[str, Any]], None] | None = None,
+    *,
+    keep_fit: bool = False,
 ) -> tuple[TrialResult, TuneSpec]:
     """One trial on the cached features (plain: the Tune trainable and tests call it).
 
     Returns its result and the job's spec with the trial applied (knobs like `depth`
-    expand into several fields), which the final tuning uses when this trial wins."""
+    expand into several fields), which the final tuning uses when this trial wins.
+    `keep_fit`: the trial trains on the very train and val splits the final tuning does (one
+    fold), so its prompts are kept on this node (`flows.fitted`) for that tuning to reuse."""
     from mpt_core.training.search import run_trial
 
     from .worker import load_ref
@@ -94,14 +106,18 @@ def run_search_trial(
     spec = job.spec
     backbone = load_ref(job.backbone)
     trial = spec.with_trial(params, backbone.slots)
-    examples, prepared = data["examples"], data["prepared"]
-    position = {id(e): i for i, e in enumerate(examples)}
+    examples = data["examples"]
     folds = [
         ([examples[i] for i in train], [examples[i] for i in val]) for train, val in data["folds"]
     ]
+    kept = None
+    if keep_fit:
+        from .fitted import FittedPrompts, fit_key
 
-    def cached(model, subset):
-        return prepared[[position[id(e)] for e in subset]]
+        fits, key = FittedPrompts(), fit_key(replace(job, spec=trial))
+
+        def kept(fold: int, model: Any, fitted: Any) -> None:
+            fits.put(key, model, fitted)
 
     result = run_trial(
         backbone,
@@ -111,20 +127,104 @@ def run_search_trial(
         spec.train,
         params,
         folds,
-        prepare=cached,
+        store=FeatureStore.from_env(),
+        on_epoch=on_epoch,
+        on_fitted=kept,
     )
     return result, trial
+
+
+class FoldMean:
+    """The running validation metric of a trial over its folds, for an early-stopping
+    scheduler: the mean of each finished fold's best and the current fold's best so far."""
+
+    def __init__(self, metric: str) -> None:
+        self.key = f"val_{metric}"
+        self.best: dict[int, float] = {}
+
+    def __call__(self, fold: int, row: dict[str, Any]) -> float | None:
+        value = row.get(self.key)
+        if value is None:
+            return None
+        self.best[fold] = max(self.best.get(fold, float("-inf")), float(value))
+        return sum(self.best.values()) / len(self.best)
 
 
 def _trainable(config: dict[str, Any], job: TuneJob, data: dict[str, Any]) -> None:
     from ray import tune
 
-    result, trial = run_search_trial(job, data, config["params"])
-    tune.report({"value": result.value, "fold_values": result.fold_values, "spec": trial.to_dict()})
+    running = FoldMean(job.spec.build_task().primary_metric)
+
+    def report(fold: int, row: dict[str, Any]) -> None:
+        value = running(fold, row)
+        if value is not None:
+            tune.report({"value": value, "finished": False})
+
+    early = job.spec.search is not None and job.spec.search.early_stopping
+    result, trial = run_search_trial(
+        job, data, config["params"], report if early else None, keep_fit=data["k"] == 1
+    )
+    tune.report(
+        {
+            "value": result.value,
+            "fold_values": result.fold_values,
+            "spec": trial.to_dict(),
+            "finished": True,
+        }
+    )
+
+
+def _scheduler(job: TuneJob, k: int):
+    """ASHA over epochs (all folds in a row): trials below the best third at a rung stop."""
+    from ray.tune.schedulers import ASHAScheduler
+
+    epochs = [job.spec.train.epochs]
+    space = job.spec.search.space if job.spec.search else {}
+    if "epochs" in space:
+        kind, args = next(iter(space["epochs"].items()))
+        epochs += [int(a) for a in args] if kind == "choice" else [int(args[1])]
+    longest = k * max(epochs) + 1  # + the final report
+    return ASHAScheduler(
+        time_attr="training_iteration",
+        metric="value",
+        mode="max",
+        max_t=longest,
+        grace_period=max(2, min(epochs) // 3),
+        reduction_factor=3,
+    )
+
+
+def _progress_callback(domain: str, trials: int, on_progress: Callable[[str, str], None]):
+    """A Ray Tune callback that reports trial k/n and the best validation so far."""
+    from ray.tune import Callback
+
+    class Progress(Callback):
+        def __init__(self) -> None:
+            self.finished: set[str] = set()
+            self.best: float | None = None
+
+        def _say(self) -> None:
+            best = "-" if self.best is None else f"{self.best:.3f}"
+            on_progress(domain, f"trial {len(self.finished)}/{trials} done, best validation {best}")
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            if result.get("finished"):
+                self.best = max(self.best or float("-inf"), float(result["value"]))
+            self._say()
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            self.finished.add(trial.trial_id)
+            self._say()
+
+        on_trial_error = on_trial_complete
+
+    return Progress()
 
 
 def search_on_ray(
-    jobs: list[TuneJob], storage: Path | None = None
+    jobs: list[TuneJob],
+    storage: Path | None = None,
+    on_progress: Callable[[str, str], None] | None = None,
 ) -> dict[str, SearchOutcome | Failure]:
     """Search every job's space on the connected Ray cluster: domain -> outcome, or why it
     failed. Call inside `cluster.ray.ray_session`."""
@@ -148,16 +248,22 @@ def search_on_ray(
             trainable = tune.with_resources(
                 tune.with_parameters(_trainable, job=job, data=data), per_trial
             )
+            early = spec.early_stopping and len(trials) > 1
             tuner = tune.Tuner(
                 trainable,
                 param_space={"params": tune.grid_search(trials)},
                 tune_config=tune.TuneConfig(
-                    num_samples=1, max_concurrent_trials=max(1, gpus or int(resources["CPU"]))
+                    num_samples=1,
+                    max_concurrent_trials=max(1, gpus or int(resources["CPU"])),
+                    scheduler=_scheduler(job, data["k"]) if early else None,
                 ),
                 run_config=tune.RunConfig(
                     name=f"search-{job.domain}-{os.getpid()}",
                     storage_path=str(storage),
                     verbose=0,
+                    callbacks=[_progress_callback(job.domain, len(trials), on_progress)]
+                    if on_progress
+                    else None,
                 ),
             )
             grid = tuner.fit()
@@ -197,8 +303,11 @@ def _trial_results(
             continue
         params = result.config["params"]
         key = repr(sorted(params.items()))
-        by_params[key] = TrialResult(dict(params), list(result.metrics["fold_values"]))
-        specs[key] = TuneSpec.from_dict(result.metrics["spec"])
+        if result.metrics.get("finished"):
+            by_params[key] = TrialResult(dict(params), list(result.metrics["fold_values"]))
+            specs[key] = TuneSpec.from_dict(result.metrics["spec"])
+        else:  # stopped by the scheduler: its running value, never selected
+            by_params[key] = TrialResult(dict(params), [result.metrics["value"]], stopped=True)
     if not by_params:
         raise RuntimeError(f"every trial failed: {errors[0] if errors else 'no results'}")
     ordered = [by_params[k] for k in (repr(sorted(t.items())) for t in trials) if k in by_params]

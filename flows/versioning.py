@@ -212,6 +212,27 @@ class DataVersioner:
             raise VersioningError(f"dvc add wrote no {_dvc_file(data)}")
         return version
 
+    def track_many(self, data_dirs: list[Path]) -> dict[Path, DataVersion | VersioningError]:
+        """`track` for several directories with one `dvc add` (one repository lock, one
+        index walk); when that fails, each directory alone, so that one directory's problem
+        is its own. Returns directory -> its version or the error."""
+        dirs = [self._data_dir(d, must_exist=True) for d in data_dirs]
+        out: dict[Path, DataVersion | VersioningError] = {}
+        for data in dirs:  # a refused directory is its own failure, never DVC's to see
+            refused = self._attempt(self._refuse_links, data)
+            if refused is not None:
+                out[data] = refused
+        batch = [d for d in dirs if d not in out]
+        if len(batch) < 2:
+            return out | {d: self._attempt(self.track, d) for d in batch}
+        self._ensure_ready()
+        try:
+            with self._locked(), self._repo(f"track {len(batch)} data directories") as repo:
+                repo.add([str(d) for d in batch])
+        except VersioningError:
+            return out | {d: self._attempt(self.track, d) for d in batch}
+        return out | {d: self._read_version(d) for d in batch}
+
     def push(self, data_dir: Path | str) -> int:
         """Upload the objects of the directory's current version; returns how many were sent."""
         data = self._data_dir(data_dir)
@@ -220,6 +241,49 @@ class DataVersioner:
             self._require_tracked(data)
             with self._repo(f"push {data}", remote_op=True) as repo:
                 return repo.push(targets=[str(_dvc_file(data))], remote=self.remote.name)
+
+    def push_many(self, data_dirs: list[Path]) -> dict[Path, int | VersioningError]:
+        """`push` for several directories with one `dvc push`; when that fails, each alone.
+        Returns directory -> objects sent (for the batch: all on the first) or the error."""
+        dirs = [self._data_dir(d) for d in data_dirs]
+        if len(dirs) < 2:
+            return {d: self._attempt(self.push, d) for d in dirs}
+        self._ensure_ready()
+        try:
+            with self._locked():
+                for data in dirs:
+                    self._require_tracked(data)
+                with self._repo(f"push {len(dirs)} data directories", remote_op=True) as repo:
+                    sent = repo.push(
+                        targets=[str(_dvc_file(d)) for d in dirs], remote=self.remote.name
+                    )
+        except VersioningError:
+            return {d: self._attempt(self.push, d) for d in dirs}
+        return {d: (sent if i == 0 else 0) for i, d in enumerate(dirs)}
+
+    def current_versions(self, data_dirs: list[Path]) -> dict[Path, DataVersion | None]:
+        """`current_version` of several directories with one `dvc status`."""
+        dirs = [self._data_dir(d, must_exist=True) for d in data_dirs]
+        tracked = [d for d in dirs if _dvc_file(d).exists()]
+        out: dict[Path, DataVersion | None] = dict.fromkeys(dirs)
+        if not tracked or not (self.root / ".dvc").is_dir():
+            return out
+        with self._locked():
+            with self._repo(f"check {len(tracked)} data directories") as repo:
+                changed = repo.status(targets=[str(_dvc_file(d)) for d in tracked])
+            # DVC names a changed target by its path as given or relative to the cwd
+            named = {(base / key).resolve() for key in changed for base in (self.root, Path.cwd())}
+            for data in tracked:
+                if _dvc_file(data).resolve() not in named:
+                    out[data] = self._read_version(data)
+        return out
+
+    @staticmethod
+    def _attempt(action, data: Path):
+        try:
+            return action(data)
+        except VersioningError as exc:
+            return exc
 
     def current_version(self, data_dir: Path | str) -> DataVersion | None:
         """The version the `.dvc` file records if the directory still holds exactly it

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import socket
 import time
 from collections.abc import Callable
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +16,12 @@ from mpt_core import evaluate, fit, load_backbone
 from mpt_core.artifacts import prompts_from_bytes, prompts_to_bytes
 from mpt_core.backbones.base import Backbone
 from mpt_core.errors import BackboneMismatchError, DataError
+from mpt_core.featurestore import FeatureStore, Progress
 from mpt_core.training import embed_examples
 
 from .datacache import DataCache
 from .dataset import read_rows, rows_digest, split_examples
+from .fitted import FittedPrompts, restore
 from .jobs import BackboneRef, TuneJob, TuneOutcome
 from .predictions import evidence_for, relative_images
 
@@ -60,34 +64,97 @@ def _job_data(job: TuneJob, cache: DataCache) -> tuple[Path, dict]:
     return data_dir, split_examples(rows, data_dir)
 
 
+def embedding_progress(domain: str, report: EpochCallback | None) -> Progress | None:
+    """A feature store's progress callback that reports the embedding pass as a row
+    {domain, stage: embedding, done, total, rate (images/s)}."""
+    if report is None:
+        return None
+    started = time.perf_counter()
+
+    def progress(done: int, total: int) -> None:
+        rate = done / max(time.perf_counter() - started, 1e-9)
+        report({"domain": domain, "stage": "embedding", "done": done, "total": total,
+                "rate": rate})  # fmt: skip
+
+    return progress
+
+
+def embed_part(
+    backbone: Backbone,
+    job: TuneJob,
+    part: int,
+    parts: int,
+    *,
+    cache: DataCache | None = None,
+    store: FeatureStore | None = None,
+    on_progress: EpochCallback | None = None,
+) -> int:
+    """Part `part` of `parts` of a job's embedding pass: the frozen features of one
+    contiguous share of its images (train, val, test) put in the node's feature store, so
+    that several workers embed one large data version together before it is tuned.
+    Returns how many images this part computed (those already stored are not)."""
+    _, splits = _job_data(job, cache or node_cache())
+    store = store or FeatureStore.from_env()
+    images = list(dict.fromkeys(e.image for split in splits.values() for e in split))
+    share = images[len(images) * part // parts : len(images) * (part + 1) // parts]
+    model = job.spec.build(backbone)
+    before = store.embedded
+    if share:
+        model.prepare_images(
+            share, store=store, on_progress=embedding_progress(job.domain, on_progress)
+        )
+    return store.embedded - before
+
+
 def run_tune_job(
     backbone: Backbone,
     job: TuneJob,
     *,
     cache: DataCache | None = None,
+    store: FeatureStore | None = None,
     worker: str | None = None,
     on_epoch: EpochCallback | None = None,
 ) -> TuneOutcome:
     """Tune the job's prompts on `backbone`, evaluate them (and production) on the same
-    splits, and return the artifact bytes and metrics. Images are read from disk in
-    batches when needed, never all held at once."""
+    splits, and return the artifact bytes and metrics. The frozen features of every image
+    come from the node's feature store (`$MPT_HOME/cache/features`): only images it does
+    not hold yet are embedded, and training reads them a batch at a time."""
     data_dir, splits = _job_data(job, cache or node_cache())
+    store = store or FeatureStore.from_env()
+    embedded_before = store.embedded
     train, val, test = splits["train"], splits["val"], splits["test"]
     model = job.spec.build(backbone)
+    everything = [e.image for e in (*train, *val, *test)]
+    embedding_started = time.perf_counter()
+    view = model.prepare_images(
+        everything, store=store, on_progress=embedding_progress(job.domain, on_epoch)
+    )
+    embed_seconds = time.perf_counter() - embedding_started
+    cut = [0, len(train), len(train) + len(val), len(everything)]
+    train_view, val_view, test_view = (view.take(range(a, b)) for a, b in pairwise(cut))
     started = time.perf_counter()
-    result = fit(model, train, val or None, job.spec.train, on_epoch=on_epoch)
+    result = restore(model, job, FittedPrompts())  # the chosen search trial's own fit
+    if result is None:
+        result = fit(
+            model,
+            train,
+            val or None,
+            job.spec.train,
+            on_epoch=on_epoch,
+            prepared=(train_view, val_view if val else None),
+        )
     seconds = time.perf_counter() - started
     # The test split is embedded once per model: for its metrics and its per-example rows.
-    embedded = embed_examples(model, test)
+    embedded = embed_examples(model, test, prepared=test_view)
     metrics = {"test": evaluate(model, test, embedded=embedded)}
     if val:
-        metrics["val"] = evaluate(model, val)
+        metrics["val"] = evaluate(model, val, prepared=val_view)
     production_metrics = production = production_embedded = None
     if job.production is not None:
         production = prompts_from_bytes(
             job.production, backbone, source=f"{job.domain} v{job.production_version}"
         )
-        production_embedded = embed_examples(production, test)
+        production_embedded = embed_examples(production, test, store=store)
         production_metrics = evaluate(production, test, embedded=production_embedded)
     evidence = evidence_for(
         model,
@@ -96,9 +163,16 @@ def run_tune_job(
         relative_images(test, data_dir),
         embedded=(embedded, production_embedded),
     )
+    features = {
+        "images": len(set(everything)),
+        "embedded": store.embedded - embedded_before,
+        "embed_seconds": round(embed_seconds, 3),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+    }
+    extra = {**job.extra, "spec": job.spec.to_dict(), "features": features}
     return TuneOutcome(
         domain=job.domain,
-        artifact=prompts_to_bytes(model, extra={**job.extra, "spec": job.spec.to_dict()}),
+        artifact=prompts_to_bytes(model, extra=extra),
         metrics=json.loads(json.dumps(metrics)),
         production_metrics=production_metrics,
         history=result.history,
@@ -107,4 +181,5 @@ def run_tune_job(
         trainable_parameters=model.num_trainable(),
         backbone=backbone.identity.to_dict(),
         evidence=evidence,
+        features=features,
     )

@@ -13,6 +13,14 @@ import torch
 from torch import nn
 
 from .data import Example, ImageSource
+from .featurestore import (
+    FeatureKey,
+    FeatureStore,
+    FeatureView,
+    Progress,
+    chunk_size,
+    frozen_chunks,
+)
 
 if TYPE_CHECKING:
     from .prompts.config import PromptConfig
@@ -40,6 +48,44 @@ class PromptsHolder(nn.Module):
 
     def encode_images(self, images: Sequence[ImageSource]) -> Any:
         raise NotImplementedError
+
+    # --- what training starts from ------------------------------------------------------
+    @property
+    def prepared_output(self) -> str:
+        """Which frozen output `prepare_images` gives (a kind's model says)."""
+        raise NotImplementedError
+
+    def prepare_chunk(self, images: list[Any]) -> torch.Tensor:
+        """The frozen output of a chunk of decoded images (a kind's model says)."""
+        raise NotImplementedError
+
+    @property
+    def feature_key(self) -> FeatureKey:
+        """What the frozen outputs of this model's images are stored under."""
+        backbone = self.backbone
+        return FeatureKey(
+            backbone.identity.weights_sha256, self.prepared_output, backbone.preprocessing
+        )
+
+    @torch.no_grad()
+    def prepare_images(
+        self,
+        images: Sequence[ImageSource],
+        batch_size: int | None = None,
+        *,
+        store: FeatureStore | None = None,
+        on_progress: Progress | None = None,
+    ) -> torch.Tensor | FeatureView:
+        """What a training step starts from, computed once per image: a tensor, or, given a
+        feature store, a view of the stored features (the missing ones computed and added),
+        read a batch at a time. Each chunk is computed at one batch size (`frozen_chunks`;
+        default: `chunk_size` of the backbone's device), so both are bit-identical."""
+        chunk = batch_size or chunk_size(self.backbone.device)
+        if store is not None:
+            return store.features(
+                self.feature_key, images, self.prepare_chunk, on_progress=on_progress, chunk=chunk
+            )
+        return torch.cat(list(frozen_chunks(self.prepare_chunk, images, chunk)))
 
     def predict(self, examples: Sequence[Example]) -> list[str]:
         """Task predictions (class name, caption or answer) for each example."""

@@ -27,7 +27,10 @@ DomainModel = PromptsHolder
 
 
 @torch.no_grad()
-def predict_batch(items: Sequence[tuple[PromptsHolder, Example]]) -> list[Prediction]:
+def predict_batch(
+    items: Sequence[tuple[PromptsHolder, Example]],
+    prepared: Sequence[torch.Tensor] | None = None,
+) -> list[Prediction]:
     """Predictions for (model, example) pairs, in input order; models may differ per item.
 
     Items are grouped by backbone object, and each group goes to its backbone kind's
@@ -35,12 +38,14 @@ def predict_batch(items: Sequence[tuple[PromptsHolder, Example]]) -> list[Predic
     models without visual prompts share one finished image embedding, then per model its
     visual prompts on its rows and its task's `scores` (class and answer texts come from
     the model's text cache). Generative backbones: each model generates for its rows.
+    `prepared[i]`: item i's frozen features from a feature store (its model's
+    `prepare_images` output), which then replace the images' encoding.
     All forward passes of one backbone must run in one thread: prompt injection hooks
     hold the active prompts on the backbone while it runs.
     """
     out: list[Prediction | None] = [None] * len(items)
     for rows in group_rows([id(model.backbone) for model, _ in items]).values():
-        strategy(items[rows[0]][0].backbone.kind).predict(items, rows, out)
+        strategy(items[rows[0]][0].backbone.kind).predict(items, rows, out, prepared)
     return out  # type: ignore[return-value]
 
 

@@ -22,6 +22,7 @@ from .prompts import preset_config
 from .support import check_preset, check_supported
 
 if TYPE_CHECKING:
+    import torch
     from torch import nn
 
     from .data import Example
@@ -47,8 +48,11 @@ class KindStrategy(Protocol):
         items: Sequence[tuple[PromptsHolder, Example]],
         rows: list[int],
         out: list[Prediction | None],
+        prepared: Sequence[torch.Tensor] | None = None,
     ) -> None:
-        """Fill `out[i]` for every i in `rows`; all of them share one backbone object."""
+        """Fill `out[i]` for every i in `rows`; all of them share one backbone object.
+        `prepared[i]`: item i's frozen features (its model's `prepare_images` output),
+        when the caller has them (a feature store); else the images are encoded here."""
 
 
 @dataclass(frozen=True)

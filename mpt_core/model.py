@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from .backbones.base import Backbone
 from .data import Example, ImageSource, group_rows, load_image
@@ -88,14 +89,15 @@ class PromptedModel(PromptsHolder):
         return not (self.config.has_vision or self.config.has_generator)
 
     # --- images ---------------------------------------------------------------------
-    @torch.no_grad()
-    def prepare_images(self, images: Sequence[ImageSource], batch_size: int = 64) -> torch.Tensor:
-        """What a training step starts from, computed once: the stem output, or, when no
-        visual prompt exists, the finished (uncentred) image embeddings."""
-        out = []
-        for stem in image_stems(self.backbone, images, batch_size):
-            out.append(self.backbone.encode_image(stem) if self.vision_frozen else stem)
-        return torch.cat(out)
+    @property
+    def prepared_output(self) -> str:
+        """`stem` (what the visual prompts start from), or `embedding`: the finished
+        (uncentred) image embedding, when no visual prompt exists."""
+        return "embedding" if self.vision_frozen else "stem"
+
+    def prepare_chunk(self, images: list[Image.Image]) -> torch.Tensor:
+        stem = self.backbone.image_stem(self.backbone.preprocess(images))
+        return self.backbone.encode_image(stem) if self.vision_frozen else stem
 
     def embed_prepared(
         self, prepared: torch.Tensor, prompts: PromptSet | None = None
@@ -129,7 +131,7 @@ class PromptedModel(PromptsHolder):
         raw = []
         vision = None if self.vision_frozen else self.prompts().vision
         for start in range(0, len(prepared), 256):
-            chunk = prepared[start : start + 256]
+            chunk = prepared[start : start + 256].to(self.backbone.device)
             raw.append(chunk if self.vision_frozen else self.backbone.encode_image(chunk, vision))
         self.image_center.copy_(torch.cat(raw).mean(0))
         self.centered = True
@@ -241,9 +243,18 @@ class DualEncoderKind:
         items: Sequence[tuple[PromptedModel, Example]],
         rows: list[int],
         out: list[Prediction | None],
+        prepared: Sequence[torch.Tensor] | None = None,
     ) -> None:
         """One stem pass for `rows`, one shared plain embedding for the models without
-        visual prompts, then each model's prompted part and its task's scores."""
+        visual prompts, then each model's prompted part and its task's scores (given
+        `prepared` features, each model's part starts from them)."""
+        if prepared is not None:
+            for model_rows in group_rows([id(items[i][0]) for i in rows], rows).values():
+                model = items[model_rows[0]][0]
+                batch = torch.stack([prepared[i] for i in model_rows])
+                emb = model.embed_prepared(batch.to(model.backbone.device))
+                self._score(model, emb, [items[i][1] for i in model_rows], model_rows, out)
+            return
         backbone = items[rows[0]][0].backbone
         images = [items[i][1].image for i in rows]
         stem = torch.cat(list(image_stems(backbone, images, STEM_CHUNK)))
@@ -257,9 +268,13 @@ class DualEncoderKind:
                 emb = model.embed_prepared(plain[[plain_at[i] for i in model_rows]])
             else:
                 emb = model.embed_prepared(stem[[local[i] for i in model_rows]])
-            scores = model.task.scores(model, emb, [items[i][1] for i in model_rows])
-            for i, row_scores, row_emb in zip(model_rows, scores, emb.embedding, strict=True):
-                out[i] = Prediction(best_candidate(row_scores), row_scores, row_emb)
+            self._score(model, emb, [items[i][1] for i in model_rows], model_rows, out)
+
+    @staticmethod
+    def _score(model, emb, examples, rows, out) -> None:
+        scores = model.task.scores(model, emb, examples)
+        for i, row_scores, row_emb in zip(rows, scores, emb.embedding, strict=True):
+            out[i] = Prediction(best_candidate(row_scores), row_scores, row_emb)
 
 
 KIND = DualEncoderKind()

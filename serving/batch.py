@@ -26,6 +26,7 @@ from cluster.ray import ray_session
 from mpt_core import DataError, Example
 from mpt_core.artifacts import PromptArtifact, prompts_from_bytes
 from mpt_core.data import FIELDS
+from mpt_core.featurestore import FeatureStore, chunk_size
 from mpt_core.inference import predict_batch
 from mpt_core.tasks.base import Task
 from registry import PromptRegistry
@@ -175,6 +176,7 @@ class Predictor:
         self.model = prompts_from_bytes(artifact, model_backbone).eval()
         self.limits = limits
         self.label = label
+        self.store = FeatureStore.from_env()  # the node's: images tuned on are not re-encoded
 
     def __call__(self, batch):
         rows = batch.to_dict("records")
@@ -192,7 +194,16 @@ class Predictor:
             out.append(record)
         if examples:
             order = sorted(examples)
-            predictions = predict_batch([(self.model, examples[i]) for i in order])
+            view = self.store.features(
+                self.model.feature_key,
+                [examples[i].image for i in order],  # decoded within the server's limits
+                self.model.prepare_chunk,
+                digests=[self.store.digest(rows[i]["path"]) for i in order],
+                chunk=chunk_size(self.model.backbone.device),
+            )
+            predictions = predict_batch(
+                [(self.model, examples[i]) for i in order], prepared=list(view[:])
+            )
             for i, p in zip(order, predictions, strict=True):
                 top = p.scores.get(p.value) if p.value is not None else None
                 out[i]["prediction"] = p.value or ""

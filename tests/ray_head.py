@@ -34,6 +34,8 @@ class RayHead:
     pid: int
     env: dict[str, str]
     """Environment for client processes: RAY_ADDRESS and the settings above."""
+    home: Path
+    """The MPT_HOME of the node's workers (their feature store and data cache)."""
 
 
 def _command(ray_bin: Path, temp: Path, port: int) -> list[str]:
@@ -59,7 +61,8 @@ def ray_head() -> Iterator[RayHead]:
             command=lambda port: _command(ray_bin, temp, port),
             ready=port_open,  # the GCS port
             log=temp / "head.log",
-            env={**os.environ, **RAY_ENV},
+            # the node's own home: its workers keep their caches (features, data) there
+            env={**os.environ, **RAY_ENV, "MPT_HOME": str(temp / "node-home")},
             start_timeout_s=90.0,
             stop=STOP,
             parent_death_signal=signal.SIGTERM,  # if pytest is SIGKILLed (no atexit)
@@ -67,4 +70,6 @@ def ray_head() -> Iterator[RayHead]:
         )
         with running(spec) as head:
             address = f"{HOST}:{head.port}"
-            yield RayHead(address, head.pid, {**RAY_ENV, "RAY_ADDRESS": address})
+            yield RayHead(
+                address, head.pid, {**RAY_ENV, "RAY_ADDRESS": address}, temp / "node-home"
+            )

@@ -38,7 +38,7 @@ def _embedded_prefect(home: Path) -> None:
 def _nothing_changed(settings, repo_root: Path, names: list[str] | None) -> list[dict] | None:
     """The skipped results when every domain is unchanged since its last version."""
     from flows.domains import discover
-    from flows.pipeline import unchanged_result
+    from flows.pipeline import unchanged_results
     from flows.versioning import DataVersioner, RemoteSpec
     from registry import open_registry
 
@@ -49,16 +49,13 @@ def _nothing_changed(settings, repo_root: Path, names: list[str] | None) -> list
     versioner = DataVersioner(
         repo_root, RemoteSpec(settings.dvc_remote_url, settings.dvc_s3_endpoint)
     )
-    results = []
-    for domain in found.domains.values():
-        try:
-            skipped = unchanged_result(domain, versioner, registry)
-        except Exception:  # let the flow report it, isolated, with its stage
-            return None
-        if skipped is None:
-            return None
-        results.append(skipped.to_dict())
-    return sorted(results, key=lambda r: r["domain"])
+    try:
+        skipped = unchanged_results(list(found.domains.values()), versioner, registry)
+    except Exception:  # let the flow report it, isolated, with its stage
+        return None
+    if any(result is None for result in skipped.values()):
+        return None
+    return sorted((r.to_dict() for r in skipped.values()), key=lambda r: r["domain"])
 
 
 class PrefectUnavailable(MptError):

@@ -91,6 +91,17 @@ class FrozenBackbone(nn.Module):
         self.name = name
         self._identity: BackboneIdentity | None = None
 
+    #: Bumped when a family's preprocessing code changes what a stored feature would be.
+    preprocessing_version: ClassVar[int] = 1
+
+    @property
+    def preprocessing(self) -> str:
+        """What decides the pixels the tower sees besides the weights (a stored feature's
+        key): the class, its input size and the version of its preprocessing code."""
+        size = getattr(self, "image_size", None)
+        kind = f"{type(self).__module__}.{type(self).__qualname__}"
+        return f"{kind}/{size}/v{self.preprocessing_version}"
+
     @property
     def identity(self) -> BackboneIdentity:
         if self._identity is None:

@@ -9,12 +9,12 @@ prepared batch embeds into is the language model's input: (B, Q, d_lm) query emb
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ..backbones.generative import GenerativeBackbone
-from ..data import Example, ImageSource, group_rows, load_image
+from ..data import Example, ImageSource, group_rows
 from ..features import Prediction
 from ..holder import PromptsHolder
 from ..prompts.config import PromptConfig
@@ -53,18 +53,17 @@ class GenerativeModel(PromptsHolder):
         return not self.config.has_vision
 
     # --- images ---------------------------------------------------------------------
-    @torch.no_grad()
-    def prepare_images(self, images: Sequence[ImageSource], batch_size: int = 64) -> torch.Tensor:
-        """What a training step starts from, computed once: pixels, or, when no visual
-        prompt exists, the finished query embeddings (B, Q, d_lm)."""
-        out = []
-        for start in range(0, len(images), batch_size):
-            chunk = [load_image(x) for x in images[start : start + batch_size]]
-            pixels = self.backbone.preprocess(chunk)
-            if self.vision_frozen:
-                pixels = self.backbone.query_embeds(self.backbone.encode_image(pixels).tokens)
-            out.append(pixels)
-        return torch.cat(out)
+    @property
+    def prepared_output(self) -> str:
+        """`pixels` (the ViT runs under the visual prompts every step), or `queries`: the
+        finished query embeddings (B, Q, d_lm), when no visual prompt exists."""
+        return "queries" if self.vision_frozen else "pixels"
+
+    def prepare_chunk(self, images: list[Any]) -> torch.Tensor:
+        pixels = self.backbone.preprocess(images)
+        if self.vision_frozen:
+            return self.backbone.query_embeds(self.backbone.encode_image(pixels).tokens)
+        return pixels
 
     def embed_prepared(
         self, prepared: torch.Tensor, prompts: GenerativePromptSet | None = None
@@ -157,10 +156,16 @@ class GenerativeKind:
         items: Sequence[tuple[GenerativeModel, Example]],
         rows: list[int],
         out: list[Prediction | None],
+        prepared: Sequence[torch.Tensor] | None = None,
     ) -> None:
         for model_rows in group_rows([id(items[i][0]) for i in rows], rows).values():
             model = items[model_rows[0]][0]
-            texts = model.predict([items[i][1] for i in model_rows])
+            examples = [items[i][1] for i in model_rows]
+            if prepared is None:
+                texts = model.predict(examples)
+            else:
+                batch = torch.stack([prepared[i] for i in model_rows]).to(model.backbone.device)
+                texts = model.task.predict(model, model.embed_prepared(batch), examples)
             for i, text in zip(model_rows, texts, strict=True):
                 out[i] = Prediction(text, {}, None)
 

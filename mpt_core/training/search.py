@@ -23,6 +23,7 @@ The `tuning.search` block (domain.yaml), as `SearchSpec.from_dict` reads it:
         folds: auto        # auto: 3-fold over train+val when val has < 100 examples,
                            # else the val split; or an int: 1 = the val split, >= 2 = k folds
         seed: 0            # sampling and fold assignment
+        early_stopping: true  # stop trials clearly behind (Ray Tune's ASHA; false: all run)
         space:             # knob: {choice: [...]} | {loguniform: [lo, hi]}
                            #       | {uniform: [lo, hi]} | {int: [lo, hi]}
           lr: {loguniform: [1.0e-3, 1.0e-2]}
@@ -50,7 +51,8 @@ from .config import TrainConfig
 
 if TYPE_CHECKING:
     from ..backbones.base import Backbone, PromptSlots
-    from ..tasks.base import Task
+    from ..featurestore import FeatureStore
+    from ..tasks.base import Task, TaskContract
 
 SMALL_VALIDATION = 100
 """Below this many validation examples one example moves a metric by more than 1 point:
@@ -245,6 +247,9 @@ class SearchSpec:
     folds: int | str = "auto"
     seed: int = 0
     space: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
+    early_stopping: bool = True
+    """An orchestrator may stop trials that are clearly behind (Ray Tune's ASHA in
+    `flows`); the sequential `search` here runs every trial to its end."""
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None, task: str) -> SearchSpec:
@@ -266,7 +271,10 @@ class SearchSpec:
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise ConfigError(f"tuning.search.seed={seed!r}: a whole number")
         space = _check_space(data.get("space") or default["space"])
-        return cls(trials, folds, seed, space)
+        early = data.get("early_stopping", True)
+        if not isinstance(early, bool):
+            raise ConfigError(f"tuning.search.early_stopping={early!r}: true or false")
+        return cls(trials, folds, seed, space, early)
 
     def fold_count(self, n_val: int) -> int:
         """How many folds selection uses for a validation split of `n_val` examples."""
@@ -283,12 +291,12 @@ class SearchSpec:
 
 
 # --- folds and selection ------------------------------------------------------------------
-def target_key(example: Example) -> str:
-    """What stratifies folds: the label, the (question, answer) or the caption."""
-    for value in (example.label, example.answer and f"{example.question}\n{example.answer}"):
-        if value:
-            return value
-    return example.caption or ""
+def target_key(example: Example, contract: TaskContract) -> str:
+    """What stratifies folds: the task's target (label, caption, answer), under the value
+    of the field its value set is declared per (a VQA answer under its question)."""
+    target = str(example.get(contract.target) or "")
+    per = contract.value_set.per if contract.value_set else None
+    return f"{example.get(per)}\n{target}" if per else target
 
 
 def kfold_splits(
@@ -297,6 +305,8 @@ def kfold_splits(
     k: int = DEFAULT_FOLDS,
     seed: int = 0,
     keep_train_size: bool = True,
+    *,
+    contract: TaskContract,
 ) -> list[tuple[list[Example], list[Example]]]:
     """k (train, val) pairs over train + val, stratified by `target_key`, deterministic by
     `seed`. Fold i validates on the i-th share of every class. With `keep_train_size`
@@ -307,10 +317,11 @@ def kfold_splits(
         raise ConfigError(f"k-fold needs k >= 2 folds, got {k}")
     pool: dict[str, list[Example]] = {}
     for example in [*train, *val]:
-        pool.setdefault(target_key(example), []).append(example)
+        pool.setdefault(target_key(example, contract), []).append(example)
     shots: dict[str, int] = {}
     for example in train:
-        shots[target_key(example)] = shots.get(target_key(example), 0) + 1
+        key = target_key(example, contract)
+        shots[key] = shots.get(key, 0) + 1
     rng = random.Random(seed)
     assignment: dict[str, list[int]] = {}
     for key, items in pool.items():
@@ -337,25 +348,30 @@ def kfold_splits(
 
 @dataclass
 class TrialResult:
-    """One trial: its params, the validation metric per fold, and their mean."""
+    """One trial: its params, the validation metric per fold, and their mean. A trial an
+    early-stopping scheduler stopped has the running value it was stopped at, as its only
+    fold value, and `stopped` set: it is never selected."""
 
     params: dict[str, Any]
     fold_values: list[float]
+    stopped: bool = False
 
     @property
     def value(self) -> float:
         return statistics.mean(self.fold_values)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"params": self.params, "fold_values": self.fold_values, "value": self.value}
+        out = {"params": self.params, "fold_values": self.fold_values, "value": self.value}
+        return out | ({"stopped": True} if self.stopped else {})
 
 
 def select_best(results: Sequence[TrialResult]) -> TrialResult:
-    """The selection rule: highest mean validation metric over folds; ties go to the
-    earlier trial (the base config is trial 0)."""
-    if not results:
-        raise ConfigError("no trial results to select from")
-    return max(enumerate(results), key=lambda item: (item[1].value, -item[0]))[1]
+    """The selection rule: highest mean validation metric over folds among the trials that
+    ran to their end; ties go to the earlier trial (the base config is trial 0)."""
+    finished = [(i, r) for i, r in enumerate(results) if not r.stopped]
+    if not finished:
+        raise ConfigError("no finished trial to select from")
+    return max(finished, key=lambda item: (item[1].value, -item[0]))[1]
 
 
 # --- running ------------------------------------------------------------------------------
@@ -368,30 +384,44 @@ def run_trial(
     params: Mapping[str, Any],
     folds: Sequence[tuple[Sequence[Example], Sequence[Example]]],
     prepare: Callable[[Any, Sequence[Example]], Any] | None = None,
+    *,
+    store: FeatureStore | None = None,
+    on_epoch: Callable[[int, dict[str, Any]], None] | None = None,
+    on_fitted: Callable[[int, Any, Any], None] | None = None,
 ) -> TrialResult:
     """Fit one trial on each (train, val) fold; its validation metric per fold.
 
-    `prepare(model, examples)` may return cached `model.prepare_images` outputs (the
-    frozen stems, or the finished embeddings where no visual prompt exists) so trials do
-    not recompute them. They are taken to be prepared under the untried config (`preset`,
-    `overrides`), so they serve only trials whose model has the same `vision_frozen`
-    (a trial setting the visual tokens to 0 needs embeddings, not stems); any other trial
-    prepares its own images, once for all its folds.
+    The frozen part of the images comes from `store` (a `FeatureStore`: whatever output
+    the trial's model starts from, computed once for every trial), or from
+    `prepare(model, examples)`: cached `model.prepare_images` outputs taken to be prepared
+    under the untried config (`preset`, `overrides`), so they serve only trials whose model
+    has the same `vision_frozen` (a trial setting the visual tokens to 0 needs embeddings,
+    not stems); any other trial prepares its own images, once for all its folds.
+    `on_epoch(fold, row)` sees every epoch of every fold (an early-stopping scheduler);
+    `on_fitted(fold, model, train_result)` each fitted model (to keep what was learned).
     """
     from ..kinds import build_prompts
     from .trainer import fit
 
-    if prepare is not None:
+    if prepare is None and store is not None:
+
+        def prepare(model: Any, subset: Sequence[Example]) -> Any:
+            return model.prepare_images([e.image for e in subset], store=store)
+
+    elif prepare is not None:
         prepared_frozen = build_prompts(backbone, preset, task, **overrides).vision_frozen
     preset, prompt, config = apply_trial(preset, overrides, train_config, params, backbone.slots)
     values = []
-    for fold_train, fold_val in folds:
+    for fold, (fold_train, fold_val) in enumerate(folds):
         model = build_prompts(backbone, preset, task, seed=config.seed, **prompt)
-        if prepare is not None and model.vision_frozen != prepared_frozen:
+        if store is None and prepare is not None and model.vision_frozen != prepared_frozen:
             prepare, prepared_frozen = _prepared_once(model, folds), model.vision_frozen
         cached = None if prepare is None else (prepare(model, fold_train), prepare(model, fold_val))
-        result = fit(model, fold_train, fold_val, config, prepared=cached)
+        report = None if on_epoch is None else (lambda row, f=fold: on_epoch(f, row))
+        result = fit(model, fold_train, fold_val, config, on_epoch=report, prepared=cached)
         values.append(float(result.best_value if result.best_value is not None else 0.0))
+        if on_fitted is not None:
+            on_fitted(fold, model, result)
     return TrialResult(dict(params), values)
 
 
@@ -416,13 +446,21 @@ def search(
     train: Sequence[Example],
     val: Sequence[Example],
     prepare: Callable[[Any, Sequence[Example]], Any] | None = None,
+    *,
+    store: FeatureStore | None = None,
 ) -> tuple[TrialResult, list[TrialResult]]:
     """Sequential random search: every trial of `spec` on the same folds (the val split,
     or k folds of train + val when it is small); returns (best, all) by `select_best`."""
     k = spec.fold_count(len(val))
-    folds = [(list(train), list(val))] if k == 1 else kfold_splits(train, val, k, spec.seed)
+    folds = (
+        [(list(train), list(val))]
+        if k == 1
+        else kfold_splits(train, val, k, spec.seed, contract=task.contract)
+    )
     results = [
-        run_trial(backbone, task, preset, overrides, train_config, params, folds, prepare)
+        run_trial(
+            backbone, task, preset, overrides, train_config, params, folds, prepare, store=store
+        )
         for params in spec.trial_params()
     ]
     return select_best(results), results

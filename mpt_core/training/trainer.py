@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from ..data import Example
 from ..errors import DataError
 from ..features import ImageFeatures
+from ..featurestore import FeatureStore, FeatureView
 from ..holder import PromptsHolder
 from ..tasks.base import Metrics
 from .config import TrainConfig
@@ -58,18 +59,22 @@ def embed_examples(
     model: PromptsHolder,
     examples: Sequence[Example],
     batch_size: int = 64,
-    prepared: torch.Tensor | None = None,
+    prepared: torch.Tensor | FeatureView | None = None,
+    *,
+    store: FeatureStore | None = None,
 ) -> ImageFeatures | torch.Tensor:
     """Every example's image embedded by `model` (float), in batches: what `evaluate` and
-    per-example predictions score, so both can share one pass over the images."""
+    per-example predictions score, so both can share one pass over the images. The frozen
+    part comes from `prepared`, else from `store` (computed where missing), else is
+    computed now."""
     if not examples:
         raise DataError("cannot evaluate on an empty set of examples")
     if prepared is None:
-        prepared = model.prepare_images([e.image for e in examples], batch_size)
+        prepared = model.prepare_images([e.image for e in examples], store=store)
     prompts = model.prompts()
     return ImageFeatures.cat(
         [
-            model.embed_prepared(prepared[i : i + batch_size], prompts)
+            model.embed_prepared(prepared[i : i + batch_size].to(model.backbone.device), prompts)
             for i in range(0, len(prepared), batch_size)
         ]
     ).float()
@@ -80,9 +85,10 @@ def evaluate(
     model: PromptsHolder,
     examples: Sequence[Example],
     batch_size: int = 64,
-    prepared: torch.Tensor | None = None,
+    prepared: torch.Tensor | FeatureView | None = None,
     *,
     embedded: ImageFeatures | torch.Tensor | None = None,
+    store: FeatureStore | None = None,
 ) -> Metrics:
     """The task's metrics on `examples` (all at once: retrieval ranks the whole set).
     `embedded`: `embed_examples(model, examples)`, when the caller has it already."""
@@ -90,7 +96,7 @@ def evaluate(
         raise DataError("cannot evaluate on an empty set of examples")
     model.task.check(examples)
     if embedded is None:
-        embedded = embed_examples(model, examples, batch_size, prepared)
+        embedded = embed_examples(model, examples, batch_size, prepared, store=store)
     return model.task.evaluate(model, embedded, examples)
 
 
@@ -101,7 +107,8 @@ def fit(
     config: TrainConfig | None = None,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
     *,
-    prepared: tuple[torch.Tensor, torch.Tensor | None] | None = None,
+    prepared: tuple[torch.Tensor | FeatureView, torch.Tensor | FeatureView | None] | None = None,
+    store: FeatureStore | None = None,
 ) -> TrainResult:
     """Train `model.prompts` with AdamW + warmup/cosine, clipping, early stopping on `val`.
 
@@ -110,7 +117,8 @@ def fit(
     prompts by validation metric are restored at the end. `on_epoch(row)` is called after
     each epoch with that epoch's history row (and `epochs`, the budget). `prepared` =
     (train, val) outputs of `model.prepare_images`, to reuse them across runs (benchmarks,
-    searches).
+    searches); `store`: a `FeatureStore` to take them from (and add the missing ones to),
+    so they are read a batch at a time instead of held in memory.
     """
     config = config or TrainConfig()
     if not train:
@@ -125,8 +133,8 @@ def fit(
 
     if prepared is None:
         prepared = (
-            model.prepare_images([e.image for e in train]),
-            model.prepare_images([e.image for e in val]) if val else None,
+            model.prepare_images([e.image for e in train], store=store),
+            model.prepare_images([e.image for e in val], store=store) if val else None,
         )
     prepared, val_prepared = prepared
     if model.backbone.centers_images and not model.centered:
@@ -154,7 +162,7 @@ def fit(
         for idx in torch.randperm(len(train), generator=generator).split(config.batch_size):
             batch = [train[i] for i in idx.tolist()]
             with _autocast(device, config.precision):
-                emb = model.embed_prepared(prepared[idx.to(prepared.device)])
+                emb = model.embed_prepared(prepared[idx].to(device))
                 loss = model.task.loss(model, emb.float(), batch) + model.pop_auxiliary_loss()
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()

@@ -166,6 +166,8 @@ def test_mpt_predict_over_ray_data_writes_every_row_in_order(home, tmp_path, ray
     with open(out) as f:
         rows = list(csv.DictReader(f))
     assert [r["image"] for r in rows] == [f"{i:02d}.png" for i in range(6)]
+    stored = list((ray_head.home / "cache" / "features").rglob("*.safetensors"))
+    assert stored  # the node keeps the images' frozen features for the next run
     reg = factory.new_registry(home)
     expected = local_scores(local_model(reg, "retail", 1), examples)
     for row, scores in zip(rows, expected, strict=True):

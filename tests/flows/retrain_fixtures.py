@@ -70,14 +70,10 @@ def pushed_job(
     data = versioner.track(domain.data_dir)
     versioner.push(domain.data_dir)
     layout = layout_of(domain.config)
+    rows = read_rows(layout, domain.data_dir)
     return TuneJob(
         domain=name,
         spec=domain.config.tune_spec(),
         backbone=TINY,
-        data=DataRef(
-            RemoteLocation(str(remote)),
-            data.md5,
-            rows_digest(read_rows(layout, domain.data_dir)),
-            layout,
-        ),
+        data=DataRef(RemoteLocation(str(remote)), data.md5, rows_digest(rows), layout, len(rows)),
     )

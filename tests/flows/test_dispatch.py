@@ -113,3 +113,21 @@ def test_a_worker_whose_backbone_differs_is_refused(tmp_path, ray_cpus):
     wrong = BackboneRef("shipped", "tiny", (), "0" * 64)
     with pytest.raises(WorkerStartError, match="install the same weights on every node"):
         tune_on_ray(wrong, [job_for(tmp_path, "classification", "x")])
+
+
+def test_a_large_data_version_is_embedded_by_every_worker_before_it_is_tuned(tmp_path, ray_cpus):
+    from mpt_core.featurestore import FeatureStore
+
+    job = job_for(tmp_path, "classification", "big")
+    rows = []
+    results, info = tune_on_ray(
+        TINY, [job], shared_embedding_rows=job.data.rows, on_epoch=rows.append, poll_seconds=0.2
+    )
+    outcome = results["big"]
+    assert info.workers == 2 and isinstance(outcome, TuneOutcome)
+    features = outcome.features
+    assert features["embedded"] == features["images"]  # each image once, by the shares
+    store = FeatureStore.from_env()
+    assert sum(1 for _ in store.root.rglob("*.safetensors")) >= 2  # a share from each worker
+    shared = [r for r in rows if r.get("workers")]
+    assert all(r["stage"] == "embedding" and r["done"] <= r["total"] for r in shared)

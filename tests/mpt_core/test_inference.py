@@ -230,3 +230,21 @@ def test_a_batch_may_mix_backbones_of_both_kinds():
     for (model, _), p in zip(items, got, strict=True):
         generative = model.backbone.kind != "dual-encoder"
         assert (p.embedding is None) == generative and (p.scores == {}) == generative
+
+
+@pytest.mark.parametrize(
+    ("family", "task"), [(f, t) for f in FAMILIES for t in family_tasks(f)], ids="-".join
+)
+def test_predictions_from_stored_features_equal_those_from_images(family, task, tmp_path):
+    """`mpt predict` scores from the feature store; what it answers must not change."""
+    from mpt_core.featurestore import FeatureStore
+
+    model = build_prompts(tiny_backbone(family), "mpt", make_task(task)).eval()
+    data = examples(task, 1)
+    direct = predict_batch([(model, e) for e in data])
+    view = model.prepare_images([e.image for e in data], store=FeatureStore(tmp_path))
+    stored = predict_batch([(model, e) for e in data], prepared=list(view[:]))
+    assert [p.value for p in stored] == [p.value for p in direct]
+    for a, b in zip(stored, direct, strict=True):
+        assert a.scores.keys() == b.scores.keys()
+        assert all(abs(a.scores[k] - b.scores[k]) < 1e-5 for k in a.scores)

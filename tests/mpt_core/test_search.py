@@ -10,6 +10,7 @@ import pytest
 from mpt_core import ConfigError, TrainConfig, build_prompts, evaluate, tiny_backbone
 from mpt_core.prompts import preset_config
 from mpt_core.tasks import ClassificationTask
+from mpt_core.training import search as search_module
 from mpt_core.training import trainer
 from mpt_core.training.search import (
     KNOBS,
@@ -20,7 +21,6 @@ from mpt_core.training.search import (
     run_trial,
     search,
     select_best,
-    target_key,
 )
 
 from .synthetic import examples, make_task
@@ -79,9 +79,14 @@ def test_bad_trials_name_the_knob_the_value_and_the_fix(params, message):
 
 def test_kfold_is_stratified_deterministic_and_keeps_the_few_shot_regime():
     train, val = examples("classification", 2), examples("classification", 4, seed=1)
-    folds = kfold_splits(train, val, k=3, seed=0)
-    assert folds == kfold_splits(train, val, k=3, seed=0)
-    assert folds != kfold_splits(train, val, k=3, seed=1)
+    contract = make_task("classification").contract
+    folds = kfold_splits(train, val, k=3, seed=0, contract=contract)
+    assert folds == kfold_splits(train, val, k=3, seed=0, contract=contract)
+    assert folds != kfold_splits(train, val, k=3, seed=1, contract=contract)
+
+    def target_key(example):
+        return search_module.target_key(example, contract)
+
     pool = [*train, *val]
     seen = []
     for fold_train, fold_val in folds:
@@ -90,10 +95,10 @@ def test_kfold_is_stratified_deterministic_and_keeps_the_few_shot_regime():
         assert set(map(target_key, fold_val)) == set(map(target_key, pool))  # every class
         seen += fold_val
     assert sorted(map(id, seen)) == sorted(map(id, pool))  # each example validates once
-    everything = kfold_splits(train, val, k=3, keep_train_size=False)
+    everything = kfold_splits(train, val, k=3, keep_train_size=False, contract=contract)
     assert all(len(t) + len(v) == len(pool) for t, v in everything)
     with pytest.raises(ConfigError, match="k >= 2"):
-        kfold_splits(train, val, k=1)
+        kfold_splits(train, val, k=1, contract=contract)
 
 
 def test_selection_is_the_mean_over_folds_ties_to_the_earlier_trial():
