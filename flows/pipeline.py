@@ -158,6 +158,7 @@ def prepare(
 
     Raises StepFailed (invalid) before anything is written to the DVC cache or remote when
     validation fails."""
+    from .importers.log import entry_for, origin
     from .validation import validate_data  # Great Expectations imports slowly
 
     unchanged = unchanged_data(domain, versioner, registry)
@@ -190,6 +191,7 @@ def prepare(
     staging.rename(report_dir)
     if push:
         versioner.push(domain.data_dir)
+    imported = entry_for(domain.root, checked.md5[domain.config.data.metadata])
     registry.record_data_version(
         domain.name,
         data.md5,
@@ -199,6 +201,8 @@ def prepare(
         validation_summary=report.summary,
         report_uri=str(report_dir),
         validation_key=validation_key(domain),
+        rows_added=imported["rows_added"] if imported else None,
+        added_from=origin(imported) if imported else None,
     )
     rows = rows_from_table(layout_of(domain.config), checked.table)
     return PreparedDomain(domain, data, rows_digest(rows))

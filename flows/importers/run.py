@@ -150,6 +150,7 @@ def _first_import(
         what = f"{fmt.name} source {request.source}"
         task = choose_task(_common_fields(records), request.task, what)
         rows, skipped = _task_rows(task, records)
+        _whole_groups(rows)
         declaration = declaration_of(task, [r.fields for r in rows], what)
         rule = request.rule or SplitRule()
         new = [Placed(r.image.sha256, r.group, stratum(task, r.fields), r.split) for r in rows]
@@ -232,6 +233,7 @@ def _append(
         what = f"{fmt.name} source {request.source}"
         choose_task(_common_fields(records), task, what)
         rows, skipped = _task_rows(task, records)
+        _whole_groups(rows)
         held = {(p.content, key) for p, key in existing}
         kept = [r for r in rows if (r.image.sha256, _fields_key(task, r.fields)) not in held]
         skipped += len(rows) - len(kept)
@@ -404,6 +406,24 @@ def _progress(records: Iterable[Record], on: bool, name: str) -> Iterator[Record
     from tqdm import tqdm
 
     yield from tqdm(records, desc=f"import {name}", unit=" records", disable=None if on else True)
+
+
+def _whole_groups(rows: list[_Row]) -> None:
+    """A group the source itself puts in two splits cannot be kept whole while the source's
+    splits are kept: say so, instead of writing a domain that validation refuses."""
+    splits: dict[str, set[str]] = {}
+    for row in rows:
+        if row.group is not None and row.split is not None:
+            splits.setdefault(row.group, set()).add(row.split)
+    torn = {g: sorted(s) for g, s in splits.items() if len(s) > 1}
+    if torn:
+        group, where = next(iter(torn.items()))
+        raise ImportFailed(
+            f"--group-by: the source puts {len(torn)} group(s) in several of its splits, e.g. "
+            f"{group!r} in {', '.join(where)}; its splits are kept, so the group would "
+            "straddle them. Drop --group-by to keep the source's splits as they are, or give "
+            "the source without split files or folders so that the import makes them"
+        )
 
 
 def _common_fields(records: list[tuple[Record, StagedImage, str | None]]) -> set[str]:
