@@ -8,8 +8,9 @@ joined to them follow it.
 
 The rule, per stratum (the task's declared value of the unit's first row: a label, a
 (question, answer) pair; one stratum for open tasks): units are taken in a seeded order and
-each goes to the split whose share is furthest below its fraction, after every split of
-positive fraction has one unit, counting the units the domain already has. So a stratum
+each goes to the split whose share is furthest below its fraction (ties broken by a seeded
+order of the splits, so no split gets every odd unit), after every split of positive
+fraction has one unit, counting the units the domain already has. So a stratum
 of four units gets train 2, val 1, test 1 at 0.8 / 0.1 / 0.1, forty get 32 / 4 / 4, and an
 append tops up each split towards its fraction without moving any row.
 
@@ -108,16 +109,17 @@ def _deal(
     total = sum(share.values())
     share = {s: f / total for s, f in share.items() if f > 0}
     count = Counter({s: counts[stratum][s] for s in share})
-    salt = zlib.crc32(str(stratum).encode())
-    order = np.random.default_rng([rule.seed, salt]).permutation(len(units))
+    rng = np.random.default_rng([rule.seed, zlib.crc32(str(stratum).encode())])
+    order = rng.permutation(len(units))
+    tie = dict(zip(share, rng.permutation(len(share)).tolist(), strict=True))  # no split favoured
     dealt: dict[int, str] = {}
     for index in order:
         empty = [s for s in share if count[s] == 0]
         if empty:
-            split = max(empty, key=lambda s: (share[s], -SPLITS.index(s)))
+            split = max(empty, key=lambda s: (share[s], tie[s]))
         else:
             size = sum(count.values()) + 1
-            split = max(share, key=lambda s: (share[s] * size - count[s], -SPLITS.index(s)))
+            split = max(share, key=lambda s: (round(share[s] * size - count[s], 9), tie[s]))
         count[split] += 1
         dealt[int(index)] = split
     counts[stratum].update(count - Counter({s: counts[stratum][s] for s in share}))
