@@ -15,6 +15,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from .source import ImportFailed
+
 LOG_FILE = "imports.json"
 
 
@@ -49,7 +51,7 @@ def entry_for(root: Path, metadata_md5: str) -> dict[str, Any] | None:
     """The import that wrote the metadata table with this md5, if one did."""
     try:
         entries = read_log(root)
-    except ValueError:
+    except ImportFailed:
         return None
     return next((e for e in reversed(entries) if e.get("metadata_md5") == metadata_md5), None)
 

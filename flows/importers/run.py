@@ -393,7 +393,8 @@ def _stage(
             if group is None:
                 known = ", ".join(sorted(record.attributes)) or "none"
                 raise ImportFailed(
-                    f"{record.where}: has no {group_by!r} to group by (--group-by); it has: {known}"
+                    f"{record.where}: has no {group_by!r} to group by (--group-by; an append "
+                    f"groups by the domain's group column); it has: {known}"
                 )
         image = stager.add(record)
         out.append((Record(record.image, record.fields, record.where, record.split), image, group))
