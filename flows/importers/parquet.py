@@ -61,7 +61,7 @@ def _records(source: Source, rel: str, options: FormatOptions) -> Iterator[Recor
             values = {f: _text(row.get(c), names.get(c)) for f, c in fields.items()}
             split = file_split
             if split_column is not None:
-                split = SPLIT_NAMES.get(str(row.get(split_column) or "").lower())
+                split = _split_value(row.get(split_column), split_column, here)
             data, path = _image_value(row.get(image), source, rel, here)
             suffix = posixpath.splitext(path or "")[1].lower()
             if suffix not in IMAGE_SUFFIXES:
@@ -81,6 +81,19 @@ def _records(source: Source, rel: str, options: FormatOptions) -> Iterator[Recor
                 data=data,
             )
             number += 1
+
+
+def _split_value(value: Any, column: str, here: str) -> str | None:
+    """A split column's cell as train / val / test; None when empty (the rule decides)."""
+    if value is None or not str(value).strip():
+        return None
+    split = SPLIT_NAMES.get(str(value).strip().lower())
+    if split is None:
+        raise ImportFailed(
+            f"{here}: {column} {value!r} is not a split; use train, val (validation) or test, "
+            "or leave it empty for the import to choose"
+        )
+    return split
 
 
 def _open(source: Source, rel: str):

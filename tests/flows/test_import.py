@@ -166,6 +166,31 @@ def test_parquet_columns_are_mapped_with_options(tmp_path, sources):
         )
 
 
+def test_an_arrow_file_with_a_split_column(tmp_path, sources):
+    """`save_to_disk` writes Arrow streams (`data-00000-of-00001.arrow`, no split in the
+    name); a `split` column says each row's split, an empty cell leaves it to the rule."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(sources["parquet"] / "data" / "train-00000-of-00001.parquet")
+    splits = ["test", "validation", None] * (table.num_rows // 3)
+    table = table.append_column("split", pa.array(splits, pa.string()))
+    source = tmp_path / "saved"
+    source.mkdir()
+    with pa.ipc.new_stream(source / "data-00000-of-00001.arrow", table.schema) as writer:
+        writer.write_table(table)
+    _, domain = _import(tmp_path, "arrow", "parquet", source)
+    rows = _rows(domain)
+    assert domain.config.labels == sorted(CLASSES)
+    assert [r["split"] for r in rows][:2] == ["test", "val"]
+    assert {r["split"] for r in rows[2::3]} <= {"train", "val", "test"}
+    bad = table.set_column(table.num_columns - 1, "split", pa.array(["dev2"] * table.num_rows))
+    with pa.ipc.new_stream(source / "data-00000-of-00001.arrow", bad.schema) as writer:
+        writer.write_table(bad)
+    with pytest.raises(ImportFailed, match=r"row 0: split 'dev2' is not a split"):
+        _import(tmp_path, "arrow-bad", "parquet", source)
+
+
 def test_coco_captions_give_retrieval_or_captioning(tmp_path, sources):
     result, domain = _import(tmp_path, "scans", "coco-captions", sources["coco"])
     assert result.task == "retrieval"  # the default backbone runs it
