@@ -10,7 +10,11 @@ row is reported once, for its first problem:
 3. size: width and height come from the header only (PIL opens lazily) and are checked
    against `validation.images` before anything is decoded (decompression bombs);
 4. decodes: the whole image decodes (truncated files fail: LOAD_TRUNCATED_IMAGES is off);
-5. rgb: its mode converts to RGB.
+5. rgb: its mode converts to RGB; its perceptual hash (`phash`, 64-bit pHash from the
+   `imagehash` library, as 16 hex digits) is taken from the decoded image.
+
+Facts that compare rows (the same content in two splits, near-duplicates, groups) are
+computed from these in `leakage`.
 
 Status facts are "ok" or the reason, in words; None means "not checked" (an earlier check
 failed), which GX's in-set and between expectations skip.
@@ -37,8 +41,6 @@ if TYPE_CHECKING:
     from flows.domains.schema import ImageBounds
 
 OK = "ok"
-LEAK = "leak"
-"""The fact naming another split's row with the same image bytes."""
 PREFIX = "_image_"
 """Fact columns added to the table are named `_image_<fact>`."""
 _BOMB_PIXELS = re.compile(r"\((\d+) pixels\)")
@@ -55,6 +57,7 @@ class ImageFacts:
     rgb: str | None = None
     sha256: str | None = None
     md5: str | None = None
+    phash: str | None = None
 
 
 FACTS = tuple(f.name for f in fields(ImageFacts))
@@ -64,11 +67,8 @@ def fact_column(fact: str) -> str:
     return PREFIX + fact
 
 
-def image_facts(
-    paths: pd.Series, splits: pd.Series | None, data_dir: Path, bounds: ImageBounds
-) -> pd.DataFrame:
-    """One row of facts per table row (same index); `leak` names the row in another split
-    that holds the same image content, if any."""
+def image_facts(paths: pd.Series, data_dir: Path, bounds: ImageBounds) -> pd.DataFrame:
+    """One row of facts per table row (same index), in columns named `fact_column(fact)`."""
     cache: dict[str, ImageFacts] = {}
     with pil_guard(bounds.max_pixels):
         for raw in paths.dropna().unique():
@@ -81,7 +81,6 @@ def image_facts(
     )
     for number in ("width", "height", "pixels"):
         facts[number] = facts[number].astype("Int64")
-    facts[LEAK] = _content_leaks(facts["sha256"], splits, paths)
     return facts.rename(columns=fact_column)
 
 
@@ -171,10 +170,17 @@ def _inspect_pixels(path: Path, facts: ImageFacts, bounds: ImageBounds) -> Image
             return replace(facts, decodes=f"truncated or corrupt ({_reason(exc, path)})")
         facts = replace(facts, decodes=OK)
         try:
-            img.convert("RGB")
+            rgb = img.convert("RGB")
         except Exception as exc:
             return replace(facts, rgb=f"mode {img.mode!r} ({_reason(exc, path)})")
-    return replace(facts, rgb=OK)
+    return replace(facts, rgb=OK, phash=perceptual_hash(rgb))
+
+
+def perceptual_hash(img: Image.Image) -> str:
+    """The image's 64-bit pHash as 16 hex digits (`imagehash`, imported on first use)."""
+    import imagehash
+
+    return str(imagehash.phash(img))
 
 
 def _within(width: int, height: int, bounds: ImageBounds) -> bool:
@@ -185,20 +191,3 @@ def _within(width: int, height: int, bounds: ImageBounds) -> bool:
 def _reason(exc: Exception, path: Path) -> str:
     message = str(exc).replace(f" {str(path)!r}", "").strip()  # the row already names the file
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
-
-
-def _content_leaks(sha: pd.Series, splits: pd.Series | None, paths: pd.Series) -> pd.Series:
-    """ "ok", or the first row of another split with identical bytes; None where unknown."""
-    leaks = pd.Series(None, index=sha.index, dtype=object)
-    if splits is None:
-        return leaks
-    known = sha.notna() & splits.notna()
-    leaks[known] = OK
-    for _, group in sha[known].groupby(sha[known], sort=False):
-        rows = list(group.index)
-        if len({splits[r] for r in rows}) < 2:
-            continue
-        for row in rows:
-            other = next(r for r in rows if splits[r] != splits[row])
-            leaks[row] = f"same image content as row {other} ({paths[other]}, {splits[other]})"
-    return leaks
