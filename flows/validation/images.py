@@ -23,17 +23,22 @@ failed), which GX's in-set and between expectations skip.
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import posixpath
 import re
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path, PureWindowsPath
+from stat import S_ISREG
 from typing import TYPE_CHECKING
 
 import pandas as pd
 from PIL import Image, ImageFile
+
+from mpt_core.cache import atomic_write
 
 from .containment import link_on_the_way
 
@@ -68,11 +73,16 @@ def fact_column(fact: str) -> str:
 
 
 def image_facts(paths: pd.Series, data_dir: Path, bounds: ImageBounds) -> pd.DataFrame:
-    """One row of facts per table row (same index), in columns named `fact_column(fact)`."""
+    """One row of facts per table row (same index), in columns named `fact_column(fact)`.
+    The facts of a file unchanged since the last validation of this folder (same size,
+    mtime and inode, under the same bounds and code) come from `FactsCache`: a retrain
+    after new images reads and decodes only those."""
     cache: dict[str, ImageFacts] = {}
+    known = FactsCache.open(data_dir, bounds)
     with pil_guard(bounds.max_pixels):
         for raw in paths.dropna().unique():
-            cache[raw] = inspect_image(raw, data_dir, bounds)
+            cache[raw] = known.facts(raw, data_dir, bounds)
+    known.save()
     empty = ImageFacts()
     facts = pd.DataFrame(
         [asdict(cache.get(raw, empty)) if isinstance(raw, str) else asdict(empty) for raw in paths],
@@ -82,6 +92,61 @@ def image_facts(paths: pd.Series, data_dir: Path, bounds: ImageBounds) -> pd.Dat
     for number in ("width", "height", "pixels"):
         facts[number] = facts[number].astype("Int64")
     return facts.rename(columns=fact_column)
+
+
+FACTS_VERSION = 1
+"""Bumped when what `inspect_image` finds changes: cached facts of older code are dropped."""
+
+
+class FactsCache:
+    """The image facts of one data folder from its last validation, by table path and the
+    file's (size, mtime, inode), in `$MPT_HOME/cache/image-facts/`. A path's location
+    checks (it escapes the folder, a link lies on the way) run again every time; only the
+    facts of a regular file are reused, so its bytes are not read and decoded again."""
+
+    def __init__(self, path: Path, key: str, entries: dict[str, list]) -> None:
+        self.path, self.key, self.entries = path, key, entries
+        self.kept: dict[str, list] = {}
+
+    @classmethod
+    def open(cls, data_dir: Path, bounds: ImageBounds) -> FactsCache:
+        from mpt_core import __version__
+
+        home = Path(os.environ.get("MPT_HOME") or Path.home() / ".mpt").expanduser()
+        name = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:32]
+        path = home / "cache" / "image-facts" / f"{name}.json"
+        key = json.dumps([FACTS_VERSION, __version__, bounds.model_dump(mode="json")])
+        try:
+            stored = json.loads(path.read_text())
+            entries = stored["entries"] if stored.get("key") == key else {}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            entries = {}
+        return cls(path, key, entries)
+
+    def facts(self, raw: str, data_dir: Path, bounds: ImageBounds) -> ImageFacts:
+        """The facts of `raw`: the cached ones if its file is unchanged, else inspected."""
+        if location_problem(raw) is None:
+            path = data_dir / posixpath.normpath(raw)
+            try:
+                stat = os.lstat(path)
+                fresh = link_on_the_way(path, data_dir) is None
+            except (OSError, RuntimeError):
+                stat, fresh = None, False
+            if stat is not None and fresh and S_ISREG(stat.st_mode):
+                stamp = [stat.st_size, stat.st_mtime_ns, stat.st_ino]
+                cached = self.entries.get(raw)
+                if cached is not None and cached[:3] == stamp:
+                    self.kept[raw] = cached
+                    return ImageFacts(**cached[3])
+                found = inspect_image(raw, data_dir, bounds)
+                self.kept[raw] = [*stamp, asdict(found)]
+                return found
+        return inspect_image(raw, data_dir, bounds)
+
+    def save(self) -> None:
+        """Keep the facts of this validation's files (an unwritable cache costs only time)."""
+        with suppress(OSError):
+            atomic_write(self.path, json.dumps({"key": self.key, "entries": self.kept}).encode())
 
 
 def inspect_image(raw: str, data_dir: Path, bounds: ImageBounds) -> ImageFacts:
