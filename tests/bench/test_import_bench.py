@@ -28,6 +28,7 @@ def test_the_import_bench_prints_every_step(tmp_path):
         "| image facts with pHash |",
         "| leakage facts (exact, near-duplicate, group) |",
         "| validate_domain (whole suite) |",
+        "| validate_domain again (image facts reused) |",
     ):
         assert step in out.stdout, out.stdout
     assert "validation passed: True" in out.stdout
