@@ -34,6 +34,7 @@ _EXPORTS = {
     "PredictionSet": "records",
     "RequestInfo": "records",
     "ReviewEvidence": "records",
+    "TaskEvidence": "records",
     "UserInfo": "records",
     "VersionInfo": "records",
     "ROLES": "roles",
@@ -60,6 +61,7 @@ __all__ = [
     "RequestInfo",
     "ReviewEvidence",
     "RuleViolation",
+    "TaskEvidence",
     "UserInfo",
     "VersionInfo",
     "evaluate_policy",
@@ -103,6 +105,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs
         PredictionSet,
         RequestInfo,
         ReviewEvidence,
+        TaskEvidence,
         UserInfo,
         VersionInfo,
     )
