@@ -175,10 +175,7 @@ def state(reg: PromptRegistry) -> tuple:
     """Every row of every table but the audit log, and the blobs in the store."""
     tables = sorted(set(inspect(get_engine(reg.url)).get_table_names()) - {"audit_log"})
     with session_scope(reg.url) as s:
-        rows = {
-            t: sorted(map(repr, s.execute(text(f"SELECT * FROM {t}")).all()))
-            for t in tables
-        }
+        rows = {t: sorted(map(repr, s.execute(text(f"SELECT * FROM {t}")).all())) for t in tables}
     return rows, sorted(reg.store.list())
 
 
