@@ -199,6 +199,7 @@ def prepare(
         validation_summary=report.summary,
         report_uri=str(report_dir),
         validation_key=validation_key(domain),
+        actor=FLOW_USER,
     )
     rows = rows_from_table(layout_of(domain.config), checked.table)
     return PreparedDomain(domain, data, rows_digest(rows))
@@ -306,6 +307,7 @@ def review_evidence(evidence: Evidence, with_production: bool) -> ReviewEvidence
         candidate=evidence.candidate,
         production=evidence.production if with_production else None,
         thumbnails=evidence.thumbnails,
+        task=evidence.task,
     )
 
 
