@@ -99,17 +99,32 @@ class PreparedDomain:
         skip looks it up, the registry row records it."""
         return self.domain.config.tune_spec()
 
-    def skipped(self, version: int) -> DomainResult:
+    def skipped(self, version: int, registry: PromptRegistry) -> DomainResult:
         """This domain's result when `version` was tuned from the same data, backbone,
-        config and code."""
+        config and code: that version's metric and production's (version and metric on
+        this data version), as a registered row shows them."""
+        name, metric = self.domain.name, self.spec.primary_metric
+        tuned = registry.get_version(name, version).metrics("test") or {}
+        production = registry.resolve(name)
+        on_data = None
+        if production is not None:
+            on_data = registry.get_version(name, production).metrics("test", self.data.md5)
         return DomainResult(
-            self.domain.name,
+            name,
             "skipped",
             self.data.md5,
             self.validation,
+            metric=metric,
+            candidate=_number(tuned.get(metric)),
+            production=_number((on_data or {}).get(metric)),
             version=version,
+            production_version=production,
             message=f"unchanged since v{version} (data, backbone, config, code)",
         )
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def validation_key(domain: Domain) -> str:
@@ -225,7 +240,7 @@ def unchanged_result(
         return None
     prepared = PreparedDomain(domain, data, rows_sha256="", validation="unchanged")
     number = existing_version(prepared, backbone_ref(domain), registry)
-    return None if number is None else prepared.skipped(number)
+    return None if number is None else prepared.skipped(number, registry)
 
 
 def backbone_ref(domain: Domain) -> BackboneRef:
