@@ -285,13 +285,14 @@ def _evaluate(reg: PromptRegistry, domain: str, number: int, data_version: str, 
     )
 
 
-def _print_evaluated(done) -> None:
+def _print_evaluated(done, file=None) -> None:
     scalars = ", ".join(
         f"{k}={x:.4f}" for k, x in done.metrics.items() if isinstance(x, int | float)
     )
     print(
         f"evaluated {done.domain} v{done.version} on {done.split} of data version "
-        f"{done.data_version[:12]} ({done.examples} examples): {scalars}"
+        f"{done.data_version[:12]} ({done.examples} examples): {scalars}",
+        file=file or sys.stdout,
     )
 
 
@@ -401,7 +402,7 @@ def _evaluate_baseline(reg: PromptRegistry, domain: str, number: int, alias: str
         file=sys.stderr,
     )
     try:
-        _print_evaluated(_evaluate(reg, domain, current, md5, who))
+        _print_evaluated(_evaluate(reg, domain, current, md5, who), file=sys.stderr)
     except (MptError, RegistryError) as exc:
         print(f"could not evaluate {domain} v{current} here: {exc}", file=sys.stderr)
 
