@@ -436,9 +436,9 @@ def cmd_approve(args: argparse.Namespace) -> None:
         override_reason=args.override,
         address=cli_address(),
     )
-    print(
+    print(  # an override only where the policy failed: else the reason is the comment
         f"approved #{r.id}: {r.domain}:{r.alias} -> v{r.version}"
-        + (" (override)" if args.override else "")
+        + (" (override)" if args.override and not r.policy_passed else "")
     )
 
 
