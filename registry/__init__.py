@@ -35,6 +35,7 @@ _EXPORTS = {
     "PredictionSet": "records",
     "RequestInfo": "records",
     "ReviewEvidence": "records",
+    "TaskEvidence": "records",
     "UserInfo": "records",
     "VersionInfo": "records",
     "ROLES": "roles",
@@ -62,6 +63,7 @@ __all__ = [
     "RequestInfo",
     "ReviewEvidence",
     "RuleViolation",
+    "TaskEvidence",
     "UserInfo",
     "VersionInfo",
     "evaluate_policy",
@@ -106,6 +108,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs
         PredictionSet,
         RequestInfo,
         ReviewEvidence,
+        TaskEvidence,
         UserInfo,
         VersionInfo,
     )
