@@ -39,6 +39,7 @@ def register(
     search: dict[str, Any] | None,
     primary_metric: str | None,
     review: ReviewEvidence | None,
+    trigger: dict[str, Any] | None = None,
 ) -> tuple[m.PromptVersion, m.PromotionRequest | None]:
     """The candidate and its request (`production` = (its number, its `split` metrics)).
     Idempotent on retry: the same flow run, domain and data version give back the version
@@ -65,6 +66,7 @@ def register(
         training_history=training_history,
         search=search,
         primary_metric=primary_metric,
+        trigger=trigger,
     )
     prod = None
     if production is not None:
