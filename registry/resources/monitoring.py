@@ -201,12 +201,25 @@ def check_tally(t: ShadowTally) -> ShadowTally:
 
 def _add_tally(s: Session, t: ShadowTally, versions: dict, now: datetime) -> None:
     v, prod = versions[(t.domain, t.version)], versions[(t.domain, t.production)]
-    row = s.scalar(
-        select(m.ShadowStats)
-        .where(m.ShadowStats.version_id == v.id, m.ShadowStats.production_version_id == prod.id)
-        .with_for_update()  # replicas flush concurrently: their counts must all add up
-    )
-    if row is None:
+    pair = (m.ShadowStats.version_id == v.id, m.ShadowStats.production_version_id == prod.id)
+    # Replicas report concurrently, and their counts must all add up: write to the row
+    # first, which locks it (PostgreSQL: the row; SQLite: the file) until this transaction
+    # ends, then read what it holds. Reading first would let two writers add to one value.
+    locked = s.execute(
+        update(m.ShadowStats)
+        .where(*pair)
+        .values(last_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    row = None
+    if locked:
+        row = s.scalar(
+            select(m.ShadowStats)
+            .where(*pair)
+            .options(*RECORD_STATS)
+            .execution_options(populate_existing=True)
+        )
+    if row is None:  # a new pair: a concurrent twin fails on the unique constraint
         row = m.ShadowStats(domain_id=v.domain_id, version=v, production_version=prod, first_at=now)
         total = t
         s.add(row)
