@@ -3,6 +3,7 @@
     python bench/scale.py domains [--counts 1 10 100]   # N tiny domains: mpt run, no-change run
     python bench/scale.py images [--sizes 2000 20000]   # a large domain: RSS, images/s, +1 %
     python bench/scale.py backbone [--images 300]       # hf-clip, ViT-B/16 shapes, random weights
+    python bench/scale.py demo [--baseline d87a33b]     # mpt run --force of the demo domains
 
 Each part builds what it measures in a fresh temp home and git repo (synthetic images of
 seeded noise, written as PNG files), runs `mpt run` as a user does (a new process, wall
@@ -17,6 +18,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -250,18 +252,72 @@ def part_backbone(images: int) -> None:
     print(serving.stdout, end="")
 
 
+# ---------------------------------------------------------------------- the demo's --force
+def part_demo(baseline: str) -> None:
+    """`mpt run --force` of the three demo domains with their features stored (a run
+    before filled the store), against the same command of the code at `baseline` (before
+    the feature store; a git worktree of that revision, the same environment), measured
+    side by side in one run: the same data, the same trial budget."""
+    source = REPO / "domains"
+    if not (source / "retail" / "data" / "metadata.csv").is_file():
+        raise SystemExit(
+            "prepare the demo domains first: mpt domain prepare retail manufacturing medical"
+        )
+    base = Path(tempfile.mkdtemp(prefix="mpt-baseline-"))
+    subprocess.run(
+        ["git", "-C", str(REPO), "worktree", "add", "-q", "--detach", str(base / "code"), baseline],
+        check=True,
+    )
+    try:
+        rows = []
+        for label, code, module in (
+            ("this code", REPO, "cli"),
+            (f"baseline {baseline}", base / "code", "flows.cli"),
+        ):
+            root = Path(tempfile.mkdtemp(prefix="mpt-demo-"))
+            fresh_repo(root / "repo")
+            shutil.copytree(
+                source, root / "repo" / "domains", ignore=shutil.ignore_patterns("data.dvc")
+            )
+            env = {**env_for(root / "home", root / "repo" / "domains"), "PYTHONPATH": str(code)}
+            command = [sys.executable, "-m", module, "run", "--json"]
+            _timed(command, env, root / "repo")  # fills the store (and registers v1)
+            seconds = _timed([*command, "--force"], env, root / "repo")
+            rows.append((label, seconds))
+            print(f"| {label} | {seconds:.0f} |", flush=True)
+        print(f"\nratio: {rows[0][1] / rows[1][1]:.2f}x")
+    finally:
+        subprocess.run(
+            ["git", "-C", str(REPO), "worktree", "remove", "--force", str(base / "code")],
+            check=False,
+        )
+
+
+def _timed(command: list[str], env: dict[str, str], cwd: Path) -> float:
+    started = time.perf_counter()
+    out = subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True)
+    if out.returncode not in (0, 1):
+        raise SystemExit(f"{' '.join(command)} failed:\n{out.stderr[-3000:]}")
+    return time.perf_counter() - started
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="part", required=True)
     sub.add_parser("domains").add_argument("--counts", type=int, nargs="+", default=[1, 10, 100])
     sub.add_parser("images").add_argument("--sizes", type=int, nargs="+", default=[2000, 20000])
     sub.add_parser("backbone").add_argument("--images", type=int, default=300)
+    sub.add_parser("demo").add_argument("--baseline", default="d87a33b")
     args = parser.parse_args(argv)
     print(f"{os.cpu_count()} CPUs; torch threads per process: 1 (OMP_NUM_THREADS=1)\n")
     if args.part == "domains":
         part_domains(args.counts)
     elif args.part == "images":
         part_images(args.sizes)
+    elif args.part == "demo":
+        print("| `mpt run --force`, 3 demo domains, 3-trial searches | wall s |")
+        print("| --- | ---: |")
+        part_demo(args.baseline)
     else:
         part_backbone(args.images)
 

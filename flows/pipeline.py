@@ -324,10 +324,13 @@ def _record(
             f"{clip(changed[0])}; run again",
             data_version=data.md5,
         )
+    from .importers.log import entry_for, origin
+
     report = checked.report
     report_dir = report_root / domain.name / data.md5
     shutil.rmtree(report_dir, ignore_errors=True)
     (report_root / domain.name / ".validating").rename(report_dir)
+    imported = entry_for(domain.root, checked.md5[domain.config.data.metadata])
     registry.record_data_version(
         domain.name,
         data.md5,
@@ -337,6 +340,8 @@ def _record(
         validation_summary=report.summary,
         report_uri=str(report_dir),
         validation_key=validation_key(domain),
+        rows_added=imported["rows_added"] if imported else None,
+        added_from=origin(imported) if imported else None,
     )
     rows = rows_from_table(layout_of(domain.config), checked.table)
     return PreparedDomain(domain, data, rows_digest(rows), rows=len(rows))

@@ -6,11 +6,13 @@ frozen output it is (`stem`: what visual prompts start from; `embedding`: a fini
 embedding; `pixels`, `queries` on a generative backbone), the preprocessing, and the sha256
 of the image's own bytes. One namespace (directory) per (backbone, output, preprocessing)
 holds shards: standard safetensors files with two tensors, `features` (n, ...) and `keys`
-(n, 32) (the images' sha256), and the sha256 of both in their metadata. A shard is
+(n, 32) (the images' sha256), and the sha256 of each in their metadata. A shard is
 written whole (temp file, then rename), so readers never see half of one, and two
 processes filling the same namespace at once leave it consistent (at worst an image is
-stored twice, and either copy is the same). A shard is verified against its checksum the
-first time a process opens it; one that fails is deleted and its images recomputed.
+stored twice, and either copy is the same). A lookup reads and verifies only a shard's
+keys; the first time a process reads features from a shard, the whole shard is verified
+(streamed, so a process verifies what it uses, not the store); a shard that fails either
+check is deleted and its images recomputed.
 
 Reads are positional (`os.preadv` of the rows a batch needs) through a `FeatureView`, so
 training holds one batch of features in memory, not the data set. The store keeps its
@@ -120,6 +122,14 @@ class _Shard:
     dtype: str
 
 
+class DamagedShard(Exception):
+    """A shard whose bytes do not match their checksum (never used; deleted)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(f"{path}: damaged (checksum mismatch)")
+        self.path = path
+
+
 def _read_header(path: Path) -> tuple[dict, int]:
     with open(path, "rb") as f:
         (length,) = struct.unpack("<Q", f.read(8))
@@ -140,6 +150,7 @@ class FeatureStore:
         self.root = Path(root)
         self.cap_bytes = int((DEFAULT_CAP_GB if cap_gb is None else cap_gb) * 2**30)
         self._keys: dict[Path, tuple[tuple[int, int], list[bytes]]] = {}
+        self._verified: set[tuple[Path, int, int]] = set()
         self._digests: dict[tuple[str, int, int], bytes] = {}
         self.embedded = 0
         """Images this store object computed (not found stored), for reports and lineage."""
@@ -183,7 +194,7 @@ class FeatureStore:
         return sorted(p for p in folder.iterdir() if p.suffix == ".safetensors")
 
     def _shard_keys(self, path: Path) -> list[bytes] | None:
-        """The 32-byte keys of a shard's rows, verified once per process; None when the
+        """The 32-byte keys of a shard's rows (their checksum verified); None when the
         shard is gone or damaged (a damaged one is deleted, its images computed again)."""
         try:
             stat = path.stat()
@@ -194,30 +205,59 @@ class FeatureStore:
         if cached is not None and cached[0] == stamp:
             return cached[1]
         try:
-            keys = self._verify(path, stat)
+            keys = self._read_keys(path)
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, KeyError, struct.error):
-            path.unlink(missing_ok=True)  # damaged: never used, recomputed by the caller
-            self._keys.pop(path, None)
+        except (OSError, ValueError, KeyError, TypeError, struct.error):
+            self.forget(path)  # damaged: never used, recomputed by the caller
             return None
         self._keys[path] = (stamp, keys)
         return keys
 
-    def _verify(self, path: Path, stat: os.stat_result) -> list[bytes]:
+    def _read_keys(self, path: Path) -> list[bytes]:
         header, start = _read_header(path)
-        meta, feats, keys = header["__metadata__"], header["features"], header["keys"]
+        meta, keys = header["__metadata__"], header["keys"]
         if meta.get("format") != FORMAT:
             raise ValueError(f"not a feature shard: {meta.get('format')!r}")
-        with open(path, "rb") as f:
-            f.seek(start)
-            data = f.read(max(feats["data_offsets"][1], keys["data_offsets"][1]))
-        digest = hashlib.sha256(data[slice(*feats["data_offsets"])])
-        digest.update(data[slice(*keys["data_offsets"])])
-        if digest.hexdigest() != meta["sha256"]:
-            raise ValueError("checksum mismatch")
         a, b = keys["data_offsets"]
-        return [data[i : i + 32] for i in range(a, b, 32)]  # numpy's S32 drops trailing NULs
+        with open(path, "rb") as f:
+            f.seek(start + a)
+            data = f.read(b - a)
+        if hashlib.sha256(data).hexdigest() != meta["keys_sha256"]:
+            raise ValueError("checksum mismatch of the keys")
+        return [data[i : i + 32] for i in range(0, len(data), 32)]  # numpy's S32 drops NULs
+
+    def check_features(self, path: Path) -> None:
+        """Raise DamagedShard unless the shard's features match their checksum; streamed,
+        once per process and shard (while its size and mtime stay the same)."""
+        stat = path.stat()
+        stamp = (path, stat.st_size, stat.st_mtime_ns)
+        if stamp in self._verified:
+            return
+        try:
+            header, start = _read_header(path)
+            expected = header["__metadata__"]["sha256"]
+            a, b = header["features"]["data_offsets"]
+            digest = hashlib.sha256()
+            with open(path, "rb") as f:
+                f.seek(start + a)
+                left = b - a
+                while left > 0:
+                    block = f.read(min(left, 8 * 2**20))
+                    if not block:
+                        break
+                    digest.update(block)
+                    left -= len(block)
+        except (ValueError, KeyError, TypeError, struct.error):
+            raise DamagedShard(path) from None
+        if digest.hexdigest() != expected:
+            raise DamagedShard(path)
+        self._verified.add(stamp)
+
+    def forget(self, path: Path) -> None:
+        """Delete a damaged shard and what this process knows of it."""
+        path.unlink(missing_ok=True)
+        self._keys.pop(path, None)
 
     def lookup(self, key: FeatureKey, digests: Sequence[bytes]) -> dict[bytes, tuple[Path, int]]:
         """digest -> (shard, row) for the wanted digests that are stored (and intact)."""
@@ -256,27 +296,29 @@ class FeatureStore:
         """The features of `images` (in order), computing and adding the missing ones in
         chunks of `chunk` (each missing image once, however often it is given)."""
         digests = list(digests) if digests is not None else [self.digest(x) for x in images]
-        stored = self.lookup(key, digests)
-        todo: dict[bytes, ImageSource] = {}
-        for digest, image in zip(digests, images, strict=True):
-            if digest not in stored:
-                todo.setdefault(digest, image)
-        keep = {path for path, _ in stored.values()}
-        if todo:
-            keep |= set(
-                self.add(
-                    key,
-                    list(todo.values()),
-                    compute,
-                    list(todo),
-                    on_progress=on_progress,
+        for attempt in range(2):
+            stored = self.lookup(key, digests)
+            todo: dict[bytes, ImageSource] = {}
+            for digest, image in zip(digests, images, strict=True):
+                if digest not in stored:
+                    todo.setdefault(digest, image)
+            keep = {path for path, _ in stored.values()}
+            if todo:
+                added = self.add(
+                    key, list(todo.values()), compute, list(todo), on_progress=on_progress,
                     chunk=chunk,
-                )
-            )
-        elif on_progress is not None:
-            on_progress(0, 0)
-        self.evict(keep=keep)
-        return self.view(key, digests)
+                )  # fmt: skip
+                keep |= set(added)
+            elif on_progress is not None:
+                on_progress(0, 0)
+            self.evict(keep=keep)
+            try:
+                return self.view(key, digests)
+            except DamagedShard as exc:  # features damaged under intact keys: recompute them
+                self.forget(exc.path)
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
 
     def add(
         self,
@@ -320,12 +362,10 @@ class FeatureStore:
         key_tensor = torch.from_numpy(np.frombuffer(b"".join(keys), dtype=np.uint8).copy())
         key_tensor = key_tensor.reshape(len(keys), 32)
         raw = features.view(torch.int16) if features.dtype == torch.bfloat16 else features
-        digest = hashlib.sha256()
-        digest.update(raw.numpy().tobytes())
-        digest.update(key_tensor.numpy().tobytes())
         meta = {
             "format": FORMAT,
-            "sha256": digest.hexdigest(),
+            "sha256": hashlib.sha256(raw.numpy().tobytes()).hexdigest(),
+            "keys_sha256": hashlib.sha256(key_tensor.numpy().tobytes()).hexdigest(),
             "backbone_sha256": key.backbone_sha256,
             "output": key.output,
             "preprocessing": key.preprocessing,
@@ -384,6 +424,8 @@ class FeatureView:
         now = time.time_ns()
         for path, row in rows:
             if path not in shards:
+                if store is not None:
+                    store.check_features(path)
                 header, start = _read_header(path)
                 feats = header["features"]
                 shape = tuple(feats["shape"][1:])

@@ -128,9 +128,12 @@ class PromptRegistry:
         validation_summary: str = "",
         report_uri: str | None = None,
         validation_key: str | None = None,
+        rows_added: int | None = None,
+        added_from: str | None = None,
     ) -> DataVersionInfo:
         """Record a validated data version. Recording the same domain and md5 again updates
-        its validation result (rules may have changed), never its identity."""
+        its validation result (rules may have changed), never its identity. `rows_added`
+        and `added_from`: what the import that wrote its table added (lineage)."""
         with self.transaction() as s:
             return resources.data_versions.record(
                 s,
@@ -142,6 +145,8 @@ class PromptRegistry:
                 validation_summary=validation_summary,
                 report_uri=report_uri,
                 validation_key=validation_key,
+                rows_added=rows_added,
+                added_from=added_from,
             ).to_record()
 
     def data_version(self, domain: str, md5: str) -> DataVersionInfo | None:

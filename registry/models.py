@@ -123,6 +123,11 @@ class DataVersion(Base):
     """Hash of the rules and code it was validated with: unchanged data under unchanged
     rules need not be validated again."""
     report_uri: Mapped[str | None] = mapped_column(String(1000))
+    rows_added: Mapped[int | None] = mapped_column(Integer)
+    """Rows the import that wrote this version's table added (`mpt domain import`); None
+    when no import wrote it (a table edited by hand, a first version of a demo domain)."""
+    added_from: Mapped[str | None] = mapped_column(String(1000))
+    """That import in words: `append 2: imagefolder /data/week-32`."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     domain: Mapped[Domain] = relationship()
@@ -138,6 +143,8 @@ class DataVersion(Base):
             report_uri=self.report_uri,
             created_at=self.created_at,
             validation_key=self.validation_key,
+            rows_added=self.rows_added,
+            added_from=self.added_from,
         )
 
 

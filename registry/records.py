@@ -36,6 +36,10 @@ class DataVersionInfo(_Record):
     report_uri: str | None
     created_at: datetime
     validation_key: str | None = None
+    rows_added: int | None = None
+    """Rows the import that wrote this version's table added; None: no import did."""
+    added_from: str | None = None
+    """That import in words (`append 2: imagefolder /data/week-32`)."""
 
 
 @dataclass(frozen=True)

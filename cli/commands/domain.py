@@ -1,15 +1,22 @@
-"""`mpt domain new | list | check | prepare`: domain folders from the CLI."""
+"""`mpt domain new | import | list | check | prepare | version`: domain folders from the CLI."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from flows.settings import load_settings
 
-from .output import emit
+from .output import CommandError, emit
+
+if TYPE_CHECKING:
+    from flows.importers import SplitRule
 
 DOMAINS_DIR_ENV = "MPT_DOMAINS_DIR"
+IMPORT_FORMATS = "imagefolder, coco-captions, vqa, parquet"
+"""For `--help` only (the registry is loaded by the command itself, which is slow to import);
+tests/cli check it names every registered format."""
 
 
 def domains_dir(args: argparse.Namespace) -> Path:
@@ -45,6 +52,79 @@ def cmd_new(args: argparse.Namespace) -> None:
     root = scaffold_domain(domains_dir(args), args.name, args.task)
     print(f"created {root}: edit {root / 'domain.yaml'}, put images in {root / 'data/images'}")
     print(f"and rows in {root / 'data/metadata.csv'}, then run `mpt domain check {args.name}`")
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    """Import SOURCE as a new domain, or append it to one (--append)."""
+    from flows.importers import FormatOptions, ImportRequest, import_domain
+
+    settings = load_settings(domains_dir=args.domains_dir)
+    request = ImportRequest(
+        name=args.name,
+        format=args.format,
+        source=args.source,
+        task=args.task,
+        append=args.append,
+        link=args.link,
+        group_by=args.group_by,
+        rule=_split_rule(args),
+        options=FormatOptions(
+            images=args.images,
+            image_pattern=args.image_pattern,
+            image_column=args.image_column,
+            split_column=args.split_column,
+            columns=_column_map(args.column),
+        ),
+        s3_endpoint=args.s3_endpoint or settings.dvc_s3_endpoint,
+    )
+    result = import_domain(settings.domains_dir, request, progress=not args.json)
+    if args.json:
+        emit(args, result.to_dict())
+        return 0
+    per_split = ", ".join(f"{s} {n}" for s, n in result.added.items())
+    done = "appended to" if result.mode == "append" else "imported as"
+    print(
+        f"{args.source} ({args.format}) {done} {result.domain}: {result.rows_added} rows "
+        f"({per_split}), task {result.task}; {result.rows} rows in {result.root / 'data'}"
+    )
+    images = f"images: {result.copied} copied"
+    if args.link:
+        images += f", {result.linked} hard-linked"
+    skipped = f"; {result.skipped} records left out (repeats)" if result.skipped else ""
+    print(images + skipped)
+    for key, values in result.declared.items():
+        if isinstance(values, list | dict):
+            print(f"declared {len(values)} {key} in {result.root / 'domain.yaml'}")
+    print(f"next: `mpt domain check {result.domain}`, then `mpt run {result.domain}`")
+    return 0
+
+
+def _split_rule(args: argparse.Namespace) -> SplitRule | None:
+    """--fractions / --seed as a SplitRule; None when neither is given (an append then
+    keeps the rule of the domain's previous import)."""
+    from flows.importers import SplitRule
+
+    if args.fractions is None and args.seed is None:
+        return None
+    fractions = (0.8, 0.1, 0.1)
+    if args.fractions is not None:
+        try:
+            fractions = tuple(float(x) for x in args.fractions.split(","))
+        except ValueError:
+            raise CommandError(
+                f"--fractions {args.fractions!r}: give train,val,test as numbers, e.g. 0.8,0.1,0.1"
+            ) from None
+    return SplitRule(fractions, args.seed if args.seed is not None else 0)
+
+
+def _column_map(given: list[str] | None) -> dict[str, str]:
+    out = {}
+    for item in given or []:
+        field, sep, column = item.partition("=")
+        if not sep or not field.strip() or not column.strip():
+            raise CommandError(f"--column {item!r}: write FIELD=COLUMN, e.g. label=category")
+        out[field.strip()] = column.strip()
+    return out
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -100,7 +180,9 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    group = sub.add_parser("domain", help="domain folders: new, list, check, prepare, version")
+    group = sub.add_parser(
+        "domain", help="domain folders: new, import, list, check, prepare, version"
+    )
     domain_sub = group.add_subparsers(dest="domain_command", required=True)
     place = argparse.ArgumentParser(add_help=False)
     place.add_argument(
@@ -114,6 +196,52 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         "--task", required=True, help="one of mpt_core's tasks (e.g. classification, vqa)"
     )
     p.set_defaults(func=cmd_new)
+
+    p = domain_sub.add_parser(
+        "import",
+        help=f"a domain from data in a known layout ({IMPORT_FORMATS}), or more rows for one",
+        parents=[common, place],
+        description="Import SOURCE (a folder, a file or s3://bucket/prefix) as domain NAME: "
+        "images copied (or hard-linked), metadata.csv, domain.yaml with the task and the "
+        "labels or answers found. Splits are kept where the source has them, else made "
+        "stratified by label with --fractions and --seed, keeping --group-by groups whole.",
+    )
+    p.add_argument("name")
+    p.add_argument("source", help="a folder, a file (parquet) or s3://bucket/prefix")
+    p.add_argument("--from", dest="format", required=True, help=f"the layout: {IMPORT_FORMATS}")
+    p.add_argument("--task", help="the task to train (default: the one the fields found allow)")
+    p.add_argument("--append", action="store_true", help="add the rows to the existing domain NAME")
+    p.add_argument(
+        "--link", action="store_true", help="hard-link images where the file system allows"
+    )
+    p.add_argument(
+        "--group-by",
+        metavar="KEY",
+        help="a record's key or column (a patient, a source image) whose rows share one split",
+    )
+    p.add_argument(
+        "--fractions",
+        metavar="TRAIN,VAL,TEST",
+        help="shares for rows the source gives no split (default 0.8,0.1,0.1)",
+    )
+    p.add_argument("--seed", type=int, help="seed of the split draw (default 0)")
+    p.add_argument("--images", metavar="DIR", help="coco-captions, vqa: the images' folder")
+    p.add_argument(
+        "--image-pattern",
+        help="vqa: an image id's file, e.g. 'images/{image_id}.jpg'",
+    )
+    p.add_argument("--image-column", help="parquet: the column holding the images")
+    p.add_argument("--split-column", help="parquet: a column holding each row's split")
+    p.add_argument(
+        "--column",
+        action="append",
+        metavar="FIELD=COLUMN",
+        help="parquet: the column holding an example field (repeatable), e.g. caption=text",
+    )
+    p.add_argument(
+        "--s3-endpoint", help="S3 endpoint for s3:// sources (default $MPT_DVC_S3_ENDPOINT)"
+    )
+    p.set_defaults(func=cmd_import)
 
     p = domain_sub.add_parser(
         "list", help="list domains; broken ones are reported", parents=[common, place]

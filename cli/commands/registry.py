@@ -19,7 +19,7 @@ from .output import CommandError, emit
 from .users import acting_user, cli_address
 
 if TYPE_CHECKING:
-    from registry import PromptRegistry, VersionInfo
+    from registry import DataVersionInfo, PromptRegistry, VersionInfo
 
 
 def _registry() -> PromptRegistry:
@@ -49,6 +49,15 @@ def _short(metrics: dict[str, Any] | None, key: str) -> str:
     if not metrics or not isinstance(metrics.get(key), int | float):
         return "-"
     return f"{metrics[key]:.4f}"
+
+
+def _data_lineage(data: DataVersionInfo | None) -> str:
+    """A data version's rows and, when an import wrote it, what that import added."""
+    if data is None:
+        return ""
+    counts = ", ".join(f"{split} {n}" for split, n in data.row_counts.items())
+    added = f"; +{data.rows_added} rows by {data.added_from}" if data.rows_added is not None else ""
+    return f"  ({data.rows} rows: {counts}{added})"
 
 
 # ------------------------------------------------------------------ registry
@@ -86,13 +95,15 @@ def cmd_list(args: argparse.Namespace) -> None:
 
 
 def cmd_show(args: argparse.Namespace) -> None:
-    v = _registry().get_version(args.domain, args.version)
+    reg = _registry()
+    v = reg.get_version(args.domain, args.version)
+    data = reg.data_version(v.domain, v.data_version)
     if args.json:
-        emit(args, v.to_dict())
+        emit(args, {**v.to_dict(), "data": data.to_dict() if data else None})
         return
     print(f"{v.domain} v{v.number}  [{v.status}]  aliases: {', '.join(v.aliases) or '-'}")
     print(f"  method        {v.method}  (config {v.config_hash[:12]})")
-    print(f"  data version  {v.data_version}")
+    print(f"  data version  {v.data_version}{_data_lineage(data)}")
     print(
         f"  backbone      {v.backbone.family}:{v.backbone.name} ({v.backbone.weights_sha256[:12]}…)"
     )

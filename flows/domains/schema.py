@@ -26,6 +26,8 @@ from registry.policy import Policy
 from ..yaml_files import safe_load, yaml_problem
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+MAX_NEAR_DUPLICATE_DISTANCE = 12
+"""Beyond 12 of 64 bits, unrelated images match (and the search's buckets grow large)."""
 
 
 class _Strict(BaseModel):
@@ -42,6 +44,10 @@ class DataLayout(_Strict):
     metadata: str = "metadata.csv"
     image_column: str = "image"
     split_column: str = "split"
+    group_column: str | None = None
+    """A column whose value groups rows that must share one split (a patient, a source
+    image, a production batch): validation fails a group found in two splits, and
+    `mpt domain import --group-by` keeps each group whole. None: no groups."""
     columns: dict[str, str] = Field(default_factory=dict)
     """Column of an example field whose column has another name: {field: column}."""
 
@@ -54,7 +60,7 @@ class DataLayout(_Strict):
         data, columns = dict(data), dict(data.get("columns") or {})
         for key in [k for k in data if k.endswith("_column")]:
             field = key.removesuffix("_column")
-            if field in ("image", "split") or not known_field(field):
+            if field in ("image", "split", "group") or not known_field(field):
                 continue  # the platform's own columns; an unknown key is reported as such
             if field in columns and columns[field] != data[key]:
                 raise ValueError(f"{key} and columns.{field} name different columns")
@@ -156,6 +162,9 @@ class ValidationSpec(_Strict):
     caption_length: tuple[int, int] = (3, 500)
     """Allowed caption length in characters (retrieval)."""
     images: ImageBounds = Field(default_factory=ImageBounds)
+    near_duplicate_distance: Annotated[int, Field(ge=0, le=MAX_NEAR_DUPLICATE_DISTANCE)] | None = 4
+    """Images of two splits whose 64-bit perceptual hashes (pHash) differ in at most this
+    many bits are reported as near-duplicates (a warning listing the pairs); None: off."""
     extra_expectations: str | None = None
     """Optional YAML file in the domain folder with more Great Expectations."""
 

@@ -10,7 +10,11 @@ row is reported once, for its first problem:
 3. size: width and height come from the header only (PIL opens lazily) and are checked
    against `validation.images` before anything is decoded (decompression bombs);
 4. decodes: the whole image decodes (truncated files fail: LOAD_TRUNCATED_IMAGES is off);
-5. rgb: its mode converts to RGB.
+5. rgb: its mode converts to RGB; its perceptual hash (`phash`, 64-bit pHash from the
+   `imagehash` library, as 16 hex digits) is taken from the decoded image.
+
+Facts that compare rows (the same content in two splits, near-duplicates, groups) are
+computed from these in `leakage`.
 
 Status facts are "ok" or the reason, in words; None means "not checked" (an earlier check
 failed), which GX's in-set and between expectations skip.
@@ -19,17 +23,22 @@ failed), which GX's in-set and between expectations skip.
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import posixpath
 import re
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path, PureWindowsPath
+from stat import S_ISREG
 from typing import TYPE_CHECKING
 
 import pandas as pd
 from PIL import Image, ImageFile
+
+from mpt_core.cache import atomic_write
 
 from .containment import link_on_the_way
 
@@ -37,8 +46,6 @@ if TYPE_CHECKING:
     from flows.domains.schema import ImageBounds
 
 OK = "ok"
-LEAK = "leak"
-"""The fact naming another split's row with the same image bytes."""
 PREFIX = "_image_"
 """Fact columns added to the table are named `_image_<fact>`."""
 _BOMB_PIXELS = re.compile(r"\((\d+) pixels\)")
@@ -55,6 +62,7 @@ class ImageFacts:
     rgb: str | None = None
     sha256: str | None = None
     md5: str | None = None
+    phash: str | None = None
 
 
 FACTS = tuple(f.name for f in fields(ImageFacts))
@@ -64,15 +72,17 @@ def fact_column(fact: str) -> str:
     return PREFIX + fact
 
 
-def image_facts(
-    paths: pd.Series, splits: pd.Series | None, data_dir: Path, bounds: ImageBounds
-) -> pd.DataFrame:
-    """One row of facts per table row (same index); `leak` names the row in another split
-    that holds the same image content, if any."""
+def image_facts(paths: pd.Series, data_dir: Path, bounds: ImageBounds) -> pd.DataFrame:
+    """One row of facts per table row (same index), in columns named `fact_column(fact)`.
+    The facts of a file unchanged since the last validation of this folder (same size,
+    mtime and inode, under the same bounds and code) come from `FactsCache`: a retrain
+    after new images reads and decodes only those."""
     cache: dict[str, ImageFacts] = {}
+    known = FactsCache.open(data_dir, bounds)
     with pil_guard(bounds.max_pixels):
         for raw in paths.dropna().unique():
-            cache[raw] = inspect_image(raw, data_dir, bounds)
+            cache[raw] = known.facts(raw, data_dir, bounds)
+    known.save()
     empty = ImageFacts()
     facts = pd.DataFrame(
         [asdict(cache.get(raw, empty)) if isinstance(raw, str) else asdict(empty) for raw in paths],
@@ -81,8 +91,62 @@ def image_facts(
     )
     for number in ("width", "height", "pixels"):
         facts[number] = facts[number].astype("Int64")
-    facts[LEAK] = _content_leaks(facts["sha256"], splits, paths)
     return facts.rename(columns=fact_column)
+
+
+FACTS_VERSION = 1
+"""Bumped when what `inspect_image` finds changes: cached facts of older code are dropped."""
+
+
+class FactsCache:
+    """The image facts of one data folder from its last validation, by table path and the
+    file's (size, mtime, inode), in `$MPT_HOME/cache/image-facts/`. A path's location
+    checks (it escapes the folder, a link lies on the way) run again every time; only the
+    facts of a regular file are reused, so its bytes are not read and decoded again."""
+
+    def __init__(self, path: Path, key: str, entries: dict[str, list]) -> None:
+        self.path, self.key, self.entries = path, key, entries
+        self.kept: dict[str, list] = {}
+
+    @classmethod
+    def open(cls, data_dir: Path, bounds: ImageBounds) -> FactsCache:
+        from mpt_core import __version__
+
+        home = Path(os.environ.get("MPT_HOME") or Path.home() / ".mpt").expanduser()
+        name = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:32]
+        path = home / "cache" / "image-facts" / f"{name}.json"
+        key = json.dumps([FACTS_VERSION, __version__, bounds.model_dump(mode="json")])
+        try:
+            stored = json.loads(path.read_text())
+            entries = stored["entries"] if stored.get("key") == key else {}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            entries = {}
+        return cls(path, key, entries)
+
+    def facts(self, raw: str, data_dir: Path, bounds: ImageBounds) -> ImageFacts:
+        """The facts of `raw`: the cached ones if its file is unchanged, else inspected."""
+        if location_problem(raw) is None:
+            path = data_dir / posixpath.normpath(raw)
+            try:
+                stat = os.lstat(path)
+                fresh = link_on_the_way(path, data_dir) is None
+            except (OSError, RuntimeError):
+                stat, fresh = None, False
+            if stat is not None and fresh and S_ISREG(stat.st_mode):
+                stamp = [stat.st_size, stat.st_mtime_ns, stat.st_ino]
+                cached = self.entries.get(raw)
+                if cached is not None and cached[:3] == stamp:
+                    self.kept[raw] = cached
+                    return ImageFacts(**cached[3])
+                found = inspect_image(raw, data_dir, bounds)
+                self.kept[raw] = [*stamp, asdict(found)]
+                return found
+        return inspect_image(raw, data_dir, bounds)
+
+    def save(self) -> None:
+        """Keep the facts of this validation's files (an unwritable cache costs only time)."""
+        with suppress(OSError):
+            atomic_write(self.path, json.dumps({"key": self.key, "entries": self.kept}).encode())
 
 
 def inspect_image(raw: str, data_dir: Path, bounds: ImageBounds) -> ImageFacts:
@@ -171,10 +235,17 @@ def _inspect_pixels(path: Path, facts: ImageFacts, bounds: ImageBounds) -> Image
             return replace(facts, decodes=f"truncated or corrupt ({_reason(exc, path)})")
         facts = replace(facts, decodes=OK)
         try:
-            img.convert("RGB")
+            rgb = img.convert("RGB")
         except Exception as exc:
             return replace(facts, rgb=f"mode {img.mode!r} ({_reason(exc, path)})")
-    return replace(facts, rgb=OK)
+    return replace(facts, rgb=OK, phash=perceptual_hash(rgb))
+
+
+def perceptual_hash(img: Image.Image) -> str:
+    """The image's 64-bit pHash as 16 hex digits (`imagehash`, imported on first use)."""
+    import imagehash
+
+    return str(imagehash.phash(img))
 
 
 def _within(width: int, height: int, bounds: ImageBounds) -> bool:
@@ -185,20 +256,3 @@ def _within(width: int, height: int, bounds: ImageBounds) -> bool:
 def _reason(exc: Exception, path: Path) -> str:
     message = str(exc).replace(f" {str(path)!r}", "").strip()  # the row already names the file
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
-
-
-def _content_leaks(sha: pd.Series, splits: pd.Series | None, paths: pd.Series) -> pd.Series:
-    """ "ok", or the first row of another split with identical bytes; None where unknown."""
-    leaks = pd.Series(None, index=sha.index, dtype=object)
-    if splits is None:
-        return leaks
-    known = sha.notna() & splits.notna()
-    leaks[known] = OK
-    for _, group in sha[known].groupby(sha[known], sort=False):
-        rows = list(group.index)
-        if len({splits[r] for r in rows}) < 2:
-            continue
-        for row in rows:
-            other = next(r for r in rows if splits[r] != splits[row])
-            leaks[row] = f"same image content as row {other} ({paths[other]}, {splits[other]})"
-    return leaks

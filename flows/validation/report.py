@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,9 @@ class ValidationReport:
     """Expectations evaluated."""
     docs_path: Path | None = None
     """Great Expectations Data Docs index.html, when a report directory was given."""
+    warnings: list[CheckFailure] = field(default_factory=list)
+    """Checks of warning severity that failed (near-duplicates across splits): reported,
+    never failing validation."""
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -105,16 +109,21 @@ def summarize(
     counts: dict[str, int],
     checks: int,
     source: Path,
+    warnings: Sequence[CheckFailure] = (),
 ) -> str:
     per_split = ", ".join(f"{split} {n}" for split, n in counts.items())
     table = f"{rows} row{'' if rows == 1 else 's'}" + (f" ({per_split})" if counts else "")
+    noted = [f"  - warning: {w.message}" for w in warnings]
     if not failures:
-        return f"{domain}: passed: {table} in {source}; all {checks} checks passed"
+        checked = f"all {checks} checks passed"
+        if warnings:
+            checked = f"{checks - len(warnings)} of {checks} checks passed, {len(warnings)} warned"
+        return "\n".join([f"{domain}: passed: {table} in {source}; {checked}", *noted])
     head = (
         f"{domain}: FAILED: {len(failures)} problem(s) in {source}, {table}; "
         "row N is the N-th line below the header"
     )
-    return "\n".join([head, *(f"  - {f.message}" for f in failures)])
+    return "\n".join([head, *(f"  - {f.message}" for f in failures), *noted])
 
 
 def unreadable(domain: str, message: str, source: Path) -> ValidationReport:

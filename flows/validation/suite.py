@@ -22,7 +22,8 @@ from mpt_core.errors import ConfigError
 
 from ..yaml_files import safe_load, yaml_problem
 from .gx import import_gx
-from .images import LEAK, fact_column
+from .images import fact_column
+from .leakage import GROUP, LEAK, NEAR_DUPLICATE
 
 if TYPE_CHECKING:
     from flows.domains.schema import DomainConfig
@@ -31,6 +32,8 @@ Show = Literal["value", "reason", "rows", "count", "columns", "table"]
 """How a failure is shown: offending rows with their value, rows with the reason held in
 `value_column`, rows only, a row count against a minimum, the missing columns, or GX's
 observed value for a table-level check."""
+Severity = Literal["error", "warning"]
+"""An error fails validation; a warning is reported beside a passing result."""
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,7 @@ class Check:
     """A great_expectations Expectation."""
     show: Show
     value_column: str | None = None
+    severity: Severity = "error"
 
 
 class ExtraExpectationsError(ConfigError):
@@ -52,8 +56,11 @@ class ExtraExpectationsError(ConfigError):
 
 
 def required_columns(config: DomainConfig) -> list[str]:
-    """image, split and the columns of every field the task's contract needs."""
-    return [config.data.column(f) for f in ("image", "split", *config.contract.fields)]
+    """image, split and the columns of every field the task's contract needs, and the
+    group column when the domain names one."""
+    layout = config.data
+    columns = [layout.column(f) for f in ("image", "split", *config.contract.fields)]
+    return columns + ([layout.group_column] if layout.group_column else [])
 
 
 def declared_values(config: DomainConfig) -> set[str]:
@@ -76,6 +83,7 @@ def build_checks(
     checks += _count_checks(config, present)
     if config.data.image_column in present:
         checks += _image_checks(config, present)
+    checks += _leakage_checks(config, present)
     checks += extra
     for order, check in enumerate(checks):
         check.expectation.meta["order"] = order  # results come back in another order
@@ -89,9 +97,13 @@ def _gx():
     return gx.expectations, Column
 
 
-def _check(name, column, problem, expectation, show, value_column=None) -> Check:
+def _check(name, column, problem, expectation, show, value_column=None, severity="error"):
     expectation.meta = {"check": name, "problem": problem}
-    return Check(name, column, problem, expectation, show, value_column)
+    if severity == "warning":
+        from great_expectations.expectations.metadata_types import FailureSeverity
+
+        expectation.severity = FailureSeverity.WARNING
+    return Check(name, column, problem, expectation, show, value_column, severity)
 
 
 def _short(values: Sequence[str], limit: int = 12) -> str:
@@ -276,8 +288,36 @@ def _image_checks(config: DomainConfig, present: set[str]) -> list[Check]:
     )
     status("decodes", "image does not decode")
     status("rgb", "image mode does not convert to RGB")
-    if config.data.split_column in present:
-        status(LEAK, "with the same image content in another split (splits must not overlap)")
+    return checks
+
+
+def _leakage_checks(config: DomainConfig, present: set[str]) -> list[Check]:
+    """Splits that share images, near-copies of images, or groups (see `leakage`): on the
+    facts `leakage.leakage_facts` adds beside the table."""
+    gxe, _ = _gx()
+    layout, checks = config.data, []
+    if layout.split_column not in present:
+        return checks
+
+    def status(name, fact, column, problem, severity="error"):
+        exp = gxe.ExpectColumnValuesToBeInSet(column=fact_column(fact), value_set=["ok"])
+        checks.append(_check(name, column, problem, exp, "reason", fact_column(fact), severity))
+
+    image = layout.image_column
+    if image in present:
+        problem = "with the same image content in another split (splits must not overlap)"
+        status("image_leak", LEAK, image, problem)
+        distance = config.validation.near_duplicate_distance
+        if distance is not None:
+            problem = (
+                f"look like an image of another split (perceptual hashes at most {distance} "
+                "bits apart; validation.near_duplicate_distance)"
+            )
+            status("image_near_duplicate", NEAR_DUPLICATE, image, problem, "warning")
+    group = layout.group_column
+    if group is not None and group in present:
+        problem = f"share their {group} with rows of another split (data.group_column)"
+        status("group_split", GROUP, group, problem)
     return checks
 
 

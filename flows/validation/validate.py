@@ -12,6 +12,7 @@ from mpt_core.data import SPLITS
 
 from .containment import ContainmentError, check_data_folder, contained_file, link_on_the_way
 from .images import PREFIX, fact_column, image_facts
+from .leakage import leakage_facts
 from .report import CheckFailure, ValidationReport, describe, summarize, unreadable, write_files
 from .runner import run_checks
 from .suite import (
@@ -109,7 +110,7 @@ def _validate_table(
                 None,
                 1,
                 f"table: column name(s) {reserved} start with {PREFIX!r}, which is reserved "
-                "for image facts; rename them (they were ignored)",
+                "for the facts validation adds; rename them (they were ignored)",
             )
         )
         table = table.drop(columns=reserved)
@@ -125,21 +126,30 @@ def _validate_table(
         except (ExtraExpectationsError, ContainmentError) as exc:
             problems.append(CheckFailure("extra_expectations", None, 1, str(exc)))
     checks = build_checks(config, list(table.columns), extra)
-    frame = table
+    facts = None
     if image in table:
-        splits = table.get(split)
-        facts = image_facts(table[image], splits, domain.data_dir, config.validation.images)
-        frame = pd.concat([table, facts], axis=1)
+        facts = image_facts(table[image], domain.data_dir, config.validation.images)
+    leakage = leakage_facts(
+        table,
+        facts,
+        image=image,
+        split=split,
+        group=config.data.group_column,
+        max_distance=config.validation.near_duplicate_distance,
+    )
+    frame = pd.concat([table, *([facts] if facts is not None else []), leakage], axis=1)
     results, docs_path = run_checks(frame, checks, name=domain.name, docs_dir=docs_dir)
     image_column = image if image in table else None
-    failures = problems + [
-        describe(check, result, frame, image_column)
+    failed = [
+        (check, describe(check, result, frame, image_column))
         for check, result in zip(checks, results, strict=True)
         if not result.success
     ]
+    failures = problems + [f for check, f in failed if check.severity == "error"]
+    warnings = [f for check, f in failed if check.severity == "warning"]
     counts = _split_counts(table[split]) if split in table else {}
     summary = summarize(
-        domain.name, failures, len(table), counts, len(checks), domain.metadata_path
+        domain.name, failures, len(table), counts, len(checks), domain.metadata_path, warnings
     )
     report = ValidationReport(
         domain=domain.name,
@@ -150,6 +160,7 @@ def _validate_table(
         counts=counts,
         checks=len(checks),
         docs_path=docs_path,
+        warnings=warnings,
     )
     return report, frame
 

@@ -43,9 +43,12 @@ def record(
     validation_summary: str,
     report_uri: str | None,
     validation_key: str | None,
+    rows_added: int | None = None,
+    added_from: str | None = None,
 ) -> m.DataVersion:
     """Record a validated data version. Recording the same domain and md5 again updates
-    its validation result (rules may have changed), never its identity."""
+    its validation result (rules may have changed), never its identity; its lineage (the
+    rows an import added) is kept once known."""
     d = domains.ensure(s, domain)
     row = s.scalar(
         select(m.DataVersion).where(m.DataVersion.domain_id == d.id, m.DataVersion.md5 == md5)
@@ -56,5 +59,7 @@ def record(
     row.rows, row.row_counts = rows, row_counts
     row.validation_passed, row.validation_summary = validation_passed, validation_summary
     row.report_uri, row.validation_key = report_uri, validation_key
+    if rows_added is not None:
+        row.rows_added, row.added_from = rows_added, added_from
     s.flush()
     return row

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +21,7 @@ from mpt_core import load_backbone
 
 from .domain_factory import make_domain
 
+REPO = Path(__file__).resolve().parents[2]
 TINY = BackboneRef("shipped", "tiny", (), load_backbone("shipped", "tiny").identity.weights_sha256)
 """The tiny shipped backbone by name, as workers load it."""
 
@@ -35,6 +37,26 @@ def tiny_repo(root: Path, tasks=("classification", "vqa"), epochs: int = 2) -> P
         config["tuning"] = {"epochs": epochs, "batch_size": 8}
         (domain.root / "domain.yaml").write_text(yaml.safe_dump(config))
     return root / "domains"
+
+
+def mpt_run(tmp_path: Path, domains_dir: Path, **extra_env: str):
+    """`mpt run` as a user starts it: no Prefect or Ray settings of the test session."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PREFECT_", "RAY_")) and k != "PYTEST_CURRENT_TEST"
+    }
+    env["MPT_HOME"] = str(tmp_path / "home")
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+    env.update(extra_env)
+    out = subprocess.run(
+        [sys.executable, "-m", "cli", "run", "--domains-dir", str(domains_dir)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    return out, out.stdout + out.stderr
 
 
 @contextmanager

@@ -3,38 +3,12 @@ with its row, no traceback for failures the flow handles, no Ray or Prefect nois
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
 from .domain_factory import read_rows, write_rows
-from .retrain_fixtures import tiny_repo
+from .retrain_fixtures import mpt_run, tiny_repo
 
-REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow  # a local Ray and Prefect's ephemeral server in a subprocess
-
-
-def _mpt_run(tmp_path: Path, domains_dir: Path, **extra_env: str):
-    """`mpt run` as a user starts it: no Prefect or Ray settings of the test session."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("PREFECT_", "RAY_")) and k != "PYTEST_CURRENT_TEST"
-    }
-    env["MPT_HOME"] = str(tmp_path / "home")
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
-    env.update(extra_env)
-    out = subprocess.run(
-        [sys.executable, "-m", "cli", "run", "--domains-dir", str(domains_dir)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    return out, out.stdout + out.stderr
 
 
 def test_a_run_with_a_bad_domain_prints_reasons_not_tracebacks(tmp_path):
@@ -45,7 +19,7 @@ def test_a_run_with_a_bad_domain_prints_reasons_not_tracebacks(tmp_path):
     rows = read_rows(broken)
     rows[2]["answer"] = "maybe"
     write_rows(broken, rows)
-    out, text = _mpt_run(tmp_path, domains_dir)
+    out, text = mpt_run(tmp_path, domains_dir)
     assert out.returncode == 1, text[-3000:]
     assert "Traceback" not in text, text[-3000:]
     assert "Token authentication" not in text and "telemetry" not in text.lower(), text[-3000:]
@@ -61,9 +35,7 @@ def test_an_embedded_prefect_that_does_not_start_in_time_is_one_clear_error(tmp_
     from registry.settings import RegistrySettings
 
     domains_dir = tiny_repo(tmp_path / "repo", tasks=("classification",))
-    out, text = _mpt_run(
-        tmp_path, domains_dir, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="1"
-    )
+    out, text = mpt_run(tmp_path, domains_dir, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="1")
     assert out.returncode == 2, text[-3000:]
     assert "Traceback" not in text and "unexpected" not in text, text[-3000:]
     assert "Prefect's embedded server did not start within 1 s" in out.stderr

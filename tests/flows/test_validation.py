@@ -415,7 +415,14 @@ def test_validation_never_modifies_the_data_dir_nor_writes_outside_report_dir(tm
     assert not report.passed and report.docs_path.is_file()
     assert folder_digest(domain.data_dir) == before_data
     new = {p for p in tmp_path.rglob("*")} - before_all
-    assert all(p == tmp_path / "out" or p.is_relative_to(report_dir) for p in new)
+    cache = Path(os.environ["MPT_HOME"]) / "cache" / "image-facts"  # the platform's own
+    assert all(
+        p == tmp_path / "out"
+        or p.is_relative_to(report_dir)
+        or cache.is_relative_to(p)
+        or p.is_relative_to(cache)
+        for p in new
+    )
 
 
 def test_report_of_an_unreadable_table_is_written_too(tmp_path):
@@ -504,3 +511,26 @@ def test_importing_the_package_does_not_import_great_expectations(tmp_path):
     root = Path(__file__).resolve().parents[2]
     env = dict(os.environ, PYTHONPATH=str(root))
     assert subprocess.run([sys.executable, "-c", code], env=env, timeout=120).returncode == 0
+
+
+def test_a_second_validation_decodes_only_the_new_and_changed_images(tmp_path, monkeypatch):
+    """Image facts of files unchanged since the last validation (size, mtime, inode) are
+    reused: a retrain after new images reads and decodes only those."""
+    domain = make_domain(tmp_path, "classification")
+    assert validate_domain(domain).passed
+    rows = read_rows(domain)
+    changed = domain.data_dir / rows[0]["image"]
+    changed.write_bytes(png_bytes(seed=999))
+    new = {**rows[1], "image": "images/train/new.png"}
+    (domain.data_dir / new["image"]).write_bytes(png_bytes(seed=1000))
+    write_rows(domain, [*rows, new])
+    opened = []
+    real = Image.open
+    monkeypatch.setattr(
+        Image, "open", lambda fp, *a, **k: opened.append(str(fp)) or real(fp, *a, **k)
+    )
+    report = validate_domain(domain)
+    assert report.passed and report.rows == len(rows) + 1
+    assert sorted(opened) == sorted(
+        str(domain.data_dir / p) for p in (rows[0]["image"], new["image"])
+    )

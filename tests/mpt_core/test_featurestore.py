@@ -146,3 +146,26 @@ def test_a_digest_ending_in_zero_bytes_is_found(backbone, tmp_path):
     digests = [b"\x01" * 31 + b"\x00", b"\x00" * 32]
     store.features(model.feature_key, images, model.prepare_chunk, digests=digests)
     assert set(FeatureStore(tmp_path / "store").lookup(model.feature_key, digests)) == set(digests)
+
+
+def test_damaged_features_under_intact_keys_are_recomputed_when_read(backbone, tmp_path):
+    """A lookup verifies a shard's keys only; its features are verified the first time a
+    process reads from it, and a shard that fails is never used."""
+    import json
+    import struct
+
+    model = _model(backbone)
+    images = _files(tmp_path, 5)
+    store = FeatureStore(tmp_path / "store")
+    expected = model.prepare_images(images, store=store)[:]
+    (shard,) = store.namespace(model.feature_key).glob("*.safetensors")
+    data = bytearray(shard.read_bytes())
+    (length,) = struct.unpack("<Q", data[:8])
+    start = 8 + length + json.loads(data[8 : 8 + length])["features"]["data_offsets"][0]
+    data[start + 10] ^= 0xFF  # a byte of the first image's features
+    shard.write_bytes(bytes(data))
+    fresh = FeatureStore(tmp_path / "store")
+    assert len(fresh.lookup(model.feature_key, [fresh.digest(p) for p in images])) == 5
+    view = model.prepare_images(images, store=fresh)
+    assert fresh.embedded == 5 and not shard.exists()
+    assert torch.equal(view[:], expected)
