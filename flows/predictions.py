@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
 from mpt_core import Example, PromptedModel
 from mpt_core.features import ImageFeatures
 from mpt_core.thumbnails import thumbnail

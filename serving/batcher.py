@@ -219,7 +219,7 @@ class Batcher:
         if plans is None:
             return None
         for job, plan in zip(live, plans, strict=True):
-            if plan is not None and plan.deployed.model.feature_key == job.model.feature_key:
+            if plan is not None and plan.shares_features(job.model):
                 return [None] * len(live)
         return None
 

@@ -144,6 +144,12 @@ class Window:
         with self.lock:
             return list(self.items)
 
+    def resized(self, size: int) -> Window:
+        """A window of `size` holding this one's newest predictions."""
+        out = Window(self.version, size)
+        out.items.extend(self.copy())
+        return out
+
 
 def measure(reference: Reference, window: Sequence[tuple[str | None, float | None]]) -> Reading:
     """The drift of `window`'s predictions against the reference."""
@@ -184,8 +190,11 @@ class DriftTracker:
         """One production prediction (called by the batcher thread for every item)."""
         window = self.windows.get(domain)
         size = self.sizes.get(domain, self.default_size)
-        if window is None or window.version != version or window.size != size:
+        if window is None or window.version != version:
             window = Window(version, size)  # a new version is measured from scratch
+            self.windows[domain] = window
+        elif window.size != size:
+            window = window.resized(size)  # new settings keep the newest predictions
             self.windows[domain] = window
         window.add(value, confidence)
 

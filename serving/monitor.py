@@ -93,6 +93,7 @@ class Monitor:
                 item.domain, item.version, item.prediction.value, confidence(item.prediction)
             )
             if item.plan is not None:
+                shared = self.runner.shares_features(item.plan, item.model)
                 picked.append(
                     Sampled(
                         item.plan,
@@ -101,7 +102,7 @@ class Monitor:
                         item.example,
                         item.source,
                         item.prediction,
-                        item.features,
+                        item.features if shared else None,
                         time.monotonic(),
                     )
                 )

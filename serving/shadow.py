@@ -77,6 +77,11 @@ class ShadowPlan:
     keep_images: bool
     source: str
 
+    def shares_features(self, production: DomainModel) -> bool:
+        """The shadow starts from the frozen features production's model computes (same
+        backbone weights, output and preprocessing): it scores from them."""
+        return self.deployed.model.feature_key == production.feature_key
+
 
 @dataclass
 class Sampled:
@@ -173,8 +178,7 @@ class ShadowRunner:
 
     @staticmethod
     def shares_features(plan: ShadowPlan | None, model: DomainModel) -> bool:
-        """The shadow starts from the frozen features production computed for the item."""
-        return plan is not None and plan.deployed.model.feature_key == model.feature_key
+        return plan is not None and plan.shares_features(model)
 
     def offer(self, items: Sequence[Sampled]) -> None:
         """Queue picked items (after production answered them); a full queue drops."""
