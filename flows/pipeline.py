@@ -458,6 +458,14 @@ def build_job(
 
 
 # ------------------------------------------------------------------ register
+def apply_monitoring(domain: Domain, registry: PromptRegistry) -> bool:
+    """Store the domain's `monitoring:` block where every `mpt serve` replica and the drift
+    check read it (its defaults when the block is absent, so removing it turns shadows
+    off); audited when it changed. Returns whether it changed."""
+    settings = domain.config.monitoring.settings()
+    return registry.set_monitoring(domain.name, settings, actor=FLOW_USER)
+
+
 def review_evidence(evidence: Evidence, with_production: bool) -> ReviewEvidence:
     """The worker's evidence as the registry stores it with the candidate; production's
     predictions only when production's metrics are registered with it too."""

@@ -163,11 +163,19 @@ def retrain_flow(
     )
     location = remote_location(settings, repo_root)
 
+    domains = []
+    for domain in found.domains.values():  # settings apply even when the data is unchanged
+        applied = guarded(
+            domain.name, "monitoring", lambda d=domain: pipeline.apply_monitoring(d, registry)
+        )
+        if isinstance(applied, Failure):
+            logger.error("domain %s: %s", domain.name, applied.message)
+            results.append(DomainResult.of_failure(applied))
+        else:
+            domains.append(domain)
     groups: dict[tuple, list[tuple[BackboneRef, PreparedDomain]]] = defaultdict(list)
-    ready = prepare_domains(
-        list(found.domains.values()), versioner, registry, settings.home / "reports"
-    )
-    for domain in found.domains.values():
+    ready = prepare_domains(domains, versioner, registry, settings.home / "reports")
+    for domain in domains:
         prepared = ready[domain.name]
         if isinstance(prepared, Failure):
             row = DomainResult.of_failure(prepared)

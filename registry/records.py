@@ -206,10 +206,15 @@ class ReviewEvidence:
 
 
 # ---------------------------------------------------------------------- live evidence
+WINDOW_RANGE = (50, 1_000_000)
+"""Allowed drift window sizes: below 50 predictions PSI says little (its small-sample bias
+grows as 1/window)."""
+
+
 @dataclass(frozen=True)
 class MonitoringSettings(_Record):
     """A domain's `monitoring:` block, as servers and the drift check read it from the
-    registry (`mpt run` and `mpt monitor apply` write it from domain.yaml)."""
+    registry (`mpt run` writes it from domain.yaml)."""
 
     shadow_fraction: float = 0.0
     """Share of production's items the shadow version also answers (0: no shadow)."""

@@ -23,6 +23,7 @@ from .. import models as m
 from ..constants import PRODUCTION
 from ..errors import InvalidRecord, NotFoundError
 from ..records import (
+    WINDOW_RANGE,
     DriftPoint,
     MonitoringReport,
     MonitoringSettings,
@@ -43,7 +44,6 @@ MAX_INPUTS = 8
 MAX_INPUT_CHARS = 1000
 MAX_VALUE_CHARS = 2000
 """A stored predicted value (a generated caption) is cut to this many characters."""
-WINDOW_RANGE = (50, 1_000_000)
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 RECORD_STATS = (
     joinedload(m.ShadowStats.domain),
@@ -399,8 +399,8 @@ def claim_retrain(
     row = find_settings(s, domain)
     if row is None:
         raise NotFoundError(
-            f"domain {domain!r} has no monitoring settings in the registry; `mpt monitor "
-            "apply` (or `mpt run`) stores them from its domain.yaml"
+            f"domain {domain!r} has no monitoring settings in the registry; `mpt run "
+            f"{domain}` stores them from the monitoring: block of its domain.yaml"
         )
     previous = row.last_retrain_at
     claimed = s.execute(

@@ -289,5 +289,5 @@ def test_one_drift_retrain_per_cooldown_even_for_simultaneous_checks(reg, scene)
 
 
 def test_a_claim_needs_the_domains_settings(reg, scene):
-    with pytest.raises(NotFoundError, match="mpt monitor apply"):
+    with pytest.raises(NotFoundError, match="mpt run retail"):
         reg.claim_drift_retrain("retail", cooldown=timedelta(hours=1), actor="x", detail={})

@@ -42,7 +42,10 @@ CAPTIONS = Shadowed(factory.Spec("captions", "captioning", "coop", "hf-blip2"), 
 """Generated text: exact match and a text similarity."""
 
 
-def build(root: Path, domains: tuple[Shadowed, ...], url: str | None = None) -> PromptRegistry:
+def build(
+    root: Path, domains: tuple[Shadowed, ...], url: str | None = None, *, monitored: bool = True
+) -> PromptRegistry:
+    """`monitored=False`: no monitoring settings stored (a domain.yaml will bring them)."""
     reg = factory.new_registry(root, url)
     for d in domains:
         spec = d.production
@@ -51,8 +54,9 @@ def build(root: Path, domains: tuple[Shadowed, ...], url: str | None = None) -> 
         candidate = factory.Spec(spec.domain, spec.task, d.candidate_preset, spec.family)
         factory.register(reg, d.domain, factory.tune(root / f"{d.domain}-2", candidate, 1))
         reg.request_promotion(d.domain, 2, requested_by="ana", policy=factory.POLICY)
-        settings = MonitoringSettings(shadow_fraction=d.fraction, keep_images=d.keep_images)
-        reg.set_monitoring(d.domain, settings, actor="ana")
+        if monitored:
+            settings = MonitoringSettings(shadow_fraction=d.fraction, keep_images=d.keep_images)
+            reg.set_monitoring(d.domain, settings, actor="ana")
     return reg
 
 

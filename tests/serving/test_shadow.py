@@ -11,10 +11,13 @@ import re
 import httpx
 import pytest
 
+from flows.domains import get_domain
+from flows.pipeline import apply_monitoring
 from mpt_core.thumbnails import THUMBNAIL_PX
 from registry import MonitoringSettings
 from serving import ServeSettings, create_app
 
+from ..mpt_core.synthetic import CLASSES
 from ..review.conftest import database
 from . import shadow_scene as scene
 from .helpers import assert_scores, local_model, local_scores
@@ -203,3 +206,34 @@ def test_a_full_queue_drops_and_counts_and_shadows_can_be_switched_off(tmp_path)
         [row] = c.get("/v1/domains").json()["domains"]
     assert row["shadow"]["state"] == "off on this server"
     assert reg.shadow_evidence("retail", 2, 1).requests == 1
+
+
+def test_a_domain_yaml_monitoring_block_makes_the_server_shadow_its_domain(tmp_path):
+    """The path a user takes: `monitoring:` in domain.yaml, stored by `mpt run` (its
+    `apply_monitoring` step), read by the server."""
+    reg = scene.build(tmp_path, (scene.RETAIL,), monitored=False)
+    folder = tmp_path / "domains" / "retail"
+    folder.mkdir(parents=True)
+    (folder / "domain.yaml").write_text(
+        "task: classification\n"
+        f"labels: [{', '.join(CLASSES)}]\n"
+        "monitoring:\n  shadow_fraction: 1.0\n  keep_images: true\n  window: 120\n"
+    )
+    domain = get_domain(tmp_path / "domains", "retail")
+    assert apply_monitoring(domain, reg) and not apply_monitoring(domain, reg)  # once
+    items = [scene.item("retail", e) for e in scene.stream(scene.RETAIL, 4)]
+    with serve(create_app(ServeSettings(**SETTINGS), registry=reg)) as server, server.client() as c:
+        scene.wait_for(lambda: shadowing(c, (scene.RETAIL,)), 60, "the candidate loaded")
+        [row] = c.get("/v1/domains").json()["domains"]
+        _answers(c, items)
+        found = scene.wait_for(
+            lambda: (e := reg.shadow_evidence("retail", 2, 1)) and e.requests == 4 and e,
+            30,
+            "four shadow answers reported",
+        )
+    assert row["shadow"]["fraction"] == 1.0 and row["shadow"]["version"] == 2
+    assert row["drift"]["window"] == 120
+    assert all(x.thumbnail is not None for x in found.samples)
+    applied = [a for a in reg.audit_log(domain="retail") if a.action == "monitoring_set"]
+    assert [a.actor for a in applied] == ["retrain-flow"]
+    assert applied[0].detail["shadow_fraction"] == 1.0
