@@ -485,9 +485,11 @@ def register_outcome(
     production_version: int | None,
     flow_run_id: str | None,
     search: dict[str, Any] | None = None,
+    trigger: dict[str, Any] | None = None,
 ) -> DomainResult:
     """Verify the candidate artifact, then register it (with the search that chose its
-    config, if any, and the domain's primary metric), production's metrics on the same
+    config, if any, the domain's primary metric, and what triggered the run if not its
+    cron or a person), production's metrics on the same
     data, a promotion request checked against the domain's policy and the reviewers'
     evidence (per-example predictions, thumbnails): one transaction, idempotent on retry."""
     domain, md5 = prepared.domain, prepared.data.md5
@@ -518,6 +520,7 @@ def register_outcome(
         search=search,
         primary_metric=prepared.spec.primary_metric,
         evidence=evidence,
+        trigger=trigger,
     )
     metric = prepared.spec.primary_metric
     return DomainResult(
