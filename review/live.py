@@ -44,6 +44,15 @@ class LiveCard:
     candidate_score: float | None
 
 
+@dataclass(frozen=True)
+class DriftChart:
+    """A domain's drift of production over time, for the request and domain pages."""
+
+    chart: Markup | None
+    now: float | None
+    threshold: float | None
+
+
 @dataclass
 class LiveEvidence:
     production: int | None
@@ -54,9 +63,8 @@ class LiveEvidence:
     check: dict[str, Any]
     """The policy's shadow rule against the live tally (registry.policy.check_shadow):
     requests, agreed, agreement, interval, rule, passed, reasons."""
+    drift: DriftChart
     cards: list[LiveCard] = field(default_factory=list)
-    drift: Markup | None = None
-    drift_now: float | None = None
     warning: str | None = None
 
     @property
@@ -106,6 +114,19 @@ def card(x: ShadowSample) -> LiveCard:
     )
 
 
+def drift_chart(
+    reg: PromptRegistry, domain: str, settings: MonitoringSettings | None
+) -> DriftChart:
+    """The domain's newest drift points as a chart, its latest reading and threshold."""
+    points = reg.drift_history(domain, DRIFT_POINTS_SHOWN)
+    threshold = settings.drift_threshold if settings else None
+    return DriftChart(
+        drift_svg([(p.at, p.drift) for p in points], threshold),
+        points[-1].drift if points else None,
+        threshold,
+    )
+
+
 def live_evidence(reg: PromptRegistry, r: RequestInfo) -> LiveEvidence:
     """The request's live evidence (against the production version it was opened on)."""
     settings = reg.monitoring(r.domain)
@@ -115,8 +136,7 @@ def live_evidence(reg: PromptRegistry, r: RequestInfo) -> LiveEvidence:
     requests, agreed = (found.tally.requests, found.tally.agreed) if found else (0, 0)
     rule = ((r.policy_report or {}).get("policy") or {}).get("shadow")
     check = check_shadow(rule, requests, agreed)
-    points = reg.drift_history(r.domain, DRIFT_POINTS_SHOWN)
-    threshold = settings.drift_threshold if settings else None
+    drift = drift_chart(reg, r.domain, settings)
     return LiveEvidence(
         production=r.base_version,
         candidate=r.version,
@@ -124,7 +144,6 @@ def live_evidence(reg: PromptRegistry, r: RequestInfo) -> LiveEvidence:
         found=found,
         check=check,
         cards=[card(x) for x in found.samples] if found else [],
-        drift=drift_svg([(p.at, p.drift) for p in points], threshold),
-        drift_now=points[-1].drift if points else None,
+        drift=drift,
         warning=shadow_warning(r.base_version, settings, check),
     )

@@ -73,13 +73,17 @@ def test_the_request_page_shows_live_evidence_beside_the_test_split(as_user, reg
     assert "v1: bag (0.91)" in live and "v2: sneaker (0.55)" in live
     chart = page.text.split('id="drift-chart"', 1)[1].split("</div>", 1)[0]
     assert chart.count("<circle") == 3 and "retrain 0.3" in chart
-    assert "now 0.410" in live
+    assert "now 0.410; monitoring.drift_threshold 0.300" in live
+    domain_page = as_user("vic").get("/domains/retail")  # the same chart on the domain's page
+    assert "now 0.410; monitoring.drift_threshold 0.300" in section(domain_page, "drift")
+    assert domain_page.text.count("<circle") == 3
 
 
 def test_too_little_live_evidence_is_said_and_the_shadow_rule_is_shown(as_user, reg, scene):
     page = as_user("ben").get(f"/requests/{scene.request_id}")
     assert "No shadow traffic: monitoring.shadow_fraction is 0" in section(page, "live")
     assert "No drift measured yet" in section(page, "live")
+    assert "No drift measured yet" in section(as_user("vic").get("/domains/retail"), "drift")
     reg.set_monitoring("retail", MonitoringSettings(shadow_fraction=0.1), actor="retrain-flow")
     page = as_user("ben").get(f"/requests/{scene.request_id}")
     assert "No shadow request yet: 0.1 of production's requests" in section(page, "live")
