@@ -76,10 +76,11 @@ quickstart: setup
 bench: setup
 	$(PY) bench/step_cost.py
 
-# Every method on the three demo domains, 3 seeds: writes docs/results.md (about 30 min).
+# Every method on the three demo domains, 3 seeds, two domains at a time: writes
+# docs/results.md (about 80 min on 2 cores; docs/results-notes.md).
 results: setup
 	$(VENV)/bin/mpt domain prepare retail manufacturing medical
-	$(PY) bench/results.py
+	$(PY) bench/results.py --jobs 2
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

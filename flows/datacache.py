@@ -19,10 +19,14 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mpt_core.errors import MptError
 
 from .locking import flocked
+
+if TYPE_CHECKING:
+    from .settings import PlatformSettings
 
 READY = ".complete"
 _LOCK = threading.Lock()
@@ -42,6 +46,16 @@ class RemoteLocation:
 
     def describe(self) -> str:
         return self.url + (f" at {self.endpoint_url}" if self.endpoint_url else "")
+
+
+def remote_location(settings: PlatformSettings, repo_root: Path) -> RemoteLocation:
+    """Where workers read data versions: the DVC remote, a local path made absolute."""
+    from .versioning import RemoteSpec
+
+    url = settings.dvc_remote_url
+    if not url.startswith("s3://"):
+        url = str(RemoteSpec(url).local_path(repo_root))
+    return RemoteLocation(url, settings.dvc_s3_endpoint)
 
 
 def _object_key(md5: str, is_dir: bool = False) -> str:

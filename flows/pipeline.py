@@ -108,17 +108,32 @@ class PreparedDomain:
         skip looks it up, the registry row records it."""
         return self.domain.config.tune_spec()
 
-    def skipped(self, version: int) -> DomainResult:
+    def skipped(self, version: int, registry: PromptRegistry) -> DomainResult:
         """This domain's result when `version` was tuned from the same data, backbone,
-        config and code."""
+        config and code: that version's metric and production's (version and metric on
+        this data version), as a registered row shows them."""
+        name, metric = self.domain.name, self.spec.primary_metric
+        tuned = registry.get_version(name, version).metrics("test") or {}
+        production = registry.resolve(name)
+        on_data = None
+        if production is not None:
+            on_data = registry.get_version(name, production).metrics("test", self.data.md5)
         return DomainResult(
-            self.domain.name,
+            name,
             "skipped",
             self.data.md5,
             self.validation,
+            metric=metric,
+            candidate=_number(tuned.get(metric)),
+            production=_number((on_data or {}).get(metric)),
             version=version,
+            production_version=production,
             message=f"unchanged since v{version} (data, backbone, config, code)",
         )
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def validation_key(domain: Domain) -> str:
@@ -342,6 +357,7 @@ def _record(
         validation_key=validation_key(domain),
         rows_added=imported["rows_added"] if imported else None,
         added_from=origin(imported) if imported else None,
+        actor=FLOW_USER,
     )
     rows = rows_from_table(layout_of(domain.config), checked.table)
     return PreparedDomain(domain, data, rows_digest(rows), rows=len(rows))
@@ -378,7 +394,7 @@ def unchanged_results(
             continue
         prepared = PreparedDomain(domain, found, rows_sha256="", validation="unchanged")
         number = existing_version(prepared, backbone_ref(domain), registry)
-        out[domain.name] = None if number is None else prepared.skipped(number)
+        out[domain.name] = None if number is None else prepared.skipped(number, registry)
     return out
 
 
@@ -475,6 +491,7 @@ def review_evidence(evidence: Evidence, with_production: bool) -> ReviewEvidence
         candidate=evidence.candidate,
         production=evidence.production if with_production else None,
         thumbnails=evidence.thumbnails,
+        task=evidence.task,
     )
 
 

@@ -23,7 +23,7 @@ from cluster.ray import ray_session
 from registry import PromptRegistry, open_registry
 
 from . import pipeline
-from .datacache import RemoteLocation
+from .datacache import RemoteLocation, remote_location
 from .dispatch import WorkerStartError, tune_on_ray
 from .domains import Domain, discover
 from .jobs import BackboneRef, Failure, StepFailed, TuneJob, TuneOutcome
@@ -31,7 +31,7 @@ from .pipeline import DomainResult, PreparedDomain
 from .preflight import check_services
 from .progress import current
 from .run_report import note, publish
-from .settings import PlatformSettings, load_settings
+from .settings import load_settings
 from .versioning import DataVersioner, RemoteSpec, find_repo_root
 
 T = TypeVar("T")
@@ -108,14 +108,6 @@ def register_domain(
         if isinstance(registered, Failure)
         else registered
     )
-
-
-def remote_location(settings: PlatformSettings, repo_root: Path) -> RemoteLocation:
-    """Where workers read data versions: the DVC remote, a local path made absolute."""
-    url = settings.dvc_remote_url
-    if not url.startswith("s3://"):
-        url = str(RemoteSpec(url).local_path(repo_root))
-    return RemoteLocation(url, settings.dvc_s3_endpoint)
 
 
 @flow(name="retrain", log_prints=True)
@@ -216,7 +208,7 @@ def _tune_group(
         name = prepared.domain.name
         existing = None if force else pipeline.existing_version(prepared, ref, registry)
         if existing is not None:
-            results.append(prepared.skipped(existing))
+            results.append(prepared.skipped(existing, registry))
             current().stage(name, "skipped", f"unchanged since v{existing}")
             continue
         job = guarded(

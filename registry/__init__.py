@@ -43,6 +43,7 @@ _EXPORTS = {
     "ShadowEvidence": "records",
     "ShadowSample": "records",
     "ShadowTally": "records",
+    "TaskEvidence": "records",
     "UserInfo": "records",
     "VersionInfo": "records",
     "ROLES": "roles",
@@ -78,6 +79,7 @@ __all__ = [
     "ShadowRule",
     "ShadowSample",
     "ShadowTally",
+    "TaskEvidence",
     "UserInfo",
     "VersionInfo",
     "evaluate_policy",
@@ -129,6 +131,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs
         ShadowEvidence,
         ShadowSample,
         ShadowTally,
+        TaskEvidence,
         UserInfo,
         VersionInfo,
     )

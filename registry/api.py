@@ -1,9 +1,10 @@
 """The registry's Python API: a thin facade over the data functions of `resources/`.
 
 Each public method is one transaction, opened by `transaction()` (the boundary owns it);
-the rules live in the data functions, not here and not in the CLI. Audited actions run in
-`_audited`, which commits the audit record with the change, or records the refusal in a
-transaction of its own.
+the rules live in the data functions, not here and not in the CLI. Every method that
+changes the registry is audited (`tests/registry/test_audit.py` calls each one): most run
+in `_audited`, which commits the audit record with the change, or records the refusal in
+a transaction of its own.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from .records import (
     RequestInfo,
     ReviewEvidence,
     ShadowEvidence,
+    TaskEvidence,
     UserInfo,
     VersionInfo,
 )
@@ -98,13 +100,17 @@ class PromptRegistry:
         self, action: str, actor: str, address: str | None = None, **what: Any
     ) -> Iterator[tuple[Session, Detail]]:
         """One audited transaction: yields (session, details to fill in). On success the
-        audit row commits with the change; a refused action (any RegistryError) is rolled
-        back and recorded as refused, with the reason, in a transaction of its own."""
+        audit row commits with the change (written first, so it precedes the records the
+        action appends itself, and completed with the details at the end); a refused action
+        (any RegistryError) is rolled back and recorded as refused, with the reason, in a
+        transaction of its own."""
         detail: Detail = dict(what)
         try:
             with self.transaction() as s:
+                row = resources.audit.append(s, action, actor, "ok", address, detail)
+                s.flush()
                 yield s, detail
-                resources.audit.append(s, action, actor, "ok", address, detail)
+                resources.audit.complete(row, detail)
         except RegistryError as exc:
             try:
                 with self.transaction() as s:
@@ -130,11 +136,18 @@ class PromptRegistry:
         validation_key: str | None = None,
         rows_added: int | None = None,
         added_from: str | None = None,
+        actor: str | None = None,
     ) -> DataVersionInfo:
         """Record a validated data version. Recording the same domain and md5 again updates
         its validation result (rules may have changed), never its identity. `rows_added`
         and `added_from`: what the import that wrote its table added (lineage)."""
-        with self.transaction() as s:
+        with self._audited(
+            "data_version",
+            actor or current_user(),
+            domain=domain,
+            data_version=md5,
+            validation_passed=validation_passed,
+        ) as (s, _):
             return resources.data_versions.record(
                 s,
                 domain,
@@ -177,10 +190,13 @@ class PromptRegistry:
         write fails the uploaded blob is an orphan that `gc()` removes."""
         stored = self.store.put_dir(Path(artifact_dir))
         created_by = created_by or current_user()
-        with self.transaction() as s:
+        with self._audited("register", created_by, domain=domain, data_version=data_version) as (
+            s,
+            detail,
+        ):
             resources.users.authorize(s, created_by, "requester", "registering a version")
             d = resources.domains.ensure(s, domain)
-            return resources.versions.insert(
+            v = resources.versions.insert(
                 s,
                 d,
                 stored,
@@ -195,7 +211,9 @@ class PromptRegistry:
                 commit=commit,
                 training_history=training_history,
                 primary_metric=primary_metric,
-            ).to_record()
+            )
+            detail.update(version=v.number, artifact_sha256=stored.sha256)
+            return v.to_record()
 
     def register_candidate(
         self,
@@ -228,7 +246,10 @@ class PromptRegistry:
         same flow run, domain and data version give back the version (and request)
         registered the first time, writing nothing."""
         stored = self.store.put(pack_files(files))  # content-addressed: a retry reuses it
-        with self.transaction() as s:
+        created_by = created_by or current_user()
+        with self._audited(
+            "register", created_by, domain=domain, data_version=data_version, flow_run=flow_run_id
+        ) as (s, detail):
             v, r = resources.candidates.register(
                 s,
                 domain,
@@ -240,7 +261,7 @@ class PromptRegistry:
                 metrics=metrics,
                 policy=policy,
                 production=production,
-                created_by=created_by or current_user(),
+                created_by=created_by,
                 flow_run_id=flow_run_id,
                 code_version=code_version,
                 split=split,
@@ -249,15 +270,30 @@ class PromptRegistry:
                 primary_metric=primary_metric,
                 review=evidence,
                 trigger=trigger,
+                audit=detail,
             )
             return v.to_record(), None if r is None else r.to_record()
 
     def record_evaluation(
-        self, domain: str, number: int, data_version: str, split: str, metrics: dict[str, Any]
+        self,
+        domain: str,
+        number: int,
+        data_version: str,
+        split: str,
+        metrics: dict[str, Any],
+        *,
+        actor: str | None = None,
     ) -> VersionInfo:
         """Metrics of an existing version on another data version (e.g. production on the
         candidate's data, so the policy compares like with like). Replaces an older result."""
-        with self.transaction() as s:
+        with self._audited(
+            "evaluate",
+            actor or current_user(),
+            domain=domain,
+            version=number,
+            data_version=data_version,
+            split=split,
+        ) as (s, _):
             d = resources.domains.read(s, domain)
             v = resources.versions.read(s, d, number)
             resources.versions.record_evaluation(
@@ -294,6 +330,14 @@ class PromptRegistry:
     def get_version(self, domain: str, number: int) -> VersionInfo:
         with self.transaction() as s:
             return resources.versions.read(s, resources.domains.read(s, domain), number).to_record()
+
+    def lookup(self, domain: str, ref: str | int) -> VersionInfo:
+        """A version by number (3, "3", "v3") or by alias ("@production", "@staging"): what
+        `mpt registry pull` and the library loader take. NotFoundError names what exists."""
+        with self.transaction() as s:
+            d = resources.domains.read(s, domain)
+            number = resources.aliases.parse_ref(s, d, ref)
+            return resources.versions.read(s, d, number).to_record()
 
     def domains(self) -> list[str]:
         """Names of every domain with at least one registered version, sorted."""
@@ -513,15 +557,26 @@ class PromptRegistry:
         rows: list[dict[str, Any]],
         *,
         target_field: str,
+        task: TaskEvidence | None = None,
+        actor: str | None = None,
     ) -> PredictionSet:
         """Store (or replace) the per-example predictions of `domain` v`number` on `split` of
-        `data_version` (a retrain stores them with the candidate: `register_candidate`)."""
-        with self.transaction() as s:
+        `data_version` (a retrain stores them with the candidate: `register_candidate`);
+        `task`: what its task's contract says about them (how the pages show them)."""
+        with self._audited(
+            "predictions",
+            actor or current_user(),
+            domain=domain,
+            version=number,
+            data_version=data_version,
+            split=split,
+            rows=len(rows),
+        ) as (s, _):
             d = resources.domains.read(s, domain)
             v = resources.versions.read(s, d, number)
             data = resources.data_versions.read(s, d, data_version)
             return resources.evidence.record_predictions(
-                s, v, data, split, rows, target_field=target_field
+                s, v, data, split, rows, target_field=target_field, task=task
             ).to_record()
 
     def predictions(
@@ -533,11 +588,24 @@ class PromptRegistry:
             return None if found is None else found.to_record()
 
     def record_thumbnails(
-        self, domain: str, data_version: str, split: str, thumbnails: dict[str, bytes]
+        self,
+        domain: str,
+        data_version: str,
+        split: str,
+        thumbnails: dict[str, bytes],
+        *,
+        actor: str | None = None,
     ) -> int:
         """Store JPEG thumbnails of example images (image path -> bytes), at most
         MAX_THUMBNAILS per call, replacing older ones of the same images. Returns how many."""
-        with self.transaction() as s:
+        with self._audited(
+            "thumbnails",
+            actor or current_user(),
+            domain=domain,
+            data_version=data_version,
+            split=split,
+            images=len(thumbnails),
+        ) as (s, _):
             data = resources.data_versions.read(s, resources.domains.read(s, domain), data_version)
             return resources.evidence.record_thumbnails(s, data, split, thumbnails)
 
@@ -661,9 +729,15 @@ class PromptRegistry:
 
     def ensure_service_account(self, name: str) -> UserInfo:
         """A token-less requester for code with direct database access (the retrain flow);
-        it can register and request, never decide, and never turns authentication on."""
+        it can register and request, never decide, and never turns authentication on.
+        Creating it is audited as the database operator's act; finding it writes nothing."""
         with self.transaction() as s:
-            return resources.users.ensure_service_account(s, name).to_record()
+            new = resources.users.find(s, name) is None
+            user = resources.users.ensure_service_account(s, name)
+            if new:
+                what = {"user": name, "role": user.role}
+                resources.audit.append(s, "service_account", user.created_by, "ok", None, what)
+            return user.to_record()
 
     def list_users(self) -> list[UserInfo]:
         with self.transaction() as s:
@@ -742,12 +816,15 @@ class PromptRegistry:
             ]
 
     # ------------------------------------------------------------------ maintenance
-    def gc(self, dry_run: bool = False) -> list[str]:
-        """Delete stored blobs no version references (left by failed registrations)."""
+    def gc(self, dry_run: bool = False, *, actor: str | None = None) -> list[str]:
+        """Delete stored blobs no version references (left by failed registrations); the
+        deletion is audited (a dry run changes nothing and is not)."""
         with self.transaction() as s:
             referenced = resources.versions.artifact_sha256s(s)
         orphans = sorted(sha for sha in self.store.list() if sha not in referenced)
         if not dry_run:
-            for sha in orphans:
-                self.store.delete(sha)
+            with self._audited("gc", actor or current_user(), removed=len(orphans)) as (_, detail):
+                for sha in orphans:
+                    self.store.delete(sha)
+                detail["blobs"] = orphans[:100]
         return orphans

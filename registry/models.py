@@ -46,6 +46,7 @@ from .records import (
     RequestInfo,
     ShadowSample,
     ShadowTally,
+    TaskEvidence,
     UserInfo,
     VersionInfo,
 )
@@ -276,6 +277,8 @@ class PromotionRequest(Base):
     reviewer: Mapped[str | None] = mapped_column(String(200))
     comment: Mapped[str | None] = mapped_column(Text)
     decided_at: Mapped[datetime | None] = mapped_column()
+    superseded_by_id: Mapped[int | None] = mapped_column(ForeignKey("promotion_requests.id"))
+    """The request that replaced this one when its baseline moved (status superseded)."""
 
     domain: Mapped[Domain] = relationship()
     version: Mapped[PromptVersion] = relationship(foreign_keys=[version_id])
@@ -296,6 +299,7 @@ class PromotionRequest(Base):
             reviewer=self.reviewer,
             comment=self.comment,
             decided_at=self.decided_at,
+            superseded_by=self.superseded_by_id,
         )
 
 
@@ -449,7 +453,11 @@ class Prediction(Base):
     split: Mapped[str] = mapped_column(String(20))
     target_field: Mapped[str] = mapped_column(String(50))
     rows: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
-    """[{"image", "question"?, "target", "prediction", "score"}] in the split's row order."""
+    """[{"image", "question"?, "target", "prediction", "score", "quality"?}] in the split's
+    row order."""
+    task: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    """`TaskEvidence.to_dict()`: what the task's contract says about the rows (None on rows
+    stored before it was kept)."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     version: Mapped[PromptVersion] = relationship()
@@ -464,6 +472,7 @@ class Prediction(Base):
             target_field=self.target_field,
             rows=self.rows,
             created_at=self.created_at,
+            task=None if self.task is None else TaskEvidence.from_dict(self.task),
         )
 
 

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
+from .constants import PRODUCTION
 from .tallies import CONFIDENCE_BINS, LATENCY_BUCKETS_MS, add_bins, merge_counts
 
 
@@ -88,6 +89,12 @@ class VersionInfo(_Record):
     """Why the run that registered it started, when something other than its cron or a
     person started it: {"reason": "drift", "drift": ..., "threshold": ...}."""
 
+    @property
+    def state(self) -> str:
+        """What the version is now: `production` while the production alias points at it,
+        else its stored status (`candidate` unless it was rejected or archived)."""
+        return PRODUCTION if PRODUCTION in self.aliases else self.status
+
     def metrics(
         self, split: str = "test", data_version: str | None = None
     ) -> dict[str, Any] | None:
@@ -122,6 +129,8 @@ class RequestInfo(_Record):
     reviewer: str | None
     comment: str | None
     decided_at: datetime | None
+    superseded_by: int | None = None
+    """The id of the request that replaced this one (status superseded)."""
 
     @property
     def shadow_passed(self) -> bool | None:
@@ -177,6 +186,34 @@ class AuditEntry(_Record):
 
 
 @dataclass(frozen=True)
+class TaskEvidence(_Record):
+    """What a version's task contract says about its stored predictions, kept with them so
+    the review pages (which never import task code) show the evidence that means something
+    for that task, whatever the task is: written by the flow from `mpt_core`'s
+    `TaskContract` (`flows.predictions.task_evidence`)."""
+
+    task: str
+    closed: bool
+    """Predictions are one of a declared set (labels, answers): a confusion matrix and a
+    per-class table mean something."""
+    generates_text: bool
+    """Predictions are generated text (captions, open answers): reviewers read the
+    references, the candidate's and production's text side by side."""
+    example_metric: str | None = None
+    """What each row's `quality` measures (the metric of its example's prediction on its
+    own, e.g. `cider` of the image's caption), or None when rows are right or wrong."""
+
+    @classmethod
+    def from_dict(cls, stored: dict[str, Any]) -> TaskEvidence:
+        return cls(
+            str(stored["task"]),
+            bool(stored["closed"]),
+            bool(stored["generates_text"]),
+            stored.get("example_metric"),
+        )
+
+
+@dataclass(frozen=True)
 class PredictionSet(_Record):
     """Per-example predictions of one version on one split of one data version."""
 
@@ -187,6 +224,8 @@ class PredictionSet(_Record):
     target_field: str
     rows: list[dict[str, Any]]
     created_at: datetime
+    task: TaskEvidence | None = None
+    """What the task's contract says about the rows; None on rows stored before it was kept."""
 
 
 @dataclass(frozen=True)
@@ -194,8 +233,9 @@ class ReviewEvidence:
     """What reviewers compare, registered with a candidate (`register_candidate`): the
     per-example predictions of the candidate and, when production was evaluated, of
     production, on `split` of the candidate's data version, and JPEG thumbnails of the
-    examples worth a look. Rows: image (path relative to data/), question (if any),
-    target (the example's `target_field`), prediction, score (or None)."""
+    examples worth a look. Rows: image (path relative to data/), the task's inputs (a
+    question), target (the example's `target_field`), prediction, score (or None), and
+    quality (the example's own `task.example_metric`) where the task scores examples."""
 
     split: str
     target_field: str
@@ -203,6 +243,8 @@ class ReviewEvidence:
     production: list[dict[str, Any]] | None = None
     thumbnails: dict[str, bytes] = field(default_factory=dict)
     """Image path (relative to data/) -> JPEG bytes, at most MAX_THUMBNAILS."""
+    task: TaskEvidence | None = None
+    """What the task's contract says about the rows (how the pages show them)."""
 
 
 # ---------------------------------------------------------------------- live evidence

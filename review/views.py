@@ -1,6 +1,13 @@
 """What the pages show, computed from registry records only (pure functions, no HTTP):
 metric and per-class deltas, confusion matrices and disagreements from stored
-predictions, config diffs, lineage, the domains overview."""
+predictions, config diffs, lineage, the domains overview.
+
+Which evidence a request page shows comes from what the task's contract says about the
+stored predictions (`registry.TaskEvidence`, stored with them), never from a task's name:
+predictions from a declared set get confusion matrices; generated text gets the references
+and both versions' texts side by side, each example with its own score, those the
+candidate lost most on first; the policy line states the rule the stored policy applies.
+"""
 
 from __future__ import annotations
 
@@ -17,8 +24,10 @@ from registry import (
     PRODUCTION,
     DataVersionInfo,
     HistoryEntry,
+    PredictionSet,
     PromptRegistry,
     RequestInfo,
+    TaskEvidence,
     VersionInfo,
 )
 from registry.metrics import main_metric, tuned_metric
@@ -76,7 +85,7 @@ class Confusion:
     total: int
 
 
-PREDICTION_KEYS = ("image", "target", "prediction", "score")
+PREDICTION_KEYS = ("image", "target", "prediction", "score", "quality")
 """What every stored prediction row has; any other key is one of the task's inputs (the
 question of a VQA row), as the task's contract names them."""
 
@@ -156,18 +165,22 @@ def class_rows(
     return key, rows
 
 
-def confusions(rows: list[dict[str, Any]] | None, title: str) -> list[Confusion]:
+def confusions(
+    rows: list[dict[str, Any]] | None, title: str, task: TaskEvidence | None = None
+) -> list[Confusion]:
     """One matrix per distinct input (per question on VQA), else one; labels: targets
-    first, then predictions. Open-ended groups (more than OPEN_ENDED distinct targets)
-    get none."""
-    if not rows:
+    first, then predictions. None for generated text; for predictions from a declared
+    (closed) set always; otherwise (candidates ranked, or rows stored without their task's
+    evidence) not for open-ended groups (more than OPEN_ENDED distinct targets)."""
+    if not rows or (task is not None and task.generates_text):
         return []
+    closed = task is not None and task.closed
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for row in rows:
         groups.setdefault(row_inputs(row), []).append(row)
     out = []
     for items in groups.values():
-        if len({r["target"] for r in items}) > OPEN_ENDED:
+        if not closed and len({r["target"] for r in items}) > OPEN_ENDED:
             continue
         seen = [r["target"] for r in items] + [r["prediction"] for r in items]
         labels = list(dict.fromkeys(seen))
@@ -224,7 +237,122 @@ def disagreements(
     return Disagreements(kind, len(cards), len(candidate), cards[:MAX_SHOWN])
 
 
-def with_thumbnails(found: Disagreements, thumbnails: dict[str, bytes]) -> Disagreements:
+@dataclass(frozen=True)
+class TextCard:
+    """One input of a task that generates text: what the references say, what each version
+    wrote, and how each scored on the task's per-example metric."""
+
+    image: str
+    inputs: str | None
+    references: list[str]
+    candidate: str
+    production: str | None
+    candidate_quality: float | None
+    production_quality: float | None
+    thumbnail: str | None = None
+
+    @property
+    def delta(self) -> float | None:
+        if self.candidate_quality is None or self.production_quality is None:
+            return None
+        return self.candidate_quality - self.production_quality
+
+
+@dataclass(frozen=True)
+class TextComparison:
+    """Generated text side by side, the inputs the candidate lost most on first (with no
+    production: its lowest-scoring ones)."""
+
+    metric: str | None
+    """The task's per-example metric (`TaskEvidence.example_metric`) the order follows."""
+    total: int
+    """Distinct inputs (an image, or an image and its question) compared."""
+    lost: int
+    """How many the candidate scores lower on than production."""
+    cards: list[TextCard]
+
+
+def _by_input(rows: list[dict[str, Any]]) -> dict[tuple, list[dict[str, Any]]]:
+    """Rows grouped by what was asked (the image and the task's inputs), in first-seen order:
+    a generative task writes one text per group, and every row's target is a reference."""
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault((row["image"], row_inputs(row)), []).append(row)
+    return groups
+
+
+def text_comparison(
+    task: TaskEvidence, candidate: list[dict[str, Any]], production: list[dict[str, Any]] | None
+) -> TextComparison:
+    """One card per input, production aligned by image and inputs (no thumbnails yet)."""
+    prod = None if production is None else _by_input(production)
+    cards = []
+    for key, rows in _by_input(candidate).items():
+        other = None if prod is None else (prod.get(key) or [None])[0]
+        cards.append(
+            TextCard(
+                rows[0]["image"],
+                inputs_text(rows[0]),
+                list(dict.fromkeys(r["target"] for r in rows)),
+                rows[0]["prediction"],
+                None if other is None else other["prediction"],
+                rows[0].get("quality"),
+                None if other is None else other.get("quality"),
+            )
+        )
+
+    def order(card: TextCard) -> tuple[float, float]:
+        if card.delta is not None:
+            return (0, card.delta)
+        if card.candidate_quality is not None:
+            return (1, card.candidate_quality)
+        return (2, 0.0)
+
+    ranked = sorted(cards, key=order)  # stable: ties keep the split's order
+    lost = sum(1 for c in cards if c.delta is not None and c.delta < 0)
+    return TextComparison(task.example_metric, len(cards), lost, ranked[:MAX_SHOWN])
+
+
+@dataclass(frozen=True)
+class PolicyRule:
+    """The rule a request's stored policy applies, as the page states it."""
+
+    metric: str
+    min_improvement: float
+    max_regression: float
+    group_metric: str | None
+    """The per-group metric the policy checks for regressions (from the task's contract)."""
+    groups_checked: bool
+    """Some per-group values were compared (a policy with no group metric of its own
+    checks every dict-valued metric both versions report; a task may report none)."""
+
+    @property
+    def group_label(self) -> str | None:
+        return None if self.group_metric is None else group_label(self.group_metric)
+
+
+def group_label(key: str) -> str:
+    """What a per-group metric groups by: 'per_question_type_accuracy' -> 'question type',
+    'per_class_accuracy' -> 'class'."""
+    return key.removeprefix("per_").rsplit("_", 1)[0].replace("_", " ")
+
+
+def policy_rule(report: dict[str, Any]) -> PolicyRule | None:
+    policy = report.get("policy") or {}
+    if "metric" not in policy:
+        return None
+    return PolicyRule(
+        policy["metric"],
+        float(policy.get("min_improvement", 0.0)),
+        float(policy.get("max_class_regression", 0.05)),
+        policy.get("group_metric"),
+        bool(report.get("per_class")),
+    )
+
+
+def with_thumbnails(
+    found: Disagreements | TextComparison, thumbnails: dict[str, bytes]
+) -> Disagreements | TextComparison:
     """The same cards, each with its stored thumbnail (if one was stored)."""
     cards = [
         replace(c, thumbnail=data_uri(thumbnails[c.image])) if c.image in thumbnails else c
@@ -308,6 +436,11 @@ class RequestView:
     config_diff: list[tuple[str, Any, Any]]
     protected: bool
     notes: list[str] = field(default_factory=list)
+    task: TaskEvidence | None = None
+    """What the task's contract says about the stored predictions (None: not stored)."""
+    texts: TextComparison | None = None
+    """Generated text side by side (tasks that generate text)."""
+    rule: PolicyRule | None = None
 
     @property
     def primary_row(self) -> MetricRow | None:
@@ -317,12 +450,19 @@ class RequestView:
     def group_name(self) -> str:
         """What the per-group table groups by, from its metric: 'per_question_accuracy' ->
         'question', 'per_class_accuracy' -> 'class'."""
-        key = (self.class_key or "per_class_accuracy").removeprefix("per_")
-        return key.rsplit("_", 1)[0].replace("_", " ")
+        return group_label(self.class_key or "per_class_accuracy")
 
     @property
     def superseded(self) -> bool:
+        """Pending, but the alias moved since it was opened: approving it is refused."""
         return self.request.status == "pending" and self.current != self.request.base_version
+
+    @property
+    def renew_command(self) -> str:
+        """The command that opens the request replacing this stale one."""
+        r = self.request
+        alias = "" if r.alias == PRODUCTION else f" --alias {r.alias}"
+        return f"mpt promote request {r.domain} {r.version}{alias}"
 
 
 def request_view(reg: PromptRegistry, request_id: int) -> RequestView:
@@ -343,8 +483,14 @@ def request_view(reg: PromptRegistry, request_id: int) -> RequestView:
     )
     cand_pred = reg.predictions(r.domain, cand.number, md5, split)
     prod_pred = reg.predictions(r.domain, prod.number, md5, split) if prod else None
-    found = None
-    if cand_pred is not None:
+    task = _task_of(cand_pred, prod_pred)
+    found = texts = None
+    if cand_pred is not None and task is not None and task.generates_text:
+        prod_rows = prod_pred.rows if prod_pred else None
+        texts = text_comparison(task, cand_pred.rows, prod_rows)
+        thumbs = reg.thumbnails(r.domain, md5, split, [c.image for c in texts.cards])
+        texts = with_thumbnails(texts, thumbs)
+    elif cand_pred is not None:
         prod_rows = prod_pred.rows if prod_pred else None
         found = disagreements(cand_pred.rows, prod_rows, {})
         thumbs = reg.thumbnails(r.domain, md5, split, [c.image for c in found.cards])
@@ -368,9 +514,11 @@ def request_view(reg: PromptRegistry, request_id: int) -> RequestView:
         metrics=metric_rows(cand_metrics, prod_metrics, primary),
         class_key=class_key,
         classes=classes,
-        confusion_candidate=confusions(cand_pred.rows if cand_pred else None, f"v{cand.number}"),
+        confusion_candidate=confusions(
+            cand_pred.rows if cand_pred else None, f"v{cand.number}", task
+        ),
         confusion_production=confusions(
-            prod_pred.rows if prod_pred else None, f"v{prod.number}" if prod else ""
+            prod_pred.rows if prod_pred else None, f"v{prod.number}" if prod else "", task
         ),
         has_candidate_predictions=cand_pred is not None,
         has_production_predictions=prod_pred is not None,
@@ -379,7 +527,15 @@ def request_view(reg: PromptRegistry, request_id: int) -> RequestView:
         config_diff=config_diff(prod.config if prod else None, cand.config) if prod else [],
         protected=r.alias in reg.protected_aliases(r.domain),
         notes=notes,
+        task=task,
+        texts=texts,
+        rule=policy_rule(report),
     )
+
+
+def _task_of(*sets: PredictionSet | None) -> TaskEvidence | None:
+    """What the task's contract says about the stored predictions, from whichever set kept it."""
+    return next((p.task for p in sets if p is not None and p.task is not None), None)
 
 
 # ---------------------------------------------------------------------- overview and history

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -271,27 +273,44 @@ def predict_to_csv(
         n = workers or (gpus or max(1, cpus - 1))  # leave a CPU to Ray Data's own tasks
         context = DataContext.get_current()
         context.execution_options.preserve_order = True
-        context.enable_progress_bars = False
+        context.enable_progress_bars = False  # the job's own bar counts images, in order
+        _quiet_ray_data()
         label = {"domain": domain, "alias": alias, "version": number}
-        dataset = ray.data.from_items(rows).map_batches(
-            Predictor,
-            fn_constructor_kwargs={
-                "backbone": [ray.put(backbone)],  # the weights enter the object store once
-                "artifact": artifact,
-                "limits": limits,
-                "label": label,
-                "threads": None if gpus else max(1, cpus // n),
-            },
-            batch_size=batch_size,
-            batch_format="pandas",
-            concurrency=n,
-            num_gpus=1 if gpus else 0,
-            num_cpus=0 if gpus else 1,
-        )
+        with warnings.catch_warnings():
+            # Ray Data hands every actor its map function through the object store, and
+            # Ray logs an error line for each actor that may restart with arguments stored
+            # there (ray-project/ray#53727); so these actors do not restart: a lost actor
+            # fails the job, which says so. Ray 2.60 takes `max_restarts` only through its
+            # deprecated remote-arguments keywords, hence the filter on that notice alone.
+            warnings.filterwarnings("ignore", "`ray_remote_args` is deprecated", Warning)
+            dataset = ray.data.from_items(rows).map_batches(
+                Predictor,
+                fn_constructor_kwargs={
+                    "backbone": [ray.put(backbone)],  # the weights enter the object store once
+                    "artifact": artifact,
+                    "limits": limits,
+                    "label": label,
+                    "threads": None if gpus else max(1, cpus // n),
+                },
+                batch_size=batch_size,
+                batch_format="pandas",
+                compute=ray.data.ActorPoolStrategy(size=n),
+                num_gpus=1 if gpus else 0,
+                num_cpus=0 if gpus else 1,
+                max_restarts=0,
+            )
         errors = _write(dataset, out, len(rows), f"{domain} v{number}", progress)
     return BatchSummary(
         domain, alias, number, len(rows), errors, time.perf_counter() - started, out
     )
+
+
+def _quiet_ray_data() -> None:
+    """Keep Ray Data's own reporting out of the job's output: its INFO lines (execution
+    plans, "finished in") and its notice that its progress bars are off, which they are
+    because the job shows its own. Ray Data's warnings of substance still print."""
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
 
 
 def _write(dataset, out: Path, total: int, desc: str, progress: bool) -> int:

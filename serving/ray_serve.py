@@ -83,14 +83,15 @@ def deploy(
     settings: ServeSettings,
     registry_settings: RegistrySettings | None = None,
     *,
-    address: str | None = None,
+    connection: Connection,
     replicas: int | None = None,
 ) -> RayServing:
-    """Start (or update) the app on the cluster; returns once its replicas are up."""
+    """Start (or update) the app on the cluster `connection` reached; returns once its
+    replicas are up."""
     import ray
     from ray import serve
 
-    connection = connect(address)
+    quiet_serve()
     cluster_gpus = int(ray.cluster_resources().get("GPU", 0))
     gpus = 1 if cluster_gpus else 0
     n = replicas or max(1, cluster_gpus)
@@ -109,14 +110,25 @@ def deploy(
     )
 
 
+def quiet_serve() -> None:
+    """Ray Serve's INFO lines in this process (started, connecting to the Serve it just
+    started, "new http_options will not be applied" although they were, deleting the app)
+    are not for a user of `mpt serve --ray`, who gets one line saying where it serves.
+    Its warnings and errors still print, and the replicas log as they do."""
+    from ray.serve._private.constants import SERVE_LOGGER_NAME
+
+    logging.getLogger(SERVE_LOGGER_NAME).setLevel(logging.WARNING)
+
+
 def undeploy(info: RayServing) -> None:
-    """Remove the app; shut Serve down with a local Ray; disconnect if we connected."""
+    """Remove the app and disconnect if we connected. A local Ray stops with Serve in it
+    (`serve.shutdown()` first would kill Serve's controller while its own graceful
+    shutdown runs, which the raylet reports as a failed task); on a cluster Serve stays,
+    for the next deployment."""
     import ray
     from ray import serve
 
     serve.delete(APP_NAME)
-    if info.connection.local:
-        serve.shutdown()
     if info.connection.initialised:
         ray.shutdown()
 
@@ -137,25 +149,31 @@ def serve_forever(
             "this process"
         )
     env = dict(os.environ)  # ray.init exports RAY_* variables into this process
+    previous = signal.getsignal(signal.SIGTERM)
     try:
-        info = deploy(settings, registry_settings, address=address, replicas=replicas)
+        connection = connect(address)
+        # ray.init makes SIGTERM exit this process at once, which aborts Ray's threads;
+        # from here on a SIGTERM, even one during the deployment, removes the app first
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        info = deploy(settings, registry_settings, connection=connection, replicas=replicas)
         where = "a local Ray" if info.connection.local else f"the Ray cluster at {info.address}"
         on_ready(
             f"serving on Ray Serve at {info.url}: {info.replicas} replica(s)"
             + (f", {info.gpus_per_replica} GPU each" if info.gpus_per_replica else " on CPUs")
-            + f", on {where}"
+            + f", on {where}",
+            flush=True,
         )
         if detach:
             return
-        stop = threading.Event()
-        previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
         try:
             while not stop.wait(0.5):
                 pass
         except KeyboardInterrupt:
             pass
         finally:
-            signal.signal(signal.SIGTERM, previous)
             undeploy(info)
     finally:
+        if previous is not None:  # None: a handler not set from Python, left as it is
+            signal.signal(signal.SIGTERM, previous)
         restore_env(env)

@@ -26,7 +26,7 @@ def cmd_backbones(args: argparse.Namespace) -> None:
     rows = [
         {
             "family": name,
-            "default": FAMILIES.get(name).default_name,
+            "default": FAMILIES.get(name).default_label,
             "about": FAMILIES.get(name).help,
         }
         for name in FAMILIES
@@ -58,6 +58,7 @@ def _slot(slot) -> str:
 def cmd_presets(args: argparse.Namespace) -> None:
     from mpt_core import PRESETS
     from mpt_core.kinds import trainable_parameters
+    from mpt_core.prompts.presets import describe, preset_config
     from mpt_core.support import family_presets
 
     backbone = _backbone(args.backbone)
@@ -70,7 +71,8 @@ def cmd_presets(args: argparse.Namespace) -> None:
                 "preset": name,
                 "trainable": trainable,
                 "fraction": f"{trainable / total:.4%}",
-                "about": PRESETS.get(name).help,
+                "about": f"{PRESETS.get(name).help}: "
+                + describe(preset_config(name, backbone.slots), backbone.slots),
             }
         )
     emit(args, rows)

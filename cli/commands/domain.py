@@ -24,25 +24,28 @@ def domains_dir(args: argparse.Namespace) -> Path:
 
 
 def cmd_version(args: argparse.Namespace) -> int:
+    """Track each named domain's data with DVC (and push it): one row per domain."""
     from flows.domains import get_domain
     from flows.versioning import DataVersioner, RemoteSpec, find_repo_root
 
     settings = load_settings(domains_dir=args.domains_dir)
-    domain = get_domain(settings.domains_dir, args.name)
+    domains = [get_domain(settings.domains_dir, name) for name in dict.fromkeys(args.names)]
     remote = RemoteSpec(settings.dvc_remote_url, endpoint_url=settings.dvc_s3_endpoint)
-    versioner = DataVersioner(find_repo_root(domain.root), remote)
-    version = versioner.track(domain.data_dir)
-    pushed = versioner.push(domain.data_dir) if args.push else None
-    emit(
-        args,
-        {
-            "domain": domain.name,
-            "data_version": version.md5,
-            "files": version.files,
-            "size": version.size,
-            "pushed": "-" if pushed is None else f"{pushed} objects to {remote.describe()}",
-        },
-    )
+    rows = []
+    for domain in domains:
+        versioner = DataVersioner(find_repo_root(domain.root), remote)
+        version = versioner.track(domain.data_dir)
+        pushed = versioner.push(domain.data_dir) if args.push else None
+        rows.append(
+            {
+                "domain": domain.name,
+                "data_version": version.md5,
+                "files": version.files,
+                "size": version.size,
+                "pushed": "-" if pushed is None else f"{pushed} objects to {remote.describe()}",
+            }
+        )
+    emit(args, rows)
     return 0
 
 
@@ -265,10 +268,10 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
     p = domain_sub.add_parser(
         "version",
-        help="track a domain's data with DVC; print its data version",
+        help="track domains' data with DVC; print each data version",
         parents=[common, place],
     )
-    p.add_argument("name")
+    p.add_argument("names", nargs="+", metavar="name")
     p.add_argument(
         "--push", action="store_true", help="also push to the DVC remote ($MPT_DVC_REMOTE)"
     )

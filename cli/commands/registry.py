@@ -8,12 +8,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mpt_core.errors import MptError
-from registry import Policy, RegistrySettings  # light: no SQLAlchemy at start-up
+from registry import Policy, RegistryError, RegistrySettings  # light: no SQLAlchemy at start-up
+from registry.constants import REQUEST_STATUSES
 
 from .output import CommandError, emit
 from .users import acting_user, cli_address
@@ -80,7 +82,7 @@ def cmd_list(args: argparse.Namespace) -> None:
                 "domain": v.domain,
                 "version": v.number,
                 "method": v.method,
-                "status": v.status,
+                "status": v.state,
                 "aliases": ",".join(v.aliases) or "-",
                 "metric": f"{main}={test[main]:.4f}" if main else "-",
                 "data_version": v.data_version[:12],
@@ -89,7 +91,7 @@ def cmd_list(args: argparse.Namespace) -> None:
             }
         )
     if args.json:
-        emit(args, [v.to_dict() for v in reg.list_versions(args.domain)])
+        emit(args, [{**v.to_dict(), "state": v.state} for v in reg.list_versions(args.domain)])
     else:
         emit(args, rows)
 
@@ -99,9 +101,9 @@ def cmd_show(args: argparse.Namespace) -> None:
     v = reg.get_version(args.domain, args.version)
     data = reg.data_version(v.domain, v.data_version)
     if args.json:
-        emit(args, {**v.to_dict(), "data": data.to_dict() if data else None})
+        emit(args, {**v.to_dict(), "state": v.state, "data": data.to_dict() if data else None})
         return
-    print(f"{v.domain} v{v.number}  [{v.status}]  aliases: {', '.join(v.aliases) or '-'}")
+    print(f"{v.domain} v{v.number}  [{v.state}]  aliases: {', '.join(v.aliases) or '-'}")
     print(f"  method        {v.method}  (config {v.config_hash[:12]})")
     print(f"  data version  {v.data_version}{_data_lineage(data)}")
     print(
@@ -212,28 +214,112 @@ def cmd_register(args: argparse.Namespace) -> None:
 
     config, _ = verify_artifact(read_artifact(args.artifact), source=str(args.artifact))
     _check_backbone(args, config)
-    metrics = _metrics_file(args.metrics)
+    if bool(args.metrics) == bool(args.evaluate):
+        raise CommandError(
+            "give --metrics FILE (metrics computed elsewhere) or --evaluate (evaluate it here "
+            "on the test split of its data version), one of the two"
+        )
+    metrics = _metrics_file(args.metrics) if args.metrics else {}
     reg = _registry()
     who = acting_user(args, reg)  # before anything is written
-    reg.record_data_version(
-        args.domain,
-        args.data_version,
-        rows=0,
-        row_counts={},
-        validation_passed=True,
-        validation_summary="registered by hand with `mpt registry register`",
-    )
+    data_version = args.data_version or _current_data_version(args.domain)
+    if reg.data_version(args.domain, data_version) is None:
+        reg.record_data_version(
+            args.domain,
+            data_version,
+            rows=0,
+            row_counts={},
+            validation_passed=True,
+            validation_summary="registered by hand with `mpt registry register`",
+            actor=who,
+        )
     v = reg.register_version(
         args.domain,
         args.artifact,
         method=config.get("method") or "custom",
         config=config.get("prompt_config", config),
-        data_version=args.data_version,
+        data_version=data_version,
         backbone=config["backbone"],
         metrics=metrics,
         created_by=who,
     )
-    print(f"registered {v.domain} v{v.number} ({v.artifact_uri})")
+    print(f"registered {v.domain} v{v.number} ({v.artifact_uri}) on data version {data_version}")
+    if args.evaluate:
+        _print_evaluated(_evaluate(reg, args.domain, v.number, data_version, who))
+
+
+def _current_data_version(domain: str) -> str:
+    """The data version the domain folder's data.dvc records (what `mpt run` would use)."""
+    from flows.domains import get_domain
+    from flows.settings import load_settings
+    from flows.versioning import DataVersioner, RemoteSpec, find_repo_root
+
+    settings = load_settings()
+    try:
+        found = get_domain(settings.domains_dir, domain)
+    except MptError as exc:
+        raise CommandError(
+            f"{exc}\nWithout the domain's folder here, give its data version: --data-version MD5"
+        ) from None
+    remote = RemoteSpec(settings.dvc_remote_url, settings.dvc_s3_endpoint)
+    current = DataVersioner(find_repo_root(found.root), remote).version_of(found.data_dir)
+    if current is None:
+        raise CommandError(
+            f"domain {domain!r} has no data version yet (no {found.root / 'data.dvc'}): run "
+            f"`mpt domain version {domain} --push`, or give one with --data-version MD5"
+        )
+    return current.md5
+
+
+def _evaluate(reg: PromptRegistry, domain: str, number: int, data_version: str, who: str):
+    """Evaluate `domain` v`number` on the test split of `data_version` here, and record it."""
+    from flows.datacache import remote_location
+    from flows.domains import get_domain
+    from flows.evaluation import evaluate_version
+    from flows.settings import load_settings
+    from flows.versioning import find_repo_root
+    from flows.worker import node_cache
+
+    settings = load_settings()
+    found = get_domain(settings.domains_dir, domain)
+    location = remote_location(settings, find_repo_root(found.root))
+    return evaluate_version(
+        reg, found, number, data_version, location=location, cache=node_cache(), actor=who
+    )
+
+
+def _print_evaluated(done, file=None) -> None:
+    scalars = ", ".join(
+        f"{k}={x:.4f}" for k, x in done.metrics.items() if isinstance(x, int | float)
+    )
+    print(
+        f"evaluated {done.domain} v{done.version} on {done.split} of data version "
+        f"{done.data_version[:12]} ({done.examples} examples): {scalars}",
+        file=file or sys.stdout,
+    )
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    """Evaluate a version on a data version (default: the domain folder's current one) and
+    record the metrics and per-example predictions: what a promotion policy compares."""
+    reg = _registry()
+    who = acting_user(args, reg)
+    data_version = args.data_version or _current_data_version(args.domain)
+    _print_evaluated(_evaluate(reg, args.domain, args.version, data_version, who))
+
+
+def cmd_pull(args: argparse.Namespace) -> None:
+    """Write a version (a number or @alias), verified as serving verifies it, into DIR."""
+    from flows.pull import pull
+
+    pulled, target = pull(_registry(), args.domain, args.ref, args.dir, layout=args.format)
+    v = pulled.version
+    what = "save_pretrained layout" if args.format == "peft" else "prompts.safetensors"
+    print(
+        f"pulled {v.domain} v{v.number} ({v.state}, {v.method}, backbone {v.backbone.family}:"
+        f"{v.backbone.name}) into {target} ({what}); artifact sha256 {v.artifact_sha256[:12]}… "
+        "and backbone identity verified"
+    )
 
 
 def _check_backbone(args: argparse.Namespace, config: dict[str, Any]) -> None:
@@ -340,10 +426,12 @@ def _request_row(r) -> dict[str, Any]:
 def cmd_request(args: argparse.Namespace) -> int:
     policy = _domain_policy(args.domain)
     reg = _registry()
+    who = acting_user(args, reg)
+    _evaluate_baseline(reg, args.domain, args.version, args.alias, who)
     r = reg.request_promotion(
         args.domain,
         args.version,
-        requested_by=acting_user(args, reg),
+        requested_by=who,
         policy=policy,
         alias=args.alias,
         address=cli_address(),
@@ -353,6 +441,29 @@ def cmd_request(args: argparse.Namespace) -> int:
         for reason in r.policy_report.get("reasons", []):
             print(f"policy: {reason}")
     return 0
+
+
+def _evaluate_baseline(reg: PromptRegistry, domain: str, number: int, alias: str, who: str):
+    """Before a request is opened: when the alias's version has no metrics on the test split
+    of the candidate's data version (production moved to a version tuned on other data),
+    evaluate it there, so the policy compares like with like. If that cannot be done here,
+    say why; the request's policy report then names the command to run."""
+    candidate = reg.get_version(domain, number)
+    current = reg.resolve(domain, alias)
+    if current is None or current == number:
+        return
+    md5 = candidate.data_version
+    if reg.get_version(domain, current).metrics("test", md5) is not None:
+        return
+    print(
+        f"{domain}:{alias} v{current} has no metrics on the test split of data version "
+        f"{md5[:12]} (v{number}'s); evaluating it there first",
+        file=sys.stderr,
+    )
+    try:
+        _print_evaluated(_evaluate(reg, domain, current, md5, who), file=sys.stderr)
+    except (MptError, RegistryError) as exc:
+        print(f"could not evaluate {domain} v{current} here: {exc}", file=sys.stderr)
 
 
 def _domain_policy(name: str) -> Policy:
@@ -370,7 +481,8 @@ def _domain_policy(name: str) -> Policy:
 
 
 def cmd_requests(args: argparse.Namespace) -> None:
-    rows = _registry().requests(args.domain, args.status)
+    status = None if args.status == "all" else args.status
+    rows = _registry().requests(args.domain, status)
     emit(args, [r.to_dict() for r in rows] if args.json else [_request_row(r) for r in rows])
 
 
@@ -383,9 +495,9 @@ def cmd_approve(args: argparse.Namespace) -> None:
         override_reason=args.override,
         address=cli_address(),
     )
-    print(
+    print(  # an override only where the policy failed: else the reason is the comment
         f"approved #{r.id}: {r.domain}:{r.alias} -> v{r.version}"
-        + (" (override)" if args.override else "")
+        + (" (override)" if args.override and not r.policy_passed else "")
     )
 
 
@@ -485,9 +597,45 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     )
     p.add_argument("domain")
     p.add_argument("artifact", help="directory written by mpt_core.save_prompts")
-    p.add_argument("--data-version", required=True, help="DVC md5 of the data it was evaluated on")
-    p.add_argument("--metrics", required=True, help='JSON file: {"test": {"accuracy": 0.9, ...}}')
+    p.add_argument(
+        "--data-version",
+        help="DVC md5 of the data it is judged on (default: the one domains/DOMAIN/data.dvc "
+        "records)",
+    )
+    p.add_argument("--metrics", help='JSON file: {"test": {"accuracy": 0.9, ...}}')
+    p.add_argument(
+        "--evaluate",
+        action="store_true",
+        help="instead of --metrics: evaluate it here on the test split of its data version",
+    )
     p.set_defaults(func=cmd_register)
+    p = group.add_parser(
+        "evaluate",
+        help="evaluate a version on a data version and record it (what a policy compares)",
+        parents=[common, who],
+    )
+    p.add_argument("domain")
+    p.add_argument("version", type=int)
+    p.add_argument(
+        "--data-version", help="DVC md5 (default: the one domains/DOMAIN/data.dvc records)"
+    )
+    p.set_defaults(func=cmd_evaluate)
+    p = group.add_parser(
+        "pull",
+        help="write a version (VERSION or @ALIAS) into a folder, verified like serving does",
+        parents=[common],
+    )
+    p.add_argument("domain")
+    p.add_argument("ref", metavar="VERSION|@ALIAS", help="e.g. 3 or @production")
+    p.add_argument("dir", help="a new or empty folder")
+    p.add_argument(
+        "--format",
+        choices=["mpt", "peft"],
+        default="mpt",
+        help="mpt: prompts.safetensors + prompt_config.json (mpt_core.load_prompts); peft: "
+        "adapter_config.json + adapter_model.safetensors, PEFT's save_pretrained layout",
+    )
+    p.set_defaults(func=cmd_pull)
     p = group.add_parser(
         "protect",
         help="protect an alias: only reviewers and admins move it (admin)",
@@ -508,7 +656,12 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.set_defaults(func=cmd_request)
     p = group.add_parser("list", help="promotion requests", parents=[common])
     p.add_argument("domain", nargs="?")
-    p.add_argument("--status", choices=["pending", "approved", "rejected"])
+    p.add_argument(
+        "--status",
+        choices=[*REQUEST_STATUSES, "all"],
+        default="all",
+        help="which requests (default: all)",
+    )
     p.set_defaults(func=cmd_requests)
     p = group.add_parser("approve", help="approve a request (not your own)", parents=[common, who])
     p.add_argument("request", type=int)

@@ -38,6 +38,14 @@ class BackboneFamily:
     help: str
     kind: str = "dual-encoder"
     presets: tuple[str, ...] | None = None
+    default_identity: str | None = None
+    """The name the default backbone records in its identity, where it is not
+    `default_name` (what `mpt backbones` shows, as `mpt backbone FAMILY` would)."""
+
+    @property
+    def default_label(self) -> str:
+        """The default backbone's name as identities and lineage show it."""
+        return self.default_identity or self.default_name
 
     @property
     def adapter(self) -> ModuleType:
@@ -75,6 +83,7 @@ FAMILIES.register(
         "shipped",
         "default",
         "offline default: MiniLM-L6 text tower + EfficientNet-Lite0 image tower + frozen bridge",
+        default_identity="minilm-l6-v2+efficientnet-lite0@160px/bridge-v1",
     ),
 )
 FAMILIES.register(

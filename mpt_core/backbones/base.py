@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -204,6 +205,26 @@ class Backbone(FrozenBackbone, ABC):
                     f"{tower} prompt of layer {layer} has width {p.shape[-1]}; "
                     f"{self.family} expects {slot.width}"
                 )
+
+
+_HUB_UNREACHABLE = re.compile(
+    r"We couldn't connect to '[^']*' to load the files?, and couldn't find (them|it) in the "
+    r"cached files\.?"
+)
+
+
+def offline_cause(exc: BaseException) -> str:
+    """transformers' reason a checkpoint did not load, as this platform means it: it never
+    downloads, so "couldn't connect to the hub" is a checkpoint missing from the local
+    cache, and the advice to check the internet connection is dropped (the caller's
+    message says what to do instead)."""
+    lines = [
+        line
+        for line in str(exc).splitlines()
+        if not line.strip().lower().startswith("check your internet connection")
+    ]
+    text = " ".join(line.strip() for line in lines if line.strip())
+    return _HUB_UNREACHABLE.sub("its files are not in the local Hugging Face cache.", text)
 
 
 @contextmanager

@@ -33,7 +33,7 @@ from PIL import Image
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
 
 from ..errors import BackboneLoadError, DataError
-from .base import PromptSlots, TowerSlot, quiet_transformers
+from .base import PromptSlots, TowerSlot, offline_cause, quiet_transformers
 from .generative import (
     FusionSlot,
     GenerativeBackbone,
@@ -363,9 +363,10 @@ def load(name: str, *, revision: str | None = None, dtype: str | None = None) ->
     except (OSError, ValueError) as exc:
         raise BackboneLoadError(
             f"hf-blip2 checkpoint {name!r} could not be loaded: it is neither a local directory "
-            "with a Blip2ForConditionalGeneration and its tokenizer nor in the Hugging Face "
-            "cache (this library never downloads). HINT: pass a local path, or fetch it into "
-            f"the cache on a machine with network (`hf download {name}`). Cause: {exc}"
+            "with a Blip2ForConditionalGeneration and its tokenizer nor in the local Hugging "
+            f"Face cache, and this platform never downloads ({offline_cause(exc)}). Fix: name "
+            "a local directory holding the checkpoint, or fetch it on a machine with network "
+            f"(`hf download {name} --local-dir DIR`) and copy DIR here"
         ) from exc
     resolved = str(Path(name).resolve()) if Path(name).exists() else name
     generation_eos = model.language_model.generation_config.eos_token_id

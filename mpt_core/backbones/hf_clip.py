@@ -17,7 +17,7 @@ from PIL import Image
 
 from ..errors import BackboneLoadError
 from ..text import TextInputs, TextTokenizer, char_tokenizer
-from .base import Backbone, PromptSlots, TowerSlot, quiet_transformers
+from .base import Backbone, PromptSlots, TowerSlot, offline_cause, quiet_transformers
 from .injection import DeepPromptInjector
 from .pixels import CLIP_MEAN, CLIP_STD, PixelNormalizer
 
@@ -153,9 +153,10 @@ def load(name: str, *, revision: str | None = None) -> HFClipBackbone:
     except (OSError, ValueError) as exc:
         raise BackboneLoadError(
             f"hf-clip checkpoint {name!r} could not be loaded: it is neither a local directory "
-            "with a CLIPModel and its tokenizer nor in the Hugging Face cache. HINT: pass a "
-            "local path, or fetch it into the cache on a machine with network "
-            f"(`hf download {name}`). Cause: {exc}"
+            "with a CLIPModel and its tokenizer nor in the local Hugging Face cache, and this "
+            f"platform never downloads ({offline_cause(exc)}). Fix: name a local directory "
+            f"holding the checkpoint, or fetch it on a machine with network (`hf download "
+            f"{name} --local-dir DIR`) and copy DIR here"
         ) from exc
     backend = tokenizer.backend_tokenizer
     max_length = model.config.text_config.max_position_embeddings

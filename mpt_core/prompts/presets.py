@@ -36,21 +36,21 @@ def _preset(name: str, help: str):
     return wrap
 
 
-@_preset("coop", "text prompts only (CoOp; deep like MaPLe's text side)")
+@_preset("coop", "text prompts only (CoOp)")
 def _coop(slots: PromptSlots) -> PromptConfig:
     return PromptConfig(
         text_tokens=DEFAULT_TOKENS, text_depth=_depth(slots, "text"), vision_tokens=0
     )
 
 
-@_preset("vpt", "visual prompts only (VPT-deep; pooling queries on a CNN)")
+@_preset("vpt", "visual prompts only (VPT-deep)")
 def _vpt(slots: PromptSlots) -> PromptConfig:
     return PromptConfig(
         text_tokens=0, vision_tokens=DEFAULT_TOKENS, vision_depth=_depth(slots, "vision")
     )
 
 
-@_preset("maple", "independent text and visual prompts + linear text->vision coupling")
+@_preset("maple", "coupled text and visual prompts (MaPLe)")
 def _maple(slots: PromptSlots) -> PromptConfig:
     return PromptConfig(
         text_tokens=DEFAULT_TOKENS,
@@ -63,8 +63,7 @@ def _maple(slots: PromptSlots) -> PromptConfig:
 
 @_preset(
     "mpt",
-    "text + visual prompts, image-conditioned prompt tokens (VPG generator), a gated "
-    "residual on the image embedding, the per-input fusion (PFM) and a text adapter",
+    "multimodal prompts, fused per input (MPT)",
 )
 def _mpt(slots: PromptSlots) -> PromptConfig:
     # Chosen on the demo domains' validation splits (mean of 3 seeds over the 3 domains,
@@ -83,6 +82,39 @@ def _mpt(slots: PromptSlots) -> PromptConfig:
         fusion=True,
         text_residual=1.0 if slots.embed_dim else 0.0,
     )
+
+
+def describe(config: PromptConfig, slots: PromptSlots) -> str:
+    """What `config` puts where on a backbone with `slots`, in words: what a preset means on
+    that backbone (a CNN tower's visual prompts are pooling queries, a ViT's are tokens; a
+    backbone without per-position features has no image-conditioned tokens)."""
+    parts = []
+    if config.has_text:
+        parts.append(f"{config.text_tokens} text tokens in {config.text_depth} layer(s)")
+    if config.has_vision:
+        if slots.vision.kind == "query":
+            parts.append(f"{config.vision_tokens} pooling queries over the CNN feature map")
+        else:
+            parts.append(
+                f"{config.vision_tokens} visual tokens in {config.vision_depth} ViT layer(s)"
+            )
+    if config.coupling != "none":
+        parts.append(f"{config.coupling} text->vision coupling")
+    if config.has_generator:
+        parts.append(f"{config.image_tokens} image-conditioned tokens per image")
+    if config.image_residual:
+        parts.append("a gated residual on the image embedding")
+    if config.fusion:
+        parts.append(
+            "fusion (PFM) of each candidate text with the image's tokens"
+            if config.has_generator
+            else "fusion (PFM) of the prompts where the backbone reads the image"
+        )
+    if config.text_residual:
+        parts.append("a text adapter")
+    if config.text_anchor:
+        parts.append("a text anchor loss")
+    return "; ".join(parts)
 
 
 def preset_config(name: str, slots: PromptSlots, **overrides: Any) -> PromptConfig:

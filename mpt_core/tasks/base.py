@@ -78,6 +78,11 @@ class TaskContract:
     declares: tuple[ExampleField, ...] = ()
     """The example fields this task defines (name, help, shape). Fields it names that
     another task declares need not be declared again."""
+    example_metric: str | None = None
+    """The metric one example's prediction gets on its own (`Task.example_scores`), for a
+    task whose predictions are not simply right or wrong (generated text: a caption's
+    CIDEr-D): reviewers see which examples a new version got worse at. None: a prediction
+    is right when it equals its target."""
 
     def __post_init__(self) -> None:
         for field in self.declares:
@@ -263,6 +268,17 @@ class Task(ABC):
                 raise ValueError(f"task {self.name!r}: an example has no candidates to rank")
             out.append((value, row[value]))
         return out
+
+    def example_scores(
+        self, predictions: Sequence[str], examples: Sequence[Example]
+    ) -> list[float]:
+        """Per example, the contract's `example_metric` of its prediction (`predictions[i]`
+        is the prediction for `examples[i]`, as `predict` returns them): how good each one
+        is on its own, where the mean over the distinct inputs is the task's metric. Only a
+        task that names an `example_metric` has them."""
+        raise NotImplementedError(
+            f"task {self.name!r} names no example_metric: its predictions are right or wrong"
+        )
 
     @abstractmethod
     def to_dict(self) -> dict[str, Any]:

@@ -30,6 +30,7 @@ class CaptioningTask(GenerativeTask):
         declares=(CAPTION,),
         metrics=("cider", "bleu4", "bleu1"),
         primary_metric="cider",
+        example_metric="cider",
         target="caption",
         declaration_help="""\
 # Captioning writes a caption per image; rows are (image, caption), several rows of one
@@ -84,6 +85,21 @@ class CaptioningTask(GenerativeTask):
     def predict(self, model, image_emb, examples) -> list[str]:
         keys, generated = self._captions(model, image_emb, examples)
         return [generated[k] for k in keys]
+
+    def example_scores(
+        self, predictions: Sequence[str], examples: Sequence[Example]
+    ) -> list[float]:
+        """Each row's CIDEr-D: its image's caption against all that image's references, with
+        the document frequencies of the whole set (their mean over images is `cider`)."""
+        captions = require(examples, "caption", self.name)
+        keys = [image_key(e.image) for e in examples]
+        references: dict[str, list[list[str]]] = {}
+        hypotheses: dict[str, list[str]] = {}
+        for key, caption, predicted in zip(keys, captions, predictions, strict=True):
+            references.setdefault(key, []).append(caption_tokens(caption))
+            hypotheses.setdefault(key, caption_tokens(predicted))
+        per_image = cider_d(hypotheses, references)[1]
+        return [per_image[key] for key in keys]
 
     def to_dict(self) -> dict[str, Any]:
         return {"prompt": self.prompt, **self.decoding()}

@@ -43,6 +43,7 @@ class OpenVQATask(GenerativeTask):
         declares=(QUESTION, ANSWER, QUESTION_TYPE),
         metrics=("accuracy",),
         primary_metric="accuracy",
+        example_metric="accuracy",
         target="answer",
         declaration_help="""\
 # Open VQA generates a short answer to each question; rows are (image, question, answer),
@@ -112,6 +113,20 @@ class OpenVQATask(GenerativeTask):
     def predict(self, model, image_emb, examples) -> list[str]:
         keys, _, generated = self._answers(model, image_emb, examples)
         return [generated[k] for k in keys]
+
+    def example_scores(
+        self, predictions: Sequence[str], examples: Sequence[Example]
+    ) -> list[float]:
+        """Each row's VQAv2 accuracy: its (image, question)'s answer against every
+        annotator's answer to it (their mean over the pairs is `accuracy`)."""
+        answers = require(examples, "answer", self.name)
+        keys = [(image_key(e.image), e.question) for e in examples]
+        groups = group_rows(keys)
+        per_pair = {
+            key: vqa_accuracy(predictions[rows[0]], [answers[i] for i in rows])
+            for key, rows in groups.items()
+        }
+        return [per_pair[key] for key in keys]
 
     def to_dict(self) -> dict[str, Any]:
         return {"template": self.template, **self.decoding()}

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, joinedload
 
 from .. import models as m
 from ..constants import PRODUCTION
-from ..errors import ConflictError, PermissionDenied, RuleViolation
+from ..errors import ConflictError, InvalidRecord, NotFoundError, PermissionDenied, RuleViolation
 from . import domains, history, users, versions
 
 ALWAYS_PROTECTED = frozenset({PRODUCTION})
@@ -38,6 +38,28 @@ def resolve(s: Session, domain: str, alias: str) -> int | None:
         .join(m.Alias, m.Alias.version_id == m.PromptVersion.id)
         .join(m.Domain, m.Alias.domain_id == m.Domain.id)
         .where(m.Domain.name == domain, m.Alias.name == alias)
+    )
+
+
+def parse_ref(s: Session, d: m.Domain, ref: str | int) -> int:
+    """The version number `ref` names: a number (3, "3", "v3") or an alias ("@production").
+    An alias that is not set, or text that is neither, is a NotFoundError / InvalidRecord
+    naming what `ref` may be."""
+    if isinstance(ref, int) and not isinstance(ref, bool):
+        return ref
+    text = str(ref).strip()
+    if text.startswith("@"):
+        alias = text[1:]
+        current = find(s, d, alias)
+        if current is None:
+            names = ", ".join(f"@{a.name}" for a in read_all(s, d)) or "none is set"
+            raise NotFoundError(f"{d.name} has no alias {alias!r} (aliases: {names})")
+        return current.version.number
+    digits = text.removeprefix("v")
+    if digits.isdigit() and len(digits) <= 9:
+        return int(digits)
+    raise InvalidRecord(
+        f"{text!r} names no version of {d.name}: give a number (3) or an alias (@production)"
     )
 
 

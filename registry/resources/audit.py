@@ -24,21 +24,26 @@ def append(
 ) -> m.AuditRecord:
     if outcome not in m.AUDIT_OUTCOMES:
         raise InvalidRecord(f"audit outcome {outcome!r}; allowed: {m.AUDIT_OUTCOMES}")
-    what = dict(what)
     row = m.AuditRecord(
         at=m.utcnow(),
         actor=actor,
         action=action,
         outcome=outcome,
         address=(address or None) and address[:200],
-        domain=what.pop("domain", None),
-        request_id=what.pop("request_id", None),
-        version=what.pop("version", None),
-        alias=what.pop("alias", None),
-        detail=what,
     )
+    complete(row, what)
     s.add(row)
     return row
+
+
+def complete(row: m.AuditRecord, what: Detail) -> None:
+    """Set what `row` acts on from `what` (an audited action fills it in as it goes)."""
+    what = dict(what)
+    row.domain = what.pop("domain", None)
+    row.request_id = what.pop("request_id", None)
+    row.version = what.pop("version", None)
+    row.alias = what.pop("alias", None)
+    row.detail = what
 
 
 def read_all(

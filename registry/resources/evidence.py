@@ -19,15 +19,23 @@ from sqlalchemy.orm import Session, contains_eager
 
 from .. import models as m
 from ..errors import InvalidRecord
-from ..records import ReviewEvidence
+from ..records import ReviewEvidence, TaskEvidence
 
 MAX_THUMBNAILS = 48
 """Per call of `record_thumbnails` (the flow stores disagreements only)."""
 MAX_THUMBNAIL_BYTES = 32_000
-ROW_FIELDS = {"image": True, "target": True, "prediction": True, "score": False}
-"""Field -> required. Any other key of a row is a task input the prediction was made
-from (a VQA row's question): a field name of lower-case letters, digits and '_', with a
-text value."""
+ROW_FIELDS = {
+    "image": True,
+    "target": True,
+    "prediction": True,
+    "score": False,
+    "quality": False,
+}
+"""Field -> required. `score`: the prediction's probability among its candidates (None for
+generated text); `quality`: the example's own value of its task's `example_metric` (a
+caption's CIDEr-D), where the task scores examples one by one. Any other key of a row is a
+task input the prediction was made from (a VQA row's question): a field name of lower-case
+letters, digits and '_', with a text value."""
 INPUT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,49}$")
 
 
@@ -59,6 +67,12 @@ def check_rows(rows: Any, label: str) -> list[dict[str, Any]]:
                 ok = isinstance(value, int | float) and math.isfinite(value) and 0 <= value <= 1
                 if not ok:
                     raise InvalidRecord(f"{where}: score must be in [0, 1] or None; got {value!r}")
+            elif name == "quality":
+                ok = isinstance(value, int | float) and math.isfinite(value) and value >= 0
+                if not ok:
+                    raise InvalidRecord(
+                        f"{where}: quality must be a finite number >= 0 or None; got {value!r}"
+                    )
             elif not isinstance(value, str) or (name == "image" and not value):
                 raise InvalidRecord(f"{where}: {name!r} must be a non-empty string; got {value!r}")
     return rows
@@ -93,11 +107,19 @@ def record_predictions(
     rows: list[dict[str, Any]],
     *,
     target_field: str,
+    task: TaskEvidence | None = None,
 ) -> m.Prediction:
     """Store (or replace) the per-example predictions of `v` on `split` of `data`. Rows:
     image (path relative to data/), the task's inputs (a question), target, prediction, score
-    (probability of the prediction, or None). A bad row is an InvalidRecord naming it."""
-    check_rows(rows, f"{v.domain.name} v{v.number} on {split} of {data.md5}")
+    (probability of the prediction, or None), quality (see ROW_FIELDS); `task`: what the
+    task's contract says about them. A bad row is an InvalidRecord naming it."""
+    label = f"{v.domain.name} v{v.number} on {split} of {data.md5}"
+    check_rows(rows, label)
+    if task is not None and task.example_metric is None and any("quality" in r for r in rows):
+        raise InvalidRecord(
+            f"predictions of {label} carry a quality but task {task.task!r} names no "
+            "example_metric saying what it measures"
+        )
     row = s.scalar(
         select(m.Prediction).where(
             m.Prediction.version_id == v.id,
@@ -109,6 +131,7 @@ def record_predictions(
         row = m.Prediction(version=v, data_version=data, split=split)
         s.add(row)
     row.rows, row.target_field, row.created_at = rows, target_field, m.utcnow()
+    row.task = None if task is None else task.to_dict()
     s.flush()
     return row
 
@@ -194,9 +217,13 @@ def record_review(
             "production's predictions but no production version was given; pass production "
             "(its number and metrics) or leave its predictions out"
         )
-    split, target = evidence.split, evidence.target_field
-    record_predictions(s, candidate, data, split, evidence.candidate, target_field=target)
+    split, target, task = evidence.split, evidence.target_field, evidence.task
+    record_predictions(
+        s, candidate, data, split, evidence.candidate, target_field=target, task=task
+    )
     if production is not None and evidence.production is not None:
-        record_predictions(s, production, data, split, evidence.production, target_field=target)
+        record_predictions(
+            s, production, data, split, evidence.production, target_field=target, task=task
+        )
     if evidence.thumbnails:
         record_thumbnails(s, data, split, evidence.thumbnails)

@@ -1,10 +1,12 @@
-"""Promotion requests: pending -> approved | rejected, and the decision is final.
+"""Promotion requests: pending -> approved | rejected | superseded, and that is final.
 
 A request stores its policy report, computed when it is opened (candidate vs what the
 alias points at then, on the candidate's data version). A reviewer who is not the
 requester decides; approval moves the alias by compare-and-swap, and only if the policy
 passed or the reviewer recorded an override reason, and only if the alias still points
-where it did when the request was opened (otherwise its report is stale).
+where it did when the request was opened (otherwise its report is stale). A new request
+for the same version and alias supersedes such a stale one (recorded on the stale request,
+which names its successor, and in the audit log), so a stale request is never a dead end.
 
 Audited actions take the audit `Detail` to fill in as they learn what they act on.
 """
@@ -19,10 +21,22 @@ from ..constants import PRODUCTION
 from ..errors import ConflictError, NotFoundError, RuleViolation
 from ..policy import Policy, check_shadow, evaluate_policy
 from . import aliases, domains, users, versions
+from . import audit as log
 from .audit import Detail
 
 RECORD = (joinedload(m.PromotionRequest.version), joinedload(m.PromotionRequest.base_version))
 """What `PromotionRequest.to_record` reads besides its domain, loaded with the rows."""
+
+
+def _command(domain: str, number: int, alias: str) -> str:
+    """The CLI command that opens a request for `domain` v`number` -> `alias`."""
+    to = "" if alias == PRODUCTION else f" --alias {alias}"
+    return f"mpt promote request {domain} {number}{to}"
+
+
+def _where(s: Session, version_id: int | None) -> str:
+    number = versions.number_of(s, version_id)
+    return "unset" if number is None else f"v{number}"
 
 
 def open_request(
@@ -34,24 +48,31 @@ def open_request(
     policy: Policy,
     alias: str = PRODUCTION,
     split: str = "test",
-) -> m.PromotionRequest:
-    """A pending request to point `alias` at candidate `v`, with its policy report."""
+) -> tuple[m.PromotionRequest, list[int]]:
+    """A pending request to point `alias` at candidate `v`, with its policy report, and
+    the ids of the requests it superseded: a pending request for the same version and
+    alias whose baseline moved since it was opened (its report is stale, so it could
+    never be approved) is replaced by this one, recorded as superseded by it."""
     domain, number = d.name, v.number
     if v.status != "candidate":
         raise RuleViolation(f"{domain} v{number} is {v.status}; only candidates can be promoted")
     current = aliases.find(s, d, alias)
-    if current is not None and current.version_id == v.id:
+    now_id = current.version_id if current else None
+    if now_id == v.id:
         raise RuleViolation(f"{domain}:{alias} already points at v{number}")
     pending = s.scalar(
-        select(m.PromotionRequest.id).where(
+        select(m.PromotionRequest).where(
             m.PromotionRequest.version_id == v.id,
             m.PromotionRequest.alias == alias,
             m.PromotionRequest.status == "pending",
         )
     )
-    if pending is not None:
+    if pending is not None and pending.base_version_id == now_id:
         raise RuleViolation(
-            f"request #{pending} for {domain} v{number} -> {alias} is already pending"
+            f"request #{pending.id} for {domain} v{number} -> {alias} is already pending and "
+            f"still current ({alias} is {_where(s, now_id)} as when it was opened): decide it "
+            f"(`mpt promote approve {pending.id}` or `mpt promote reject {pending.id} "
+            "--comment WHY`) instead of opening another"
         )
     data = v.data_version
     cand = versions.metrics_on(s, v.id, data, split)
@@ -61,18 +82,50 @@ def open_request(
     report = evaluate_policy(policy, cand or {}, prod, data_version=data.md5, split=split)
     if current is not None:
         report["production_version"] = versions.number_of(s, current.version_id)
+    if prod == {}:  # say how to evaluate it there
+        fix = (
+            f": `mpt registry evaluate {domain} {report['production_version']} "
+            f"--data-version {data.md5}`, then request again"
+        )
+        report["reasons"] = [
+            reason + fix if reason.startswith("production has no") else reason
+            for reason in report["reasons"]
+        ]
     r = m.PromotionRequest(
         domain=d,
         version=v,
         alias=alias,
-        base_version_id=current.version_id if current else None,
+        base_version_id=now_id,
         requested_by=requested_by,
         policy_passed=report["passed"],
         policy_report=report,
     )
     s.add(r)
     s.flush()
-    return r
+    superseded = []
+    if pending is not None:
+        _supersede(s, pending, r, now_id)
+        superseded.append(pending.id)
+    return r, superseded
+
+
+def _supersede(
+    s: Session, old: m.PromotionRequest, new: m.PromotionRequest, now_id: int | None
+) -> None:
+    """Pending `old` -> superseded by `new`, only if still pending (like a decision)."""
+    why = (
+        f"superseded by request #{new.id}: {old.alias} moved from "
+        f"{_where(s, old.base_version_id)} to {_where(s, now_id)} since it was opened"
+    )
+    done = s.execute(
+        update(m.PromotionRequest)
+        .where(m.PromotionRequest.id == old.id, m.PromotionRequest.status == "pending")
+        .values(status="superseded", superseded_by_id=new.id, comment=why, decided_at=m.utcnow())
+    ).rowcount
+    if done != 1:
+        raise ConflictError(f"request #{old.id} was decided concurrently; nothing was changed")
+    s.flush()
+    s.refresh(old)
 
 
 def request(
@@ -89,7 +142,7 @@ def request(
     """Open a request for version `number` of `domain` (needs the requester role)."""
     users.authorize(s, requested_by, "requester", "requesting a promotion")
     d = domains.read(s, domain)
-    r = open_request(
+    r, superseded = open_request(
         s,
         d,
         versions.read(s, d, number),
@@ -99,7 +152,17 @@ def request(
         split=split,
     )
     audit.update(request_id=r.id, policy_passed=r.policy_passed)
+    record_superseded(s, r, superseded, requested_by)
+    if superseded:
+        audit.update(superseded=superseded)
     return r
+
+
+def record_superseded(s: Session, r: m.PromotionRequest, superseded: list[int], actor: str) -> None:
+    """One audit record per request `r` superseded, naming the request that replaced it."""
+    for old in superseded:
+        what = {"domain": r.domain.name, "alias": r.alias, "version": r.version.number}
+        log.append(s, "supersede", actor, "ok", None, {**what, "request_id": old, "by": r.id})
 
 
 def read(s: Session, request_id: int) -> m.PromotionRequest:
@@ -158,6 +221,11 @@ def shadow_check(s: Session, r: m.PromotionRequest) -> dict | None:
 
 def _pending(s: Session, request_id: int, reviewer: str) -> m.PromotionRequest:
     r = read(s, request_id)
+    if r.status == "superseded":
+        raise RuleViolation(
+            f"request #{request_id} was superseded by request #{r.superseded_by_id} at "
+            f"{r.decided_at:%Y-%m-%d %H:%M}Z ({r.comment}); decide #{r.superseded_by_id} instead"
+        )
     if r.status != "pending":
         raise RuleViolation(
             f"request #{request_id} was already {r.status} by {r.reviewer} at "
@@ -207,7 +275,9 @@ def approve(
             f"request #{r.id} is superseded: {d.name}:{r.alias} "
             f"{'was unset' if was is None else f'pointed at v{was}'} when it was opened "
             f"and now points at {'nothing' if now is None else f'v{now}'}, so its policy "
-            f"report is stale; nothing was changed: open a new request for v{v.number}"
+            f"report is stale; nothing was changed. Open a new request for v{v.number} "
+            f"(`{_command(d.name, v.number, r.alias)}`): it replaces #{r.id}, which is then "
+            "recorded as superseded"
         )
     shadow = shadow_check(s, r)
     if not r.policy_passed and not override_reason:

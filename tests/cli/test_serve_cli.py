@@ -142,6 +142,27 @@ def _mpt(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
+def test_mpt_serve_ray_on_a_local_ray_says_one_line_and_stops_cleanly(home, tmp_path):
+    """`mpt serve --ray` with no cluster: a local Ray started for it and stopped with it,
+    without Ray Serve's INFO lines or the raylet's report of a killed controller."""
+    env = {"MPT_HOME": str(home)}
+    with mpt_serve(env, tmp_path, "--ray", start_timeout_s=300, stop_wait_s=120) as server:
+        url = f"http://127.0.0.1:{server.port}"
+        with open(tmp_path / "some.png", "wb") as f:
+            f.write(png(IMAGES[0].image))
+        with open(tmp_path / "some.png", "rb") as f:
+            response = httpx.post(
+                f"{url}/v1/predict", data={"domain": "retail"}, files={"image": f}, timeout=60
+            )
+        assert response.status_code == 200, response.text
+    output = server.spec.log.read_text()
+    assert server.proc.returncode == 0, output
+    assert "1 replica(s) on CPUs, on a local Ray" in output
+    for noise in ("will not be applied", "(raylet)", "Started Serve", "Deleting app"):
+        assert noise not in output, output
+
+
+@pytest.mark.slow
 def test_mpt_predict_over_ray_data_writes_every_row_in_order(home, tmp_path, ray_head):
     """As a user runs it: its own process, on a real Ray head."""
     env = {**os.environ, **ray_head.env, "MPT_HOME": str(home)}
@@ -163,6 +184,8 @@ def test_mpt_predict_over_ray_data_writes_every_row_in_order(home, tmp_path, ray
     assert run.returncode == 0, run.stderr[-3000:]
     assert "6 image(s) of retail predicted by v1 (production)" in run.stdout
     assert "retail v1: 100%" in run.stderr  # the progress bar
+    for noise in ("deprecated", "core_worker", "Progress bars disabled", "Execution plan"):
+        assert noise not in run.stderr, run.stderr[-3000:]  # Ray Data's, fixed or quieted
     with open(out) as f:
         rows = list(csv.DictReader(f))
     assert [r["image"] for r in rows] == [f"{i:02d}.png" for i in range(6)]

@@ -236,13 +236,25 @@ def test_cli_version_tracks_and_pushes_to_the_local_remote(tmp_path, monkeypatch
     monkeypatch.setenv("MPT_DVC_REMOTE", str(tmp_path / "remote"))
     args = ["domain", "version", "shop", "--push", "--json", "--domains-dir", str(repo / "domains")]
     assert main(args) == 0
-    first = json.loads(capsys.readouterr().out)
+    [first] = json.loads(capsys.readouterr().out)
     assert len(first["data_version"]) == 32 and first["files"] == 2
     assert (repo / "domains" / "shop" / "data.dvc").exists()
     assert any((tmp_path / "remote").rglob("*"))
     Image.new("RGB", (16, 16), "blue").save(data / "images" / "a.png")
     assert main(args) == 0
-    assert json.loads(capsys.readouterr().out)["data_version"] != first["data_version"]
+    [second] = json.loads(capsys.readouterr().out)
+    assert second["data_version"] != first["data_version"]
+    # several at once, as `mpt domain prepare` takes them
+    other = repo / "domains" / "mall"
+    write(other / "domain.yaml", "task: retrieval\n")
+    (other / "data" / "images").mkdir(parents=True)
+    Image.new("RGB", (16, 16), "green").save(other / "data" / "images" / "b.png")
+    (other / "data" / "metadata.csv").write_text("image,split,caption\nimages/b.png,train,x\n")
+    both = ["domain", "version", "shop", "mall", "--json", "--domains-dir", str(repo / "domains")]
+    assert main(both) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["domain"] for r in rows] == ["shop", "mall"] and (other / "data.dvc").exists()
+    assert rows[0]["data_version"] == second["data_version"]
 
 
 def test_cli_version_outside_git_is_a_clear_error(tmp_path, capsys):

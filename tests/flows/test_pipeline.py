@@ -22,8 +22,10 @@ from flows.pipeline import (
     build_job,
     prepare,
     register_outcome,
+    unchanged_result,
     unchanged_version,
 )
+from flows.run_report import summary_row
 from flows.versioning import DataVersioner, RemoteSpec
 from flows.worker import job_examples, load_ref, run_tune_job
 from mpt_core import PromptedModel, backbones
@@ -234,7 +236,8 @@ def test_a_corrupted_candidate_artifact_is_refused_at_registration(world, tmp_pa
 def test_nothing_changed_is_decided_without_loading_the_backbone(world, tmp_path, monkeypatch):
     registry, versioner = world[1], world[2]
     domain, prepared, outcome = tuned_once(world, tmp_path)
-    register_outcome(prepared, outcome, registry, None, None)
+    registered = register_outcome(prepared, outcome, registry, None, None)
+    registry.approve(registered.request_id, reviewer="ben")  # v1 is production
     # the tiny backbone has no weight files: give it some, as a checkpoint has, so that a
     # load remembers their sha256 (as the first `mpt run` after an install does)
     monkeypatch.setattr(
@@ -249,7 +252,15 @@ def test_nothing_changed_is_decided_without_loading_the_backbone(world, tmp_path
         backbones.BackboneFamily, "load", lambda self, *a, **k: loads.append(a) or 1 / 0
     )
     assert unchanged_version(domain, versioner, registry) == (prepared.data.md5, 1)
+    skipped = unchanged_result(domain, versioner, registry)
     assert loads == []
+    accuracy = outcome.metrics["test"]["accuracy"]  # the run table shows production, v1
+    assert (skipped.production_version, skipped.production, skipped.candidate) == (
+        1,
+        accuracy,
+        accuracy,
+    )
+    assert summary_row(skipped)["production"] == f"{accuracy:.4f} (v1)"
     monkeypatch.undo()
     backbones.forget_loaded_backbones()  # what loaded with fake weight files stays here
 

@@ -71,6 +71,35 @@ def test_disagreements_or_candidate_mistakes_are_worth_a_look():
         worth_a_look(cand, prod[:2])
 
 
+def test_where_examples_are_scored_one_by_one_the_biggest_losses_come_first():
+    qualities = {"a": (0.9, 0.2), "b": (0.5, 0.5), "c": (0.1, 0.8), "d": (0.4, 0.1)}
+    cand = [
+        {"image": i, "target": "t", "prediction": "p", "quality": c}
+        for i, (c, _) in qualities.items()
+    ]
+    prod = [{**r, "prediction": "q", "quality": qualities[r["image"]][1]} for r in cand]
+    assert worth_a_look(cand, prod) == ["c", "b", "d", "a"]  # lost 0.7, 0, gained 0.3, 0.7
+    assert worth_a_look(cand, None) == ["c", "d", "b", "a"]  # alone: its weakest first
+
+
+def test_generated_text_rows_carry_each_examples_own_score(tmp_path):
+    from mpt_core import CaptioningTask, build_prompts, tiny_backbone
+    from registry import TaskEvidence
+
+    model = build_prompts(tiny_backbone("hf-blip2"), "coop", CaptioningTask(max_new_tokens=4))
+    batch = examples("captioning", per_class=1)
+    rows = predict_rows(model, batch, images_for(batch))
+    assert all(r["score"] is None and r["quality"] >= 0 for r in rows)
+    first_of_image = rows[0::2]  # the toy writes two reference captions per image
+    cider = evaluate(model, batch)["cider"]
+    assert sum(r["quality"] for r in first_of_image) / len(first_of_image) == pytest.approx(
+        cider, abs=1e-3
+    )
+    evidence = evidence_for(model, None, batch, images_for(batch))
+    assert evidence.task == TaskEvidence("captioning", False, True, "cider")
+    assert predictions.task_evidence(make_task("vqa")) == TaskEvidence("vqa", True, False, None)
+
+
 def test_thumbnails_are_small_jpegs_of_the_disagreements_only(backbone, monkeypatch):
     from mpt_core import TrainConfig, build_prompts, fit
 
@@ -154,3 +183,6 @@ def test_the_pipeline_stores_predictions_thumbnails_and_the_training_curve(backb
     assert [h["epoch"] for h in version.training_history] == [1, 2]
     thumbs = registry.thumbnails(domain.name, data.md5, "test")
     assert set(worth_a_look(cand.rows, prod.rows)) <= set(thumbs) <= {r.image for r in tests}
+    assert cand.task == prod.task == predictions.task_evidence(make_task("classification"))
+    flow = [(e.action, e.version) for e in reversed(registry.audit_log(actor="retrain-flow"))]
+    assert flow == [("register", 1), ("request", 1), ("register", 2), ("request", 2)]

@@ -207,6 +207,13 @@ def test_captioning_generates_once_per_image_and_scores_every_reference(blip2, m
     assert metrics["cider"] == pytest.approx(cider_d(hypotheses, references)[0])
     scores = bleu(hypotheses, references)
     assert (metrics["bleu1"], metrics["bleu4"]) == pytest.approx((scores[0], scores[3]))
+    per_row = model.task.example_scores(predictions, data)  # each row: its image's CIDEr-D
+    assert (
+        per_row[0::2]
+        == per_row[1::2]
+        == pytest.approx(list(cider_d(hypotheses, references)[1].values()))
+    )
+    assert sum(per_row[0::2]) / 6 == pytest.approx(metrics["cider"])
 
 
 def test_vqa_open_scores_each_question_against_all_its_annotators(blip2):
@@ -231,6 +238,11 @@ def test_vqa_open_scores_each_question_against_all_its_annotators(blip2):
         expected[("c", name_index)] = vqa_accuracy(answers[0], [e.answer for e in block[:4]])
         expected[("s", name_index)] = vqa_accuracy(answers[4], ["yes"])
     assert metrics["accuracy"] == pytest.approx(sum(expected.values()) / 6)
+    per_row = model.task.example_scores(predictions, data)  # each row: its question's score
+    for name_index in range(3):
+        block = per_row[5 * name_index : 5 * name_index + 5]
+        assert block[:4] == [expected[("c", name_index)]] * 4
+        assert block[4] == expected[("s", name_index)]
     assert set(metrics["per_question_type_accuracy"]) == {"what colour", "is it square?"}
     assert set(metrics["per_answer_type_accuracy"]) == {"other", "yes/no"}
 
@@ -256,6 +268,13 @@ def test_each_declared_contract_matches_what_the_task_reports(task):
     assert set(contract.metrics) <= set(metrics)
     if contract.group_metric:
         assert isinstance(metrics[contract.group_metric], dict)
+    data = examples(task, 1)
+    if contract.example_metric is None:  # right or wrong: compared with the target
+        with pytest.raises(NotImplementedError, match="names no example_metric"):
+            model.task.example_scores(model.predict(data), data)
+    else:  # scored one by one, on a metric the task reports
+        assert contract.example_metric in contract.metrics
+        assert len(model.task.example_scores(model.predict(data), data)) == len(data)
 
 
 def test_decoding_options_travel_with_the_artifact(blip2, tmp_path):

@@ -211,9 +211,11 @@ def test_loads_a_saved_checkpoint_by_local_path_without_the_network(tmp_path, mo
     assert loaded.generate(
         _queries(loaded, pixels), None, prompts, max_new_tokens=5
     ) == source.generate(_queries(source, pixels), None, prompts, max_new_tokens=5)
-    with pytest.raises(BackboneLoadError, match="'nobody/no-such-blip2' could not be loaded"):
+    with pytest.raises(BackboneLoadError, match="'nobody/no-such-blip2' could not be loaded") as e:
         load_backbone("hf-blip2", "nobody/no-such-blip2")
     assert attempts == []
+    assert "internet" not in str(e.value) and "never downloads" in str(e.value)
+    assert "local-dir DIR`) and copy DIR here" in str(e.value)
 
 
 def test_a_checkpoint_of_another_model_type_is_refused_by_name(tmp_path):

@@ -78,6 +78,11 @@ def test_loads_a_saved_checkpoint_by_local_path(tmp_path):
     _assert_parity(loaded)
 
 
-def test_unknown_hub_id_fails_offline_with_the_name():
-    with pytest.raises(BackboneLoadError, match="'nobody/definitely-not-a-model' could not be"):
+def test_unknown_hub_id_fails_offline_with_the_name_and_what_to_do():
+    with pytest.raises(
+        BackboneLoadError, match="'nobody/definitely-not-a-model' could not be"
+    ) as e:
         load_backbone("hf-clip", "nobody/definitely-not-a-model")
+    message = str(e.value)  # the platform is offline: no advice to check the connection
+    assert "internet connection" not in message and "never downloads" in message
+    assert "not in the local Hugging Face cache" in message and "Fix: name a local" in message

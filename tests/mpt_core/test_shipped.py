@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mpt_core import (
+    FAMILIES,
     ClassificationTask,
     TrainConfig,
     build_prompts,
@@ -34,6 +35,7 @@ def backbone():
 
 def test_loads_offline_frozen_with_a_stable_identity(backbone):
     assert backbone.identity.family == "shipped"
+    assert backbone.identity.name == FAMILIES.get("shipped").default_label  # `mpt backbones`
     assert len(backbone.identity.weights_sha256) == 64
     assert not backbone.training and not any(p.requires_grad for p in backbone.parameters())
     assert 0.0 < backbone.bridge_heldout_identification <= 1.0

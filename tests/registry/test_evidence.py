@@ -182,3 +182,23 @@ def test_production_predictions_need_the_production_version(reg, version):
     with pytest.raises(InvalidRecord, match="no production version was given"):
         register_candidate(reg, evidence, production=None)
     assert [v.number for v in reg.list_versions()] == [1]
+
+
+def test_rows_may_carry_their_quality_and_the_set_what_its_task_says(reg, version):
+    from registry import TaskEvidence
+
+    task = TaskEvidence("captioning", closed=False, generates_text=True, example_metric="cider")
+    rows = [{"image": "a.png", "target": "a cat", "prediction": "a dog", "quality": 1.7}]
+    reg.record_predictions("retail", 1, "d" * 32, "test", rows, target_field="caption", task=task)
+    got = reg.predictions("retail", 1, "d" * 32)
+    assert got.rows == rows and got.task == task
+    for bad in (-1.0, float("nan"), "high"):
+        with pytest.raises(InvalidRecord, match="row 0: quality must be a finite number >= 0"):
+            reg.record_predictions(
+                "retail", 1, "d" * 32, "test", [{**rows[0], "quality": bad}], target_field="c"
+            )
+    closed = TaskEvidence("classification", closed=True, generates_text=False)
+    with pytest.raises(InvalidRecord, match="carry a quality but task 'classification' names no"):
+        reg.record_predictions("retail", 1, "d" * 32, "test", rows, target_field="c", task=closed)
+    reg.record_predictions("retail", 1, "d" * 32, "test", ROWS, target_field="label")
+    assert reg.predictions("retail", 1, "d" * 32).task is None  # stored without: unknown

@@ -12,7 +12,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 
-from registry import ConflictError, NotFoundError, Policy, RuleViolation, upgrade
+from registry import ConflictError, InvalidRecord, NotFoundError, Policy, RuleViolation, upgrade
 from registry.db import get_engine
 from registry.errors import ArtifactCorruptedError
 from registry.migrate import current_revision, downgrade, head_revision
@@ -228,6 +228,44 @@ def test_superseded_request_is_refused(reg, tmp_path):
     assert reg.get_request(stale.id).status == "pending" and reg.resolve("retail") == 3
 
 
+def test_a_new_request_supersedes_the_stale_one_for_the_same_version(reg, tmp_path):
+    data(reg)
+    for tag in ("one", "two", "three"):
+        register(reg, tmp_path, tag, acc=0.8)
+    promote(reg, "retail", 1)
+    stale = reg.request_promotion("retail", 2, requested_by="ana", policy=POLICY)
+    with pytest.raises(RuleViolation, match=rf"request #{stale.id} .* still current .* decide it"):
+        reg.request_promotion("retail", 2, requested_by="ana", policy=POLICY)
+    promote(reg, "retail", 3)
+    with pytest.raises(RuleViolation, match=r"`mpt promote request retail 2`\): it replaces"):
+        reg.approve(stale.id, reviewer="ben")
+    fresh = reg.request_promotion("retail", 2, requested_by="ana", policy=POLICY)
+    old = reg.get_request(stale.id)
+    assert (old.status, old.superseded_by, old.reviewer) == ("superseded", fresh.id, None)
+    assert "moved from v1 to v3" in old.comment and fresh.base_version == 3
+    assert [r.id for r in reg.requests("retail", "superseded")] == [stale.id]
+    with pytest.raises(RuleViolation, match=rf"superseded by request #{fresh.id} .* decide #"):
+        reg.approve(stale.id, reviewer="ben")
+    entry = next(e for e in reg.audit_log(domain="retail") if e.action == "supersede")
+    assert (entry.request_id, entry.detail["by"], entry.actor) == (stale.id, fresh.id, "ana")
+    assert reg.approve(fresh.id, reviewer="ben").status == "approved"
+    assert reg.resolve("retail") == 2
+
+
+def test_a_request_whose_production_lacks_the_data_says_how_to_evaluate_it(reg, tmp_path):
+    data(reg, md5="1" * 32)
+    register(reg, tmp_path, "old", md5="1" * 32)
+    promote(reg, "retail", 1)
+    data(reg, md5="2" * 32)
+    register(reg, tmp_path, "new", md5="2" * 32)
+    req = reg.request_promotion("retail", 2, requested_by="ana", policy=POLICY)
+    assert req.policy_report["reasons"] == [
+        f"production has no 'accuracy' on test of data version {'2' * 32}; evaluate it on this "
+        f"data version first: `mpt registry evaluate retail 1 --data-version {'2' * 32}`, "
+        "then request again"
+    ]
+
+
 def test_superseded_first_request_says_production_was_unset(reg, tmp_path):
     data(reg)
     for tag in ("one", "two"):
@@ -346,3 +384,33 @@ def test_concurrent_approvals_cannot_both_win(reg, tmp_path, db_url):
     history = reg.history("retail", "production")
     assert len(history) == 2 and history[-1].from_version == 1
     assert reg.resolve("retail") == history[-1].to_version
+
+
+def test_a_version_reads_production_while_production_points_at_it(reg, tmp_path):
+    data(reg)
+    for tag in ("one", "two"):
+        register(reg, tmp_path, tag)
+    promote(reg, "retail", 1)
+    assert [v.state for v in reg.list_versions("retail")] == ["production", "candidate"]
+    promote(reg, "retail", 2)
+    assert [v.state for v in reg.list_versions("retail")] == ["candidate", "production"]
+    assert all(v.status == "candidate" for v in reg.list_versions("retail"))
+
+
+def test_a_version_is_looked_up_by_number_or_alias(reg, tmp_path):
+    data(reg)
+    for tag in ("one", "two"):
+        register(reg, tmp_path, tag)
+    promote(reg, "retail", 2)
+    assert [reg.lookup("retail", ref).number for ref in (1, "1", "v1", "@production")] == [
+        1,
+        1,
+        1,
+        2,
+    ]
+    with pytest.raises(NotFoundError, match=r"no alias 'staging' \(aliases: @production\)"):
+        reg.lookup("retail", "@staging")
+    with pytest.raises(NotFoundError, match=r"retail v7 does not exist; versions are 1\.\.2"):
+        reg.lookup("retail", "7")
+    with pytest.raises(InvalidRecord, match=r"give a number \(3\) or an alias \(@production\)"):
+        reg.lookup("retail", "latest")

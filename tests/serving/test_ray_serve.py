@@ -56,3 +56,4 @@ def test_mpt_serve_ray_serves_mixed_batches_and_live_alias_moves(ray_head, tmp_p
     output = server.spec.log.read_text()
     assert server.proc.returncode == 0, output  # SIGTERM removed the app and returned
     assert "2 replica(s) on CPUs" in output
+    assert "will not be applied" not in output and "(raylet)" not in output  # no Serve noise

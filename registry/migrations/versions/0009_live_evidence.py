@@ -2,7 +2,7 @@
 points, and what triggered the run that registered a version
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 Create Date: 2026-12-20
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 import registry.models
 
 revision = "0009"
-down_revision = "0007"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
