@@ -1,5 +1,7 @@
 """Serving: throughput of single- vs mixed-domain traffic, latency under concurrency,
-memory with 1 vs 10 domains, and the time an alias move takes to reach responses.
+memory with 1 vs 10 domains, production's latency and throughput with a shadow version
+on (off, 0.1 and 1.0 of its items, and a shadow that fails to load), and the time an
+alias move takes to reach responses.
 
     python bench/serving.py [--threads 1] [--duration 15] [--quick]
 
@@ -8,10 +10,12 @@ process on a free loopback port, over a registry built here: 10 domains with `mp
 prompts on the real `shipped` backbone (3 classification-like tasks: retail with the
 10 Fashion-MNIST classes, manufacturing VQA with 2 questions, medical retrieval with 8
 candidate captions per image, and 7 more classification domains), plus a second
-version of retail for the alias moves. The load generator (asyncio + httpx, this
-process) sends one-image requests from C concurrent clients, so batches form on the
-server. Prompts are freshly initialised, not tuned: the cost of serving them is the
-same. `--quick` uses the tiny backbone and short runs (a smoke test, not figures).
+version of retail for the alias moves and the shadow (as the `staging` alias), and a
+third whose artifact is deleted (a shadow that cannot load). The load generator
+(asyncio + httpx, this process) sends one-image requests from C concurrent clients, so
+batches form on the server. Prompts are freshly initialised, not tuned: the cost of
+serving them is the same. `--quick` uses the tiny backbone and short runs (a smoke
+test, not figures).
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ from mpt_core import (
 )
 from mpt_core.inference import predict_batch
 from mpt_core.samples import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, fashion_mnist
-from registry import Policy, PromptRegistry, upgrade
+from registry import MonitoringSettings, Policy, PromptRegistry, upgrade
 from registry.store import LocalStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,6 +63,9 @@ CAPTIONS = [
 ]
 EXTRA = [f"shop-{i}" for i in range(1, 8)]
 POLICY = Policy("accuracy", min_improvement=-1.0, max_class_regression=1.0)
+SHADOW, BROKEN = 2, 3
+"""retail's version that shadows production, and one whose artifact is gone."""
+SHADOW_CASES = ("off", "0.1", "1.0", "1.0, cannot load")
 
 
 # ---------------------------------------------------------------------- the registry
@@ -79,7 +86,7 @@ def build_registry(root: Path, backbone, domains: list[str]) -> PromptRegistry:
     reg = PromptRegistry(url, LocalStore(root / "artifacts"))
     for domain in domains:
         task = tasks()[domain]
-        seeds = (0, 1) if domain == "retail" else (0,)
+        seeds = (0, 1, 2) if domain == "retail" else (0,)
         for seed in seeds:
             model = build_prompts(backbone, "mpt", task, seed=seed)
             art = save_prompts(model, root / f"art-{domain}-{seed}")
@@ -96,6 +103,8 @@ def build_registry(root: Path, backbone, domains: list[str]) -> PromptRegistry:
             )
             if v.number == 1:
                 promote(reg, domain, 1)
+            if v.number == BROKEN:
+                reg.store.delete(v.artifact_sha256)
     return reg
 
 
@@ -264,6 +273,34 @@ def alias_move_seconds(
     return out
 
 
+def set_shadow(server: Server, reg: PromptRegistry, case: str) -> None:
+    """Point retail's shadow (the staging alias) as `case` says; wait until the server
+    shows it (a poll, and the shadow loaded or failed)."""
+    fraction = 0.0 if case == "off" else float(case.split(",")[0])
+    version = BROKEN if "cannot load" in case else SHADOW
+    reg.set_alias("retail", "staging", version, actor="bench", reason="bench shadow")
+    settings = MonitoringSettings(shadow_fraction=fraction, shadow_alias="staging")
+    reg.set_monitoring("retail", settings, actor="bench")
+    wanted = {"off": "none", "0.1": "shadowing", "1.0": "shadowing"}.get(case, "failed")
+    deadline = time.monotonic() + 120
+    with httpx.Client(base_url=server.url, timeout=60) as c:
+        while True:
+            rows = c.get("/v1/domains").json()["domains"]
+            shadow = next(r for r in rows if r["domain"] == "retail")["shadow"]
+            shown = shadow["fraction"] == fraction and shadow["state"] == wanted
+            if shown and (wanted == "none" or shadow["version"] == version):
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the server did not show the shadow {case!r}: {shadow}")
+            time.sleep(0.2)
+
+
+def shadow_counts(server: Server) -> dict:
+    with httpx.Client(base_url=server.url, timeout=60) as c:
+        rows = c.get("/v1/domains").json()["domains"]
+    return next(r for r in rows if r["domain"] == "retail")["shadow"]["since_start"]
+
+
 # ---------------------------------------------------------------------- the library part
 def library_calls(backbone, threads: int, n: int = 32, repeats: int = 5) -> dict[str, float]:
     """ms per 32-image predict_batch call: single vs mixed domains, text cache on vs off."""
@@ -353,6 +390,15 @@ def main() -> None:
             thr_single = statistics.median(r[0] for r in rounds["single"])
             thr_mixed = statistics.median(r[0] for r in rounds["mixed"])
             latency = {c: run_load(server.url, mixed, c, duration) for c in (1, 8, 32)}
+            # production (retail) with its shadow off, on for 0.1 and 1.0 of its items, and
+            # a shadow that cannot load: alternating rounds, the same load each time
+            shadowed = {case: [] for case in SHADOW_CASES}
+            for _ in range(args.rounds):
+                for case in SHADOW_CASES:
+                    set_shadow(server, reg10, case)
+                    shadowed[case].append(run_load(server.url, single, 32, duration / args.rounds))
+            counts = shadow_counts(server)
+            set_shadow(server, reg10, "off")
             moves = alias_move_seconds(server, reg10, single[0], 2 if args.quick else 4)
         finally:
             server.stop()
@@ -378,6 +424,20 @@ def main() -> None:
     print("|---:|---:|---:|---:|")
     for c, (rate, p50, p99) in latency.items():
         print(f"| {c} | {rate:.1f} | {p50:.1f} | {p99:.1f} |")
+    print()
+    off = [statistics.median(r[k] for r in shadowed["off"]) for k in range(3)]
+    print(
+        f"| retail's shadow (32 clients, median of {args.rounds} alternating rounds) "
+        "| images/s | p50 ms | p99 ms | throughput / off | p50 / off | p99 / off |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for case, runs in shadowed.items():
+        rate, p50, p99 = (statistics.median(r[k] for r in runs) for k in range(3))
+        print(
+            f"| {case} | {rate:.1f} | {p50:.1f} | {p99:.1f} | {rate / off[0]:.2f} "
+            f"| {p50 / off[1]:.2f} | {p99 / off[2]:.2f} |"
+        )
+    print(f"shadow items on this server since it started: {counts}")
     print()
     print("| resident memory of the server (MB) | after loading | after 30 requests |")
     print("|---|---:|---:|")

@@ -96,7 +96,7 @@ class Failure:
 
     domain: str
     stage: str
-    """validate, version, plan, job, search, tune, register, preflight, config."""
+    """monitoring, validate, version, plan, job, search, tune, register, preflight, config."""
     message: str
     """The full reason, with its fix; the run table keeps its first line."""
     invalid: bool = False

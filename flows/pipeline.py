@@ -474,6 +474,14 @@ def build_job(
 
 
 # ------------------------------------------------------------------ register
+def apply_monitoring(domain: Domain, registry: PromptRegistry) -> bool:
+    """Store the domain's `monitoring:` block where every `mpt serve` replica and the drift
+    check read it (its defaults when the block is absent, so removing it turns shadows
+    off); audited when it changed. Returns whether it changed."""
+    settings = domain.config.monitoring.settings()
+    return registry.set_monitoring(domain.name, settings, actor=FLOW_USER)
+
+
 def review_evidence(evidence: Evidence, with_production: bool) -> ReviewEvidence:
     """The worker's evidence as the registry stores it with the candidate; production's
     predictions only when production's metrics are registered with it too."""
@@ -494,9 +502,11 @@ def register_outcome(
     production_version: int | None,
     flow_run_id: str | None,
     search: dict[str, Any] | None = None,
+    trigger: dict[str, Any] | None = None,
 ) -> DomainResult:
     """Verify the candidate artifact, then register it (with the search that chose its
-    config, if any, and the domain's primary metric), production's metrics on the same
+    config, if any, the domain's primary metric, and what triggered the run if not its
+    cron or a person), production's metrics on the same
     data, a promotion request checked against the domain's policy and the reviewers'
     evidence (per-example predictions, thumbnails): one transaction, idempotent on retry."""
     domain, md5 = prepared.domain, prepared.data.md5
@@ -527,6 +537,7 @@ def register_outcome(
         search=search,
         primary_metric=prepared.spec.primary_metric,
         evidence=evidence,
+        trigger=trigger,
     )
     metric = prepared.spec.primary_metric
     return DomainResult(

@@ -12,26 +12,21 @@ run a model or open the data.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image
 
 from mpt_core import Example, PromptedModel
-from mpt_core.data import load_image
 from mpt_core.features import ImageFeatures
 from mpt_core.tasks import Task
+from mpt_core.thumbnails import thumbnail
 from mpt_core.training import embed_examples
 from registry import TaskEvidence
 
 MAX_THUMBNAILS = 48
-THUMBNAIL_PX = 96
-"""Longest side of a thumbnail, in pixels."""
-JPEG_QUALITY = 80
 
 
 @dataclass(frozen=True)
@@ -130,15 +125,6 @@ def worth_a_look(
         if row["prediction"] != other:
             images.append(row["image"])
     return list(dict.fromkeys(images))
-
-
-def thumbnail(image: Image.Image | Any, size: int = THUMBNAIL_PX) -> bytes:
-    """A JPEG of `image` (PIL image or path) whose longest side is at most `size` pixels."""
-    small = load_image(image).copy()
-    small.thumbnail((size, size))
-    out = io.BytesIO()
-    small.save(out, "JPEG", quality=JPEG_QUALITY, optimize=True)
-    return out.getvalue()
 
 
 def evidence_for(

@@ -93,14 +93,14 @@ def search_domains(jobs, home: Path) -> dict:
 
 @task(retries=1, retry_delay_seconds=2, cache_policy=NONE)
 def register_domain(
-    prepared, outcome, registry, production_version, run_id, search=None
+    prepared, outcome, registry, production_version, run_id, search=None, trigger=None
 ) -> DomainResult:
     current().stage(prepared.domain.name, "registering")
     registered = guarded(
         prepared.domain.name,
         "register",
         lambda: pipeline.register_outcome(
-            prepared, outcome, registry, production_version, run_id, search
+            prepared, outcome, registry, production_version, run_id, search, trigger
         ),
     )
     return (
@@ -117,10 +117,15 @@ def retrain_flow(
     ray_address: str | None = None,
     domains_dir: str | None = None,
     preflight: bool = True,
+    trigger: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Retrain the named domains (default: all discovered) and open promotion requests.
-    `preflight=False`: the caller checked the services just before (`mpt run` does)."""
+    `preflight=False`: the caller checked the services just before (`mpt run` does).
+    `trigger`: why the run started when not its cron or a person (the drift check's
+    reading), kept in the lineage of the versions it registers."""
     logger = get_run_logger()
+    if trigger:
+        logger.info("started by %s: %s", trigger.get("kind", "a trigger"), trigger)
     settings = load_settings(domains_dir=domains_dir)
     ray_address = ray_address or settings.ray_address
     found = discover(settings.domains_dir, domains)
@@ -155,11 +160,19 @@ def retrain_flow(
     )
     location = remote_location(settings, repo_root)
 
+    domains = []
+    for domain in found.domains.values():  # settings apply even when the data is unchanged
+        applied = guarded(
+            domain.name, "monitoring", lambda d=domain: pipeline.apply_monitoring(d, registry)
+        )
+        if isinstance(applied, Failure):
+            logger.error("domain %s: %s", domain.name, applied.message)
+            results.append(DomainResult.of_failure(applied))
+        else:
+            domains.append(domain)
     groups: dict[tuple, list[tuple[BackboneRef, PreparedDomain]]] = defaultdict(list)
-    ready = prepare_domains(
-        list(found.domains.values()), versioner, registry, settings.home / "reports"
-    )
-    for domain in found.domains.values():
+    ready = prepare_domains(domains, versioner, registry, settings.home / "reports")
+    for domain in domains:
         prepared = ready[domain.name]
         if isinstance(prepared, Failure):
             row = DomainResult.of_failure(prepared)
@@ -174,7 +187,9 @@ def retrain_flow(
         groups[ref.key].append((ref, prepared))
 
     for group in groups.values():
-        results += _tune_group(group, registry, location, run_id, force, ray_address, settings.home)
+        results += _tune_group(
+            group, registry, location, run_id, force, ray_address, settings.home, trigger
+        )
     return _finish(results)
 
 
@@ -186,6 +201,7 @@ def _tune_group(
     force: bool,
     ray_address: str | None,
     home: Path,
+    trigger: dict[str, Any] | None = None,
 ) -> list[DomainResult]:
     results, todo = [], []
     for ref, prepared in group:
@@ -225,6 +241,7 @@ def _tune_group(
                 job.production_version,
                 run_id,
                 searched.get(job.domain),
+                trigger,
             )
         )
     return results

@@ -8,6 +8,10 @@ apply` registers or updates them on the server at PREFECT_API_URL, and `mpt sche
 
 A broken domain folder is skipped and reported; the others are still scheduled. A broken
 domain's deployment from an earlier apply stays on the server unchanged until it is fixed.
+
+When a domain sets `monitoring.drift_threshold`, one more deployment, `drift-check`
+(flows.drift_check), runs every CHECK_SECONDS and starts the retrain deployment of a
+domain whose production drifted above its threshold (at most once per cooldown).
 """
 
 from __future__ import annotations
@@ -48,6 +52,8 @@ class DeploymentPlan:
     deployments: list[RunnerDeployment] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
     """Domain folder -> why it has no deployment (broken domain.yaml, cron Prefect rejects)."""
+    drift_check: RunnerDeployment | None = None
+    """The drift check, when a domain sets `monitoring.drift_threshold`."""
 
 
 @dataclass
@@ -63,6 +69,8 @@ class ApplyResult:
     """Deployments of the retrain flow on the server whose domain folder is gone."""
     ids: dict[str, str] = field(default_factory=dict)
     """Deployment name -> its id on the server."""
+    drift_check: str | None = None
+    """The drift check's deployment ("<flow>/<name>"), when one was applied."""
 
 
 def deployment_name(domain: str) -> str:
@@ -113,8 +121,45 @@ def _deployment(domain: Domain, domains_dir: Path, flow: Flow) -> RunnerDeployme
     )
 
 
-def plan_deployments(domains_dir: str | Path, flow: Flow | None = None) -> DeploymentPlan:
-    """One deployment per valid domain under `domains_dir`; broken ones go to `skipped`."""
+def _drift_check(
+    domains: list[Domain], flow: Flow, retrains: list[RunnerDeployment]
+) -> RunnerDeployment:
+    from prefect.schedules import Interval
+    from prefect.types.entrypoint import EntrypointType
+
+    from .drift_check import CHECK_SECONDS, DEPLOYMENT
+
+    watched = ", ".join(f"{d.name} > {d.config.monitoring.drift_threshold:g}" for d in domains)
+    names = {deployment_name(d.name) for d in domains}
+    deployments = {
+        r.name.removeprefix(DEPLOYMENT_PREFIX): f"{r.flow_name}/{r.name}"
+        for r in retrains
+        if r.name in names
+    }
+    return flow.to_deployment(
+        name=DEPLOYMENT,
+        schedule=Interval(CHECK_SECONDS, slug=SCHEDULE_SLUG),
+        parameters={"deployments": deployments},
+        tags=[*TAGS, DEPLOYMENT],
+        description=(
+            f"Every {CHECK_SECONDS} s, start the retrain deployment of a domain whose "
+            f"production drifted above its monitoring.drift_threshold ({watched})."
+        ),
+        entrypoint_type=EntrypointType.MODULE_PATH,
+    )
+
+
+def drift_watched(domains: list[Domain]) -> list[Domain]:
+    """The domains whose domain.yaml sets `monitoring.drift_threshold`."""
+    return [d for d in domains if d.config.monitoring.drift_threshold is not None]
+
+
+def plan_deployments(
+    domains_dir: str | Path, flow: Flow | None = None, drift_flow: Flow | None = None
+) -> DeploymentPlan:
+    """One deployment per valid domain under `domains_dir`; broken ones go to `skipped`;
+    the drift check when a domain sets a drift threshold (`drift_flow`, default
+    flows.drift_check's)."""
     domains_dir = Path(domains_dir).resolve()  # runs may start in another working directory
     if not domains_dir.is_dir():
         raise ScheduleError(
@@ -129,6 +174,11 @@ def plan_deployments(domains_dir: str | Path, flow: Flow | None = None) -> Deplo
             plan.deployments.append(_deployment(domain, domains_dir, flow))
         except ValueError as exc:  # e.g. a 5-field cron that Prefect's parser rejects
             plan.skipped[name] = f"{domain.root / 'domain.yaml'}: schedule: {exc}"
+    watched = drift_watched(list(found.domains.values()))
+    if watched:
+        if drift_flow is None:
+            from .drift_check import drift_check_flow as drift_flow
+        plan.drift_check = _drift_check(watched, drift_flow, plan.deployments)
     return plan
 
 
@@ -196,7 +246,9 @@ def _existing(client: Any, flow_name: str) -> dict[str, str]:
             return found
 
 
-def apply_deployments(domains_dir: str | Path, flow: Flow | None = None) -> ApplyResult:
+def apply_deployments(
+    domains_dir: str | Path, flow: Flow | None = None, drift_flow: Flow | None = None
+) -> ApplyResult:
     """Create or update every valid domain's deployment on the server at PREFECT_API_URL.
 
     Idempotent: a deployment is matched by name (`<flow>/retrain-<domain>`) and updated in
@@ -208,7 +260,7 @@ def apply_deployments(domains_dir: str | Path, flow: Flow | None = None) -> Appl
     from prefect.deployments.runner import DeploymentApplyError
 
     flow = flow or default_flow()
-    plan = plan_deployments(domains_dir, flow)
+    plan = plan_deployments(domains_dir, flow, drift_flow)
     with prefect_settings_from_env() as url:
         result = ApplyResult(api_url=url, skipped=plan.skipped)
         with get_client(sync_client=True) as client:
@@ -223,13 +275,20 @@ def apply_deployments(domains_dir: str | Path, flow: Flow | None = None) -> Appl
             (result.updated if deployment.name in existing else result.created).append(
                 deployment.name
             )
+        if plan.drift_check is not None:
+            check = plan.drift_check
+            result.ids[check.name] = str(check.apply())
+            result.drift_check = f"{check.flow_name}/{check.name}"
     wanted = {d.name for d in plan.deployments} | {deployment_name(n) for n in plan.skipped}
     result.stale = sorted(set(existing) - wanted)
     return result
 
 
 def serve_deployments(
-    domains_dir: str | Path, flow: Flow | None = None, **serve_kwargs: Any
+    domains_dir: str | Path,
+    flow: Flow | None = None,
+    drift_flow: Flow | None = None,
+    **serve_kwargs: Any,
 ) -> None:
     """Register every valid domain's deployment and run its scheduled flow runs here until
     interrupted (`prefect.serve`; on shutdown Prefect pauses the schedules it served)."""
@@ -237,7 +296,7 @@ def serve_deployments(
 
     from prefect import serve
 
-    plan = plan_deployments(domains_dir, flow)
+    plan = plan_deployments(domains_dir, flow, drift_flow)
     for name, reason in plan.skipped.items():
         print(f"skipped domain {name}: {reason}", file=sys.stderr)
     if not plan.deployments:
@@ -246,4 +305,5 @@ def serve_deployments(
             "add one with `mpt domain new` and check it with `mpt domain list`"
         )
     with prefect_settings_from_env():
-        serve(*plan.deployments, **serve_kwargs)
+        checks = [plan.drift_check] if plan.drift_check is not None else []
+        serve(*plan.deployments, *checks, **serve_kwargs)

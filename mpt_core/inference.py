@@ -30,6 +30,7 @@ DomainModel = PromptsHolder
 def predict_batch(
     items: Sequence[tuple[PromptsHolder, Example]],
     prepared: Sequence[torch.Tensor] | None = None,
+    features: list[torch.Tensor | None] | None = None,
 ) -> list[Prediction]:
     """Predictions for (model, example) pairs, in input order; models may differ per item.
 
@@ -40,12 +41,16 @@ def predict_batch(
     the model's text cache). Generative backbones: each model generates for its rows.
     `prepared[i]`: item i's frozen features from a feature store (its model's
     `prepare_images` output), which then replace the images' encoding.
+    `features`: a list of len(items) the kinds fill with each item's frozen features as
+    they computed them on the way (the same tensors `prepared` takes), so that a caller can
+    score the same images with another model of the same `feature_key` without encoding
+    them again (a server's shadow version). Rows are views of the batch's tensors.
     All forward passes of one backbone must run in one thread: prompt injection hooks
     hold the active prompts on the backbone while it runs.
     """
     out: list[Prediction | None] = [None] * len(items)
     for rows in group_rows([id(model.backbone) for model, _ in items]).values():
-        strategy(items[rows[0]][0].backbone.kind).predict(items, rows, out, prepared)
+        strategy(items[rows[0]][0].backbone.kind).predict(items, rows, out, prepared, features)
     return out  # type: ignore[return-value]
 
 

@@ -49,10 +49,12 @@ class KindStrategy(Protocol):
         rows: list[int],
         out: list[Prediction | None],
         prepared: Sequence[torch.Tensor] | None = None,
+        features: list[torch.Tensor | None] | None = None,
     ) -> None:
         """Fill `out[i]` for every i in `rows`; all of them share one backbone object.
         `prepared[i]`: item i's frozen features (its model's `prepare_images` output),
-        when the caller has them (a feature store); else the images are encoded here."""
+        when the caller has them (a feature store); else the images are encoded here.
+        `features[i]`, when a list is given: item i's frozen features as used here."""
 
 
 @dataclass(frozen=True)

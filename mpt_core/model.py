@@ -244,16 +244,21 @@ class DualEncoderKind:
         rows: list[int],
         out: list[Prediction | None],
         prepared: Sequence[torch.Tensor] | None = None,
+        features: list[torch.Tensor | None] | None = None,
     ) -> None:
         """One stem pass for `rows`, one shared plain embedding for the models without
         visual prompts, then each model's prompted part and its task's scores (given
-        `prepared` features, each model's part starts from them)."""
+        `prepared` features, each model's part starts from them). `features[i]`: the
+        stem, or the plain embedding, row item i's model started from."""
         if prepared is not None:
             for model_rows in group_rows([id(items[i][0]) for i in rows], rows).values():
                 model = items[model_rows[0]][0]
                 batch = torch.stack([prepared[i] for i in model_rows])
                 emb = model.embed_prepared(batch.to(model.backbone.device))
                 self._score(model, emb, [items[i][1] for i in model_rows], model_rows, out)
+                if features is not None:
+                    for i in model_rows:
+                        features[i] = prepared[i]
             return
         backbone = items[rows[0]][0].backbone
         images = [items[i][1].image for i in rows]
@@ -265,10 +270,14 @@ class DualEncoderKind:
         for model_rows in group_rows([id(items[i][0]) for i in rows], rows).values():
             model = items[model_rows[0]][0]
             if model.vision_frozen:
-                emb = model.embed_prepared(plain[[plain_at[i] for i in model_rows]])
+                start = plain[[plain_at[i] for i in model_rows]]
             else:
-                emb = model.embed_prepared(stem[[local[i] for i in model_rows]])
+                start = stem[[local[i] for i in model_rows]]
+            emb = model.embed_prepared(start)
             self._score(model, emb, [items[i][1] for i in model_rows], model_rows, out)
+            if features is not None:
+                for k, i in enumerate(model_rows):
+                    features[i] = start[k]
 
     @staticmethod
     def _score(model, emb, examples, rows, out) -> None:

@@ -23,15 +23,21 @@ from . import resources
 from .constants import PRODUCTION
 from .db import session_scope
 from .errors import NotFoundError, RegistryError
+from .models import utcnow
 from .policy import Policy, per_group
 from .records import (
     AliasInfo,
     AuditEntry,
     DataVersionInfo,
+    DriftPoint,
     HistoryEntry,
+    MonitoringReport,
+    MonitoringSettings,
+    MonitorTarget,
     PredictionSet,
     RequestInfo,
     ReviewEvidence,
+    ShadowEvidence,
     TaskEvidence,
     UserInfo,
     VersionInfo,
@@ -229,14 +235,16 @@ class PromptRegistry:
         search: dict[str, Any] | None = None,
         primary_metric: str | None = None,
         evidence: ReviewEvidence | None = None,
+        trigger: dict[str, Any] | None = None,
     ) -> tuple[VersionInfo, RequestInfo | None]:
         """What a retrain registers, in ONE transaction: the candidate version (artifact
         files, lineage, metrics), production's metrics on the same data version
         (`production` = (its number, its `split` metrics)), a promotion request checked
         against `policy`, and the review `evidence` (both versions' predictions on the
-        candidate's data version, thumbnails). Idempotent on retry: the same flow run,
-        domain and data version give back the version (and request) registered the first
-        time, writing nothing."""
+        candidate's data version, thumbnails). `trigger`: why the run started, when not
+        its cron or a person (kept in the version's lineage). Idempotent on retry: the
+        same flow run, domain and data version give back the version (and request)
+        registered the first time, writing nothing."""
         stored = self.store.put(pack_files(files))  # content-addressed: a retry reuses it
         created_by = created_by or current_user()
         with self._audited(
@@ -261,6 +269,7 @@ class PromptRegistry:
                 search=search,
                 primary_metric=primary_metric,
                 review=evidence,
+                trigger=trigger,
                 audit=detail,
             )
             return v.to_record(), None if r is None else r.to_record()
@@ -606,6 +615,98 @@ class PromptRegistry:
         """Stored thumbnails of `images` (default: all) of a split of a data version."""
         with self.transaction() as s:
             return resources.evidence.read_thumbnails(s, domain, data_version, split, images)
+
+    # ------------------------------------------------------------------ live evidence
+    def set_monitoring(
+        self,
+        domain: str,
+        settings: MonitoringSettings,
+        *,
+        actor: str,
+        address: str | None = None,
+    ) -> bool:
+        """Store a domain's monitoring settings (from its domain.yaml) for servers and the
+        drift check; audited when they change. Returns whether they changed."""
+        with self.transaction() as s:
+            if resources.monitoring.set_settings(s, domain, settings, actor=actor)[1]:
+                what = {"domain": domain, **settings.to_dict()}
+                resources.audit.append(s, "monitoring_set", actor, "ok", address, what)
+                return True
+            return False
+
+    def monitoring(self, domain: str) -> MonitoringSettings | None:
+        """A domain's stored monitoring settings, or None."""
+        with self.transaction() as s:
+            row = resources.monitoring.find_settings(s, domain)
+            return None if row is None else row.to_record()
+
+    def monitor_targets(self) -> dict[str, MonitorTarget]:
+        """Every domain with monitoring settings -> its settings and the version that
+        shadows production (the open request's, or the named alias's), in three queries:
+        what a prediction server polls beside `alias_targets`."""
+        with self.transaction() as s:
+            return resources.monitoring.targets(s)
+
+    def record_monitoring(self, report: MonitoringReport) -> None:
+        """Add one server's report (shadow tallies, disagreements, drift points), kept to
+        their caps, in one transaction."""
+        with self.transaction() as s:
+            resources.monitoring.record(s, report)
+
+    def shadow_evidence(self, domain: str, version: int, production: int) -> ShadowEvidence | None:
+        """What `domain` v`version` answered of production v`production`'s traffic as its
+        shadow (tally and newest disagreements), or None."""
+        with self.transaction() as s:
+            return resources.monitoring.evidence(s, domain, version, production)
+
+    def drift_history(self, domain: str, limit: int = 1440) -> list[DriftPoint]:
+        """The domain's newest drift points, oldest first."""
+        with self.transaction() as s:
+            return resources.monitoring.drift_history(s, domain, limit)
+
+    def latest_drift(self) -> dict[str, DriftPoint]:
+        """Every domain with a drift point -> its newest."""
+        with self.transaction() as s:
+            return resources.monitoring.latest_drift(s)
+
+    def claim_drift_retrain(
+        self,
+        domain: str,
+        *,
+        cooldown: timedelta,
+        actor: str,
+        detail: dict[str, Any],
+        now: datetime | None = None,
+    ) -> tuple[bool, datetime | None]:
+        """Claim the drift-triggered retrain of `domain` (at most one per `cooldown`, even
+        for checks running at once): (claimed, when the previous one started). A claim is
+        audited as `drift_retrain` with `detail` (the drift, threshold, window)."""
+        now = now or utcnow()
+        with self.transaction() as s:
+            claimed, previous = resources.monitoring.claim_retrain(
+                s, domain, cooldown=cooldown, now=now
+            )
+            if claimed:
+                what = {"domain": domain, **detail, "claimed_at": now.isoformat()}
+                resources.audit.append(s, "drift_retrain", actor, "ok", None, what)
+            return claimed, previous
+
+    def release_drift_retrain(
+        self,
+        domain: str,
+        *,
+        claimed_at: datetime,
+        previous: datetime | None,
+        actor: str,
+        error: str,
+    ) -> None:
+        """Give back a claim whose retrain could not be started, audited as refused."""
+        with self.transaction() as s:
+            resources.monitoring.release_retrain(
+                s, domain, claimed_at=claimed_at, previous=previous
+            )
+            what = {"domain": domain, "error": error, "claimed_at": claimed_at.isoformat()}
+            resources.audit.append(s, "drift_retrain", actor, "refused", None, what)
 
     # ------------------------------------------------------------------ users and sessions
     def auth_enabled(self) -> bool:

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     DateTime,
+    Float,
     ForeignKey,
     Integer,
     LargeBinary,
@@ -37,10 +38,14 @@ from .records import (
     AuditEntry,
     BackboneInfo,
     DataVersionInfo,
+    DriftPoint,
     EvaluationInfo,
     HistoryEntry,
+    MonitoringSettings,
     PredictionSet,
     RequestInfo,
+    ShadowSample,
+    ShadowTally,
     TaskEvidence,
     UserInfo,
     VersionInfo,
@@ -178,6 +183,8 @@ class PromptVersion(Base):
     primary_metric: Mapped[str | None] = mapped_column(String(100))
     """The metric the version is judged by, as its domain declared it at registration (None
     on versions registered before it was stored, or without a domain)."""
+    trigger: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    """Why the run that registered it started, when not its cron or a person (drift)."""
 
     domain: Mapped[Domain] = relationship()
     data_version: Mapped[DataVersion] = relationship()
@@ -210,6 +217,7 @@ class PromptVersion(Base):
             training_history=self.training_history or [],
             search=self.search,
             primary_metric=self.primary_metric,
+            trigger=self.trigger,
         )
 
 
@@ -481,6 +489,139 @@ class Thumbnail(Base):
     image: Mapped[str] = mapped_column(String(1000))
     jpeg: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# ---------------------------------------------------------------------- live evidence
+class DomainMonitoring(Base):
+    """A domain's `monitoring:` settings as servers read them, and when a drift check last
+    started a retrain of it (the compare-and-swap that keeps one retrain per cooldown)."""
+
+    __tablename__ = "domain_monitoring"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    domain_id: Mapped[int] = mapped_column(ForeignKey("domains.id"), unique=True)
+    settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    updated_by: Mapped[str] = mapped_column(String(200))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_retrain_at: Mapped[datetime | None] = mapped_column()
+
+    domain: Mapped[Domain] = relationship()
+
+    def to_record(self) -> MonitoringSettings:
+        return MonitoringSettings.from_dict(self.settings)
+
+
+class ShadowStats(Base):
+    """Counts of one shadow version against one production version, summed over every
+    server's reports: a fixed number of columns and capped JSON, one row per pair."""
+
+    __tablename__ = "shadow_stats"
+    __table_args__ = (
+        UniqueConstraint("version_id", "production_version_id", name="uq_shadow_stats_pair"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    domain_id: Mapped[int] = mapped_column(ForeignKey("domains.id"))
+    version_id: Mapped[int] = mapped_column(ForeignKey("prompt_versions.id"))
+    production_version_id: Mapped[int] = mapped_column(ForeignKey("prompt_versions.id"))
+    requests: Mapped[int] = mapped_column(BigInteger, default=0)
+    agreed: Mapped[int] = mapped_column(BigInteger, default=0)
+    similarity_sum: Mapped[float] = mapped_column(Float, default=0.0)
+    similarity_n: Mapped[int] = mapped_column(BigInteger, default=0)
+    errors: Mapped[int] = mapped_column(BigInteger, default=0)
+    dropped: Mapped[int] = mapped_column(BigInteger, default=0)
+    latency_ms: Mapped[list[int]] = mapped_column(JSON)
+    shadow_values: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    production_values: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    shadow_confidence: Mapped[list[int]] = mapped_column(JSON)
+    production_confidence: Mapped[list[int]] = mapped_column(JSON)
+    first_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    domain: Mapped[Domain] = relationship()
+    version: Mapped[PromptVersion] = relationship(foreign_keys=[version_id])
+    production_version: Mapped[PromptVersion] = relationship(foreign_keys=[production_version_id])
+
+    def to_record(self) -> ShadowTally:
+        return ShadowTally(
+            domain=self.domain.name,
+            version=self.version.number,
+            production=self.production_version.number,
+            requests=self.requests,
+            agreed=self.agreed,
+            similarity_sum=self.similarity_sum,
+            similarity_n=self.similarity_n,
+            errors=self.errors,
+            dropped=self.dropped,
+            latency_ms=tuple(self.latency_ms),
+            shadow_values=dict(self.shadow_values),
+            production_values=dict(self.production_values),
+            shadow_confidence=tuple(self.shadow_confidence),
+            production_confidence=tuple(self.production_confidence),
+        )
+
+
+class ShadowDisagreement(Base):
+    """One item where a shadow version and production disagreed; the newest are kept,
+    a fixed number per pair of versions."""
+
+    __tablename__ = "shadow_disagreements"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    domain_id: Mapped[int] = mapped_column(ForeignKey("domains.id"))
+    version_id: Mapped[int] = mapped_column(ForeignKey("prompt_versions.id"), index=True)
+    production_version_id: Mapped[int] = mapped_column(ForeignKey("prompt_versions.id"))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    image_sha256: Mapped[str] = mapped_column(String(64))
+    inputs: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    production_value: Mapped[str | None] = mapped_column(Text)
+    production_score: Mapped[float | None] = mapped_column(Float)
+    shadow_value: Mapped[str | None] = mapped_column(Text)
+    shadow_score: Mapped[float | None] = mapped_column(Float)
+    thumbnail: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+    domain: Mapped[Domain] = relationship()
+    version: Mapped[PromptVersion] = relationship(foreign_keys=[version_id])
+    production_version: Mapped[PromptVersion] = relationship(foreign_keys=[production_version_id])
+
+    def to_record(self) -> ShadowSample:
+        return ShadowSample(
+            domain=self.domain.name,
+            version=self.version.number,
+            production=self.production_version.number,
+            at=self.at,
+            image_sha256=self.image_sha256,
+            inputs=dict(self.inputs),
+            production_value=self.production_value,
+            production_score=self.production_score,
+            shadow_value=self.shadow_value,
+            shadow_score=self.shadow_score,
+            thumbnail=self.thumbnail,
+        )
+
+
+class DriftMeasure(Base):
+    """Drift of a domain's production predictions at one moment; the newest are kept, a
+    fixed number per domain."""
+
+    __tablename__ = "drift_points"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    domain_id: Mapped[int] = mapped_column(ForeignKey("domains.id"), index=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("prompt_versions.id"))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    drift: Mapped[float] = mapped_column(Float)
+    components: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    samples: Mapped[int] = mapped_column(Integer)
+
+    domain: Mapped[Domain] = relationship()
+    version: Mapped[PromptVersion] = relationship()
+
+    def to_record(self) -> DriftPoint:
+        return DriftPoint(
+            domain=self.domain.name,
+            version=self.version.number,
+            at=self.at,
+            drift=self.drift,
+            components=dict(self.components),
+            samples=self.samples,
+        )
 
 
 def _number(version: PromptVersion | None) -> int | None:

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from .constants import PRODUCTION
+from .tallies import CONFIDENCE_BINS, LATENCY_BUCKETS_MS, add_bins, merge_counts
 
 
 def _jsonable(value: Any) -> Any:
@@ -84,6 +85,9 @@ class VersionInfo(_Record):
     primary_metric: str | None = None
     """The metric the version is judged by, as its domain declared it when it was
     registered; None on versions registered before it was stored."""
+    trigger: dict[str, Any] | None = None
+    """Why the run that registered it started, when something other than its cron or a
+    person started it: {"reason": "drift", "drift": ..., "threshold": ...}."""
 
     @property
     def state(self) -> str:
@@ -127,6 +131,13 @@ class RequestInfo(_Record):
     decided_at: datetime | None
     superseded_by: int | None = None
     """The id of the request that replaced this one (status superseded)."""
+
+    @property
+    def shadow_passed(self) -> bool | None:
+        """Whether the policy's shadow rule held when the request was approved (None: the
+        policy has no shadow rule, or the request was not approved)."""
+        shadow = self.policy_report.get("shadow")
+        return None if shadow is None else bool(shadow.get("passed"))
 
 
 @dataclass(frozen=True)
@@ -234,3 +245,171 @@ class ReviewEvidence:
     """Image path (relative to data/) -> JPEG bytes, at most MAX_THUMBNAILS."""
     task: TaskEvidence | None = None
     """What the task's contract says about the rows (how the pages show them)."""
+
+
+# ---------------------------------------------------------------------- live evidence
+WINDOW_RANGE = (50, 1_000_000)
+"""Allowed drift window sizes: below 50 predictions PSI says little (its small-sample bias
+grows as 1/window)."""
+
+
+@dataclass(frozen=True)
+class MonitoringSettings(_Record):
+    """A domain's `monitoring:` block, as servers and the drift check read it from the
+    registry (`mpt run` writes it from domain.yaml)."""
+
+    shadow_fraction: float = 0.0
+    """Share of production's items the shadow version also answers (0: no shadow)."""
+    shadow_alias: str | None = None
+    """The alias whose version shadows production; None: the version of the domain's
+    open promotion request to production (the newest, if several are pending)."""
+    keep_images: bool = False
+    """Shadow disagreements keep a thumbnail of the image; otherwise only its sha256."""
+    window: int = 1000
+    """Production predictions per domain the drift is measured over (a sliding window)."""
+    drift_threshold: float | None = None
+    """Drift (PSI) above which the drift check starts a retrain; None: never."""
+    cooldown_hours: float = 24.0
+    """At most one drift-triggered retrain of the domain in this many hours."""
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> MonitoringSettings:
+        known = {f: data[f] for f in cls.__dataclass_fields__ if f in (data or {})}
+        return cls(**known)
+
+
+@dataclass(frozen=True)
+class MonitorTarget(_Record):
+    """What a server monitors for one domain: its settings, and the version that shadows
+    production (None: no shadow), with where it comes from ("request #3", "alias staging")."""
+
+    domain: str
+    settings: MonitoringSettings
+    shadow: int | None = None
+    shadow_source: str | None = None
+
+
+@dataclass(frozen=True)
+class ShadowTally(_Record):
+    """What one server saw of one shadow version against one production version since its
+    last report: counts only, so tallies of several replicas and flushes add up."""
+
+    domain: str
+    version: int
+    """The shadow version."""
+    production: int
+    """The production version it was compared with."""
+    requests: int = 0
+    """Items the shadow answered."""
+    agreed: int = 0
+    """Of those, items where it predicted what production predicted (top-1 / exact match)."""
+    similarity_sum: float = 0.0
+    """Generated text: the sum of the text similarity (token F1) of the two answers."""
+    similarity_n: int = 0
+    errors: int = 0
+    """Items the shadow failed on (its exception is in the server's log)."""
+    dropped: int = 0
+    """Items sampled for the shadow but dropped because its queue was full."""
+    latency_ms: tuple[int, ...] = (0,) * (len(LATENCY_BUCKETS_MS) + 1)
+    """Shadow compute time per item, counted in LATENCY_BUCKETS_MS."""
+    shadow_values: dict[str, int] = field(default_factory=dict)
+    production_values: dict[str, int] = field(default_factory=dict)
+    shadow_confidence: tuple[int, ...] = (0,) * CONFIDENCE_BINS
+    production_confidence: tuple[int, ...] = (0,) * CONFIDENCE_BINS
+
+    def __add__(self, other: ShadowTally) -> ShadowTally:
+        """Both tallies of the same pair of versions in one (counts capped as they add)."""
+        if (self.domain, self.version, self.production) != (
+            other.domain,
+            other.version,
+            other.production,
+        ):
+            raise ValueError("only tallies of the same shadow and production versions add up")
+        return ShadowTally(
+            domain=self.domain,
+            version=self.version,
+            production=self.production,
+            requests=self.requests + other.requests,
+            agreed=self.agreed + other.agreed,
+            similarity_sum=self.similarity_sum + other.similarity_sum,
+            similarity_n=self.similarity_n + other.similarity_n,
+            errors=self.errors + other.errors,
+            dropped=self.dropped + other.dropped,
+            latency_ms=add_bins(self.latency_ms, other.latency_ms),
+            shadow_values=merge_counts(self.shadow_values, other.shadow_values),
+            production_values=merge_counts(self.production_values, other.production_values),
+            shadow_confidence=add_bins(self.shadow_confidence, other.shadow_confidence),
+            production_confidence=add_bins(self.production_confidence, other.production_confidence),
+        )
+
+
+@dataclass(frozen=True)
+class ShadowSample(_Record):
+    """One item where the shadow and production disagreed."""
+
+    domain: str
+    version: int
+    production: int
+    at: datetime
+    image_sha256: str
+    inputs: dict[str, Any]
+    """The item's task inputs besides the image (a question), as sent."""
+    production_value: str | None
+    production_score: float | None
+    shadow_value: str | None
+    shadow_score: float | None
+    thumbnail: bytes | None = None
+    """A JPEG of the image, only where the domain keeps images (`keep_images`)."""
+
+
+@dataclass(frozen=True)
+class DriftPoint(_Record):
+    """Drift of a domain's production predictions at one moment, as one server measured it
+    over its window: the population stability index of the predicted values and of the
+    binned confidences against the version's stored test-split predictions."""
+
+    domain: str
+    version: int
+    at: datetime
+    drift: float
+    """The larger of the components: what a threshold is compared with."""
+    components: dict[str, float]
+    """{"predictions": psi, "confidence": psi} (confidence only where the task scores)."""
+    samples: int
+    """Production predictions in the window it was measured over."""
+
+
+@dataclass(frozen=True)
+class MonitoringReport:
+    """One flush of a server: tallies, disagreement samples and drift points."""
+
+    tallies: list[ShadowTally] = field(default_factory=list)
+    samples: list[ShadowSample] = field(default_factory=list)
+    drift: list[DriftPoint] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ShadowEvidence(_Record):
+    """Everything servers reported of a shadow version against one production version:
+    the tallies summed, and the newest disagreement samples."""
+
+    domain: str
+    version: int
+    production: int
+    tally: ShadowTally
+    first_at: datetime | None
+    last_at: datetime | None
+    samples: list[ShadowSample] = field(default_factory=list)
+
+    @property
+    def requests(self) -> int:
+        return self.tally.requests
+
+    @property
+    def agreement(self) -> float | None:
+        return self.tally.agreed / self.tally.requests if self.tally.requests else None
+
+    @property
+    def similarity(self) -> float | None:
+        t = self.tally
+        return t.similarity_sum / t.similarity_n if t.similarity_n else None

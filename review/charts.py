@@ -1,8 +1,10 @@
-"""The training curve as an inline SVG drawn on the server (no plotting library, no JS):
-train loss on the left axis, the validation metric (0..1) on the right."""
+"""Charts as inline SVG drawn on the server (no plotting library, no JS): the training
+curve (train loss on the left axis, the validation metric 0..1 on the right) and a
+domain's drift over time."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from html import escape
 from typing import Any
 
@@ -101,5 +103,59 @@ def training_curve_svg(history: list[dict[str, Any]]) -> Markup | None:
             f'<rect x="{lx}" y="{TOP + 6}" width="12" height="3" fill="{colour}"/>'
             f'<text x="{lx + 16}" y="{TOP + 11}" font-size="11" fill="#333">{escape(label)}</text>'
         )
+    parts.append("</svg>")
+    return Markup("".join(parts))
+
+
+DRIFT_W, DRIFT_H, DRIFT_RIGHT = 560, 160, 96
+DRIFT_COLOUR, THRESHOLD_COLOUR = "#8854d0", "#eb3b5a"
+PSI_READINGS = ((0.1, "0.1 moderate"), (0.25, "0.25 large"))
+"""PSI's common reading: below 0.1 little change, 0.1-0.25 moderate, above 0.25 large."""
+
+
+def drift_svg(points: list[tuple[datetime, float]], threshold: float | None) -> Markup | None:
+    """A small SVG of a domain's drift (PSI) over time, with PSI's usual reading lines and
+    the domain's retrain threshold; None without points."""
+    if not points:
+        return None
+    plot_w, plot_h = DRIFT_W - LEFT - DRIFT_RIGHT, DRIFT_H - TOP - BOTTOM
+    top = max([d for _, d in points] + [threshold or 0.0, 0.3]) * 1.1
+    t0, t1 = points[0][0], points[-1][0]
+    span = (t1 - t0).total_seconds() or 1.0
+
+    def x(at: datetime) -> float:
+        return LEFT + (at - t0).total_seconds() / span * plot_w
+
+    def y(value: float) -> float:
+        return TOP + (top - value) / top * plot_h
+
+    parts = [
+        f'<svg class="curve drift" viewBox="0 0 {DRIFT_W} {DRIFT_H}" width="{DRIFT_W}" '
+        f'height="{DRIFT_H}" role="img" aria-label="drift over time" '
+        'xmlns="http://www.w3.org/2000/svg">',
+        f'<rect x="{LEFT}" y="{TOP}" width="{plot_w}" height="{plot_h}" fill="#fbfbfd" '
+        'stroke="#d5d8e0"/>',
+    ]
+    lines = [(v, label, "#c8ccd6") for v, label in PSI_READINGS]
+    if threshold is not None:
+        lines.append((threshold, f"retrain {threshold:g}", THRESHOLD_COLOUR))
+    for value, label, colour in lines:
+        yy = y(value)
+        parts.append(
+            f'<line x1="{LEFT}" x2="{LEFT + plot_w}" y1="{yy:.1f}" y2="{yy:.1f}" '
+            f'stroke="{colour}" stroke-dasharray="4 3"/>'
+            f'<text x="{LEFT + plot_w + 4}" y="{yy + 4:.1f}" font-size="10" '
+            f'fill="{colour}">{escape(label)}</text>'
+        )
+    parts.append(
+        f'<text x="{LEFT - 6}" y="{y(0) + 4:.1f}" text-anchor="end" font-size="10" '
+        f'fill="#555">0</text>'
+    )
+    for at, anchor in ((t0, "start"), (t1, "end")):
+        parts.append(
+            f'<text x="{x(at):.1f}" y="{TOP + plot_h + 14}" text-anchor="{anchor}" '
+            f'font-size="10" fill="#555">{at:%Y-%m-%d %H:%M}</text>'
+        )
+    parts.append(_polyline([(x(at), y(d)) for at, d in points], DRIFT_COLOUR))
     parts.append("</svg>")
     return Markup("".join(parts))

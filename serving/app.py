@@ -244,7 +244,8 @@ def create_app(
             raise ApiError.for_items(errors, len(checked))
         ready = [c for c in checked if isinstance(c, ReadyItem)]
         predictions = await service.batcher.submit(
-            [(r.deployed.model, r.example, (r.deployed.domain, r.deployed.version)) for r in ready]
+            [(r.deployed.model, r.example, (r.deployed.domain, r.deployed.version)) for r in ready],
+            [r.source for r in ready],
         )
         results: dict[int, dict[str, Any]] = {
             r.index: _result(r, p) for r, p in zip(ready, predictions, strict=True)

@@ -158,10 +158,12 @@ class Catalog:
         poll_seconds: float = 1.0,
         retry_seconds: float = 30.0,
         on_change=None,
+        backbones: BackboneLoader | None = None,
     ) -> None:
         self.registry = registry
         self.alias = alias
-        self.backbones = BackboneLoader(device)
+        self.backbones = backbones or BackboneLoader(device)
+        """Shared with another catalog (the shadows'), so a backbone is loaded once."""
         self.poll_seconds = poll_seconds
         self.retry_seconds = retry_seconds
         self.on_change = on_change or (lambda snapshot: None)
@@ -197,12 +199,14 @@ class Catalog:
             if self._stop.wait(self.poll_seconds):
                 return
 
-    def sync(self) -> Snapshot:
-        """Read the alias of every domain once; load and swap in what moved. While the
-        registry cannot be read, what is loaded stays and `registry_error` says why."""
+    def sync(self, targets: Mapping[str, int | None] | None = None) -> Snapshot:
+        """Read the alias of every domain once (or take `targets`: domain -> version, what
+        a caller read itself); load and swap in what moved. While the registry cannot be
+        read, what is loaded stays and `registry_error` says why."""
         old = self._snapshot
         try:
-            targets = self.registry.alias_targets(self.alias)
+            if targets is None:
+                targets = self.registry.alias_targets(self.alias)
         except Exception as exc:
             self._publish(replace(old, registry_error=self._unreachable(exc, old)))
             return self._snapshot

@@ -53,6 +53,8 @@ class ReadyItem:
     deployed: Deployed
     example: Example
     embedding: bool
+    source: bytes = b""
+    """The image as sent (a shadow disagreement keeps its sha256, never the bytes)."""
 
 
 def limits(settings: ServeSettings) -> images.ImageLimits:
@@ -410,7 +412,7 @@ def check_item(item: RawItem, snapshot: Snapshot, settings: ServeSettings) -> Re
             _EXAMPLE_PREFIX.sub("", str(exc)),
             f"use a value the domain declares ({DOMAINS_HINT})",
         )
-    return ReadyItem(item.index, deployed, example, item.embedding)
+    return ReadyItem(item.index, deployed, example, item.embedding, item.image)
 
 
 def check_items(

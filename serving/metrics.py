@@ -67,6 +67,41 @@ class ServingMetrics:
             registry=r,
         )
 
+        self.shadow_items = Counter(
+            "mpt_serving_shadow_items",
+            "items sampled for a shadow version, by outcome: answered, dropped (its queue was "
+            "full), failed",
+            ["domain", "version", "outcome"],
+            registry=r,
+        )
+        self.shadow_queue = Gauge(
+            "mpt_serving_shadow_queue_items", "items waiting for their shadow", registry=r
+        )
+        self.shadow_seconds = Histogram(
+            "mpt_serving_shadow_batch_seconds",
+            "time a shadow version took for one group of items (after production answered)",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.drift = Gauge(
+            "mpt_serving_drift",
+            "drift (population stability index) of production's predictions against its "
+            "test split, per domain and component (predictions, confidence, max)",
+            ["domain", "component"],
+            registry=r,
+        )
+        self.drift_samples = Gauge(
+            "mpt_serving_drift_window_items",
+            "production predictions in the window drift is measured over",
+            ["domain"],
+            registry=r,
+        )
+        self.monitor_failures = Counter(
+            "mpt_serving_monitor_report_failures",
+            "reports of shadow tallies and drift the registry did not take (kept for the next)",
+            registry=r,
+        )
+
     def observe_batch(self, size: int, seconds: float, labels: Sequence[tuple[str, int]]) -> None:
         self.batch_size.observe(size)
         self.batch_seconds.observe(seconds)

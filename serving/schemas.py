@@ -132,6 +132,18 @@ class DomainOut(BaseModel):
     failure: dict[str, Any] | None = Field(
         description="The version the alias points at that could not be loaded, and why."
     )
+    shadow: dict[str, Any] = Field(
+        description="The version that also answers a share of this domain's items "
+        "(`monitoring.shadow_fraction`) off the response path: state (none | loading | "
+        "shadowing | failed | off on this server), version, source, fraction, and per "
+        "(shadow, production) pair since this server started: answered, agreement, "
+        "similarity (generated text), errors, dropped."
+    )
+    drift: dict[str, Any] = Field(
+        description="Drift of production's predictions over the last `window` items against "
+        "its test split: statistic (psi), state (measured | collecting | no reference), "
+        "drift (the larger component), components (predictions, confidence), samples."
+    )
 
 
 class DomainsResponse(BaseModel):

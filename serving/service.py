@@ -1,5 +1,6 @@
-"""One replica's serving state: the catalog of loaded versions, the batcher, the metrics,
-and what /v1/domains and /readyz say about them. No HTTP here."""
+"""One replica's serving state: the catalog of loaded versions, the batcher, the monitor
+(shadow versions and drift), the metrics, and what /v1/domains and /readyz say about
+them. No HTTP here."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from .auth import Gate
 from .batcher import Batcher
 from .catalog import Catalog, Snapshot, resolve_device
 from .metrics import ServingMetrics
+from .monitor import Monitor
 from .settings import ServeSettings
 
 log = logging.getLogger("serving")
@@ -34,20 +36,30 @@ class ServingService:
             on_change=self._changed,
         )
         self.gate = Gate(registry, settings, lambda: self.catalog.snapshot().registry_error)
+        self.monitor = Monitor(
+            registry,
+            settings,
+            self.metrics,
+            backbones=self.catalog.backbones,
+            production=self.catalog.snapshot,
+        )
         self.batcher = Batcher(
             max_batch_size=settings.max_batch_size,
             max_wait_seconds=settings.max_wait_ms / 1000,
             metrics=self.metrics,
             threads=settings.threads,
+            observer=self.monitor,
         )
 
     def start(self) -> None:
         self.batcher.start()
         self.catalog.start()
+        self.monitor.start()
 
     def stop(self) -> None:
         self.catalog.stop()
         self.batcher.stop()
+        self.monitor.stop()
 
     def _changed(self, snapshot: Snapshot) -> None:
         for domain, deployed in snapshot.served.items():
@@ -88,6 +100,7 @@ class ServingService:
                     "backbone": deployed.backbone.to_dict() if deployed else None,
                     "loaded_at": deployed.loaded_at.isoformat() if deployed else None,
                     "failure": failure.to_dict() if failure else None,
+                    **self.monitor.describe(name, deployed.version if deployed else None),
                 }
             )
         return {"alias": snap.alias, "domains": rows}

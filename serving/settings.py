@@ -51,6 +51,22 @@ class ServeSettings(BaseSettings):
     token (when the registry has users)."""
     startup_timeout_seconds: float = Field(600.0, gt=0)
     """How long start-up waits for the first load before it serves with /readyz at 503."""
+    shadow: bool = True
+    """false: this server answers for no shadow version, whatever the domains ask
+    (`monitoring.shadow_fraction`); drift is measured either way."""
+    shadow_queue: int = Field(256, ge=1)
+    """Items waiting for their shadow answer; beyond it they are dropped (and counted)."""
+    shadow_batch: int = Field(8, ge=1)
+    """Shadow items answered at once when no production item waits: a production item that
+    arrives meanwhile waits for at most this many."""
+    monitor_report_seconds: float = Field(10.0, gt=0)
+    """How often shadow tallies and drift points go to the registry."""
+    drift_every_seconds: float = Field(60.0, gt=0)
+    """How often a domain's drift is recorded in the registry (its history on the review
+    pages, what the drift check reads); /metrics and /v1/domains show it live."""
+    drift_min_samples: int = Field(100, ge=1)
+    """Production predictions a domain's window needs before its drift is reported (or
+    its whole `monitoring.window`, if smaller)."""
     threads: int | None = Field(None, ge=1)
     """torch intra-op threads (default: torch's own choice)."""
     device: str = "auto"

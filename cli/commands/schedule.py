@@ -11,12 +11,20 @@ from .output import emit
 
 def cmd_list(args: argparse.Namespace) -> int:
     from flows.domains import discover
+    from flows.drift_check import CHECK_SECONDS, DEPLOYMENT
     from flows.schedules import deployment_name, next_run
 
     found = discover(domains_dir(args))
     rows = []
     for d in found.domains.values():
         cron, tz = d.config.schedule.cron, d.config.schedule.timezone
+        watch = d.config.monitoring
+        drift = "-"
+        if watch.drift_threshold is not None:
+            drift = (
+                f"psi > {watch.drift_threshold:g}, at most once per {watch.cooldown_hours:g} h "
+                f"({DEPLOYMENT}, every {CHECK_SECONDS} s)"
+            )
         try:
             when = next_run(cron, tz).isoformat(sep=" ", timespec="minutes")
         except ValueError as exc:  # a 5-field cron that Prefect's parser rejects
@@ -28,6 +36,7 @@ def cmd_list(args: argparse.Namespace) -> int:
                 "timezone": tz,
                 "next_run": when,
                 "deployment": deployment_name(d.name),
+                "drift_retrain": drift,
             }
         )
     rows += [{"domain": name, "cron": "broken: see below"} for name in found.errors]
@@ -51,6 +60,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
     rows += [row(n[prefix:], n, "updated") for n in result.updated]
     rows += [row(n[prefix:], n, "stale: its domain folder is gone") for n in result.stale]
     rows += [row(n, "-", "skipped: broken domain") for n in result.skipped]
+    if result.drift_check:
+        rows.append(row("(domains with a drift_threshold)", result.drift_check, "applied"))
     if args.json:
         emit(args, {"api_url": result.api_url, "deployments": rows, "skipped": result.skipped})
     else:
@@ -88,7 +99,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
     p = schedule_sub.add_parser(
         "list",
-        help="each domain's cron, time zone and next run (in the domain's time zone)",
+        help="each domain's cron, time zone, next run (in the domain's time zone) and "
+        "drift-triggered retrain",
         parents=[common, place],
     )
     p.set_defaults(func=cmd_list)

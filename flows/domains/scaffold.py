@@ -60,11 +60,22 @@ promotion:
   metric: null             # null = the task's primary metric
   min_improvement: 0.0
   max_class_regression: 0.05
+  # Live evidence required before an approval (see monitoring below); null: none.
+  # shadow: {{min_requests: 500, min_agreement: 0.9}}
 
 # Scheduled retraining.
 schedule:
   cron: "0 3 * * 1"        # minute hour day month weekday
   timezone: UTC
+
+# Live evidence from `mpt serve` (stored in the registry by `mpt run`).
+monitoring:
+  shadow_fraction: 0.0     # share of production's items a candidate also answers; 0 = off
+  # shadow_alias: staging  # shadow this alias's version instead of the open request's
+  keep_images: false       # disagreements keep a thumbnail (else only the image's sha256)
+  window: 1000             # production predictions the drift (PSI) is measured over
+  drift_threshold: null    # PSI above which a retrain is due; null = never
+  cooldown_hours: 24       # at most one drift-triggered retrain in this many hours
 """
 
 _README = """\

@@ -21,7 +21,9 @@ from mpt_core.support import check_supported
 from mpt_core.tasks import Task, TaskContract, task_from_declaration
 from mpt_core.training import TrainConfig
 from mpt_core.training.search import SearchSpec
-from registry.policy import Policy
+from registry.constants import PRODUCTION
+from registry.policy import Policy, ShadowRule
+from registry.records import WINDOW_RANGE, MonitoringSettings
 
 from ..yaml_files import safe_load, yaml_problem
 
@@ -169,6 +171,15 @@ class ValidationSpec(_Strict):
     """Optional YAML file in the domain folder with more Great Expectations."""
 
 
+class ShadowPolicy(_Strict):
+    """`promotion.shadow`: live evidence the candidate must show before an approval."""
+
+    min_requests: Annotated[int, Field(ge=0)] = 0
+    """Items of production's traffic the candidate must have answered as a shadow."""
+    min_agreement: Annotated[float, Field(ge=0, le=1)] = 0.0
+    """Share of them (0 to 1) on which it must agree with production's top-1 answer."""
+
+
 class PromotionPolicy(_Strict):
     metric: str | None = None
     """Metric the candidate is compared on; None = the task's primary metric."""
@@ -176,6 +187,54 @@ class PromotionPolicy(_Strict):
     """Candidate must beat production by at least this much (absolute)."""
     max_class_regression: Annotated[float, Field(ge=0)] = 0.05
     """No class (or question) may lose more than this much accuracy (absolute)."""
+    shadow: ShadowPolicy | None = None
+    """Shadow requests and agreement required at approval; None: none (see monitoring)."""
+
+
+WINDOW_LOW, WINDOW_HIGH = WINDOW_RANGE
+
+
+class Monitoring(_Strict):
+    """`monitoring:`: shadow traffic for the domain's candidates and drift of production,
+    stored in the registry by `mpt run`, read by every `mpt serve` replica."""
+
+    shadow_fraction: float = 0.0
+    """Share (0 to 1) of production's items the candidate also answers; 0: no shadow."""
+    shadow_alias: Annotated[str, Field(min_length=1)] | None = None
+    """The alias whose version shadows production (e.g. staging); None: the version of
+    the domain's open promotion request."""
+    keep_images: bool = False
+    """Disagreements keep a small thumbnail of the image; otherwise only its sha256."""
+    window: Annotated[int, Field(ge=WINDOW_LOW, le=WINDOW_HIGH)] = 1000
+    """Production predictions the drift is measured over (a sliding window)."""
+    drift_threshold: Annotated[float, Field(gt=0)] | None = None
+    """Drift (population stability index) above which a retrain is due; None: never."""
+    cooldown_hours: Annotated[float, Field(ge=0)] = 24.0
+    """At most one drift-triggered retrain of the domain in this many hours."""
+
+    @field_validator("shadow_fraction")
+    @classmethod
+    def _fraction(cls, v: float) -> float:
+        if not 0 <= v <= 1:
+            raise ValueError(
+                "must be a share from 0 to 1 (0.1 shadows one item in ten, 0 turns the "
+                "shadow off); a percentage like 10 is written 0.1"
+            )
+        return v
+
+    @field_validator("shadow_alias")
+    @classmethod
+    def _alias(cls, v: str | None) -> str | None:
+        if v == PRODUCTION:
+            raise ValueError(
+                "production cannot shadow itself; name another alias (e.g. staging) or drop "
+                "shadow_alias to shadow the version of the open promotion request"
+            )
+        return v
+
+    def settings(self) -> MonitoringSettings:
+        """The registry's record of these settings."""
+        return MonitoringSettings(**self.model_dump())
 
 
 class Schedule(_Strict):
@@ -270,6 +329,7 @@ class DomainConfig(_Strict):
     validation: ValidationSpec = Field(default_factory=ValidationSpec)
     promotion: PromotionPolicy = Field(default_factory=PromotionPolicy)
     schedule: Schedule = Field(default_factory=Schedule)
+    monitoring: Monitoring = Field(default_factory=Monitoring)
 
     @field_validator("labels", "answers", mode="before")
     @classmethod
@@ -383,11 +443,13 @@ class DomainConfig(_Strict):
     def promotion_policy(self) -> Policy:
         """The registry policy of this domain: its `promotion:` block is the only source,
         whoever opens the request (the retrain flow, `mpt promote request`)."""
+        shadow = self.promotion.shadow
         return Policy(
             self.primary_metric,
             self.promotion.min_improvement,
             self.promotion.max_class_regression,
             self.contract.group_metric,
+            None if shadow is None else ShadowRule(shadow.min_requests, shadow.min_agreement),
         )
 
 

@@ -157,17 +157,21 @@ class GenerativeKind:
         rows: list[int],
         out: list[Prediction | None],
         prepared: Sequence[torch.Tensor] | None = None,
+        features: list[torch.Tensor | None] | None = None,
     ) -> None:
         for model_rows in group_rows([id(items[i][0]) for i in rows], rows).values():
             model = items[model_rows[0]][0]
             examples = [items[i][1] for i in model_rows]
             if prepared is None:
-                texts = model.predict(examples)
+                batch = model.prepare_images([e.image for e in examples])
             else:
-                batch = torch.stack([prepared[i] for i in model_rows]).to(model.backbone.device)
-                texts = model.task.predict(model, model.embed_prepared(batch), examples)
-            for i, text in zip(model_rows, texts, strict=True):
+                batch = torch.stack([prepared[i] for i in model_rows])
+            batch = batch.to(model.backbone.device)
+            texts = model.task.predict(model, model.embed_prepared(batch), examples)
+            for k, (i, text) in enumerate(zip(model_rows, texts, strict=True)):
                 out[i] = Prediction(text, {}, None)
+                if features is not None:
+                    features[i] = batch[k]
 
 
 KIND = GenerativeKind()

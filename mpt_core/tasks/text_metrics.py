@@ -12,6 +12,10 @@
   normalisation (punctuation, number words, articles, contractions) and the accuracy
   min(#humans that gave the answer / 3, 1), averaged over the leave-one-annotator-out
   subsets of the reference answers.
+- `token_f1` compares two single texts (a server's shadow answer with production's): the
+  F1 of their bag of caption tokens, SQuAD's answer overlap. BLEU and CIDEr-D are corpus
+  measures (CIDEr-D's idf needs many references; sentence BLEU-4 is 0 for two short texts
+  without a common 4-gram), so neither says how alike two answers are.
 """
 
 from __future__ import annotations
@@ -227,3 +231,16 @@ def answer_type(references: Sequence[str]) -> str:
     if common in ("yes", "no"):
         return "yes/no"
     return "number" if common.isdigit() else "other"
+
+
+def token_f1(a: str, b: str) -> float:
+    """How alike two texts are, in [0, 1]: the F1 of their caption tokens as multisets
+    (1.0 for the same words in any order; two empty texts are alike)."""
+    ta, tb = Counter(caption_tokens(a)), Counter(caption_tokens(b))
+    if not ta or not tb:
+        return float(not ta and not tb)
+    common = sum((ta & tb).values())
+    if common == 0:
+        return 0.0
+    precision, recall = common / sum(ta.values()), common / sum(tb.values())
+    return 2 * precision * recall / (precision + recall)

@@ -20,6 +20,8 @@ recorded override), compare-and-swap alias moves, append-only history, role chec
     sessions       browser sessions
     audit          the append-only audit log
     evidence       per-example predictions and thumbnails for reviewers
+    monitoring     live evidence from servers: shadow tallies, disagreements, drift;
+                   monitoring settings and the one-retrain-per-cooldown claim
 """
 
 from . import (
@@ -30,6 +32,7 @@ from . import (
     domains,
     evidence,
     history,
+    monitoring,
     promotions,
     sessions,
     users,
@@ -44,6 +47,7 @@ __all__ = [
     "domains",
     "evidence",
     "history",
+    "monitoring",
     "promotions",
     "sessions",
     "users",

@@ -42,6 +42,7 @@ def register(
     primary_metric: str | None,
     review: ReviewEvidence | None,
     audit: Detail,
+    trigger: dict[str, Any] | None = None,
 ) -> tuple[m.PromptVersion, m.PromotionRequest | None]:
     """The candidate and its request (`production` = (its number, its `split` metrics)).
     Idempotent on retry: the same flow run, domain and data version give back the version
@@ -71,6 +72,7 @@ def register(
         training_history=training_history,
         search=search,
         primary_metric=primary_metric,
+        trigger=trigger,
     )
     prod = None
     if production is not None:

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, contains_eager, joinedload
 from .. import models as m
 from ..constants import PRODUCTION
 from ..errors import ConflictError, NotFoundError, RuleViolation
-from ..policy import Policy, evaluate_policy
+from ..policy import Policy, check_shadow, evaluate_policy
 from . import aliases, domains, users, versions
 from . import audit as log
 from .audit import Detail
@@ -198,6 +198,27 @@ def first_of(s: Session, v: m.PromptVersion) -> m.PromotionRequest | None:
     )
 
 
+def shadow_check(s: Session, r: m.PromotionRequest) -> dict | None:
+    """The policy's shadow rule checked now, on what the candidate answered of the
+    baseline's traffic as its shadow (None when the policy has no shadow rule). A first
+    promotion has no production traffic to shadow: the rule has nothing to ask."""
+    rule = (r.policy_report.get("policy") or {}).get("shadow")
+    if not rule:
+        return None
+    if r.base_version_id is None:
+        report = check_shadow(None, 0, 0)
+        report.update(rule=rule, note="no production version yet: nothing to shadow")
+        return report
+    stats = s.scalar(
+        select(m.ShadowStats).where(
+            m.ShadowStats.version_id == r.version_id,
+            m.ShadowStats.production_version_id == r.base_version_id,
+        )
+    )
+    requests, agreed = (stats.requests, stats.agreed) if stats else (0, 0)
+    return check_shadow(rule, requests, agreed)
+
+
 def _pending(s: Session, request_id: int, reviewer: str) -> m.PromotionRequest:
     r = read(s, request_id)
     if r.status == "superseded":
@@ -258,14 +279,26 @@ def approve(
             f"(`{_command(d.name, v.number, r.alias)}`): it replaces #{r.id}, which is then "
             "recorded as superseded"
         )
+    shadow = shadow_check(s, r)
     if not r.policy_passed and not override_reason:
         reasons = "; ".join(r.policy_report.get("reasons", [])) or "policy failed"
         raise RuleViolation(
             f"request #{r.id} failed its promotion policy ({reasons}); approve with an "
             "override reason (--override REASON) to promote anyway, recorded as an override"
         )
-    kind = "override" if not r.policy_passed else "promotion"
+    if shadow is not None and not shadow["passed"] and not override_reason:
+        raise RuleViolation(
+            f"request #{r.id} does not meet its policy's shadow rule yet "
+            f"({'; '.join(shadow['reasons'])}); approve with an override reason "
+            "(--override REASON) to promote anyway, recorded as an override"
+        )
+    passed = r.policy_passed and (shadow is None or shadow["passed"])
+    kind = "override" if not passed else "promotion"
     audit.update(version=v.number, kind=kind, from_version=versions.number_of(s, now_id))
+    if shadow is not None:  # the live evidence the decision was taken on, kept with it
+        shadow["checked_at"] = m.utcnow().isoformat()
+        r.policy_report = {**r.policy_report, "shadow": shadow}
+        audit.update(shadow_requests=shadow["requests"], shadow_agreement=shadow["agreement"])
     reason = override_reason or comment or f"approved request #{r.id}"
     _decide(s, r, "approved", reviewer, comment or (override_reason or ""))
     aliases.move(

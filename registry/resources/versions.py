@@ -133,6 +133,7 @@ def insert(
     training_history: list[dict[str, Any]] | None = None,
     search: dict[str, Any] | None = None,
     primary_metric: str | None = None,
+    trigger: dict[str, Any] | None = None,
 ) -> m.PromptVersion:
     """Version N+1 of `d` with its lineage and its metrics per split on its own data
     version. Refused on data that failed validation. The unique (domain, number)
@@ -160,6 +161,7 @@ def insert(
         training_history=training_history,
         search=search,
         primary_metric=primary_metric,
+        trigger=trigger,
         aliases=[],  # a new version has none: nothing to load
         evaluations=[
             m.Evaluation(data_version=data, split=split, metrics=values)

@@ -17,6 +17,7 @@ from registry.errors import ConflictError, InvalidRecord, PermissionDenied, Rule
 from registry.timeparse import parse_when
 
 from ..auth import CurrentViewer, Viewer, client_address
+from ..live import drift_chart
 from ..views import local_report_dir, version_rows
 from ..web import render
 
@@ -75,6 +76,7 @@ def domain_page(
             "rollback_targets": [
                 r for r in rows if r.was_production and r.version.number != current
             ],
+            "drift": drift_chart(reg, domain, reg.monitoring(domain)),
             "error": error,
             "message": message,
         },

@@ -17,6 +17,7 @@ from registry.constants import MAX_ID
 from registry.errors import ConflictError, InvalidRecord, PermissionDenied, RuleViolation
 
 from ..auth import CurrentViewer, Viewer, client_address
+from ..live import live_evidence
 from ..views import request_view
 from ..web import render
 
@@ -43,12 +44,13 @@ def request_page(
     error: str | None = None,
     status: int = 200,
 ) -> Response:
-    view = request_view(request.app.state.registry, request_id)
+    reg = request.app.state.registry
+    view = request_view(reg, request_id)
     message = DONE.get(request.query_params.get("done", "")) if error is None else None
     return render(
         request,
         "request.html",
-        {"v": view, "error": error, "message": message},
+        {"v": view, "live": live_evidence(reg, view.request), "error": error, "message": message},
         viewer=viewer,
         status=status,
     )

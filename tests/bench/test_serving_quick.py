@@ -27,6 +27,8 @@ def test_quick_serving_bench_prints_every_figure():
         "the cache saves",
         "| 32 |",
         "10 domains (requests spread over all 10)",
+        "| 1.0, cannot load |",
+        "shadow items on this server since it started",
         "alias move -> first response from the new version",
     ):
         assert line in out.stdout, out.stdout

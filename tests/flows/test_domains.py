@@ -15,6 +15,8 @@ from flows.domains.prepare import PREPARERS, prepare
 from flows.domains.scaffold import scaffold_domain
 from flows.validation import validate_domain
 from mpt_core import PRESETS, TASKS
+from registry import MonitoringSettings
+from registry.policy import ShadowRule
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -73,6 +75,29 @@ def write(path: Path, text: str) -> Path:
             "task: retrieval\ndata: {metadata: ../../etc/passwd}\n",
             ["data.metadata: must be a path inside the domain's data/ folder"],
         ),
+        (
+            "task: retrieval\nmonitoring: {shadow_fraction: 10, window: 5, keep_image: true}\n",
+            [
+                "monitoring.shadow_fraction: must be a share from 0 to 1",
+                "a percentage like 10 is written 0.1 (got 10)",
+                "monitoring.window: Input should be greater than or equal to 50 (got 5)",
+                "monitoring.keep_image: unknown field",
+            ],
+        ),
+        (
+            "task: retrieval\nmonitoring: {shadow_alias: production, drift_threshold: 0}\n",
+            [
+                "monitoring.shadow_alias: production cannot shadow itself; name another alias",
+                "monitoring.drift_threshold: Input should be greater than 0 (got 0)",
+            ],
+        ),
+        (
+            "task: retrieval\npromotion: {shadow: {min_requests: -1, min_agreement: 90}}\n",
+            [
+                "promotion.shadow.min_requests: Input should be greater than or equal to 0",
+                "promotion.shadow.min_agreement: Input should be less than or equal to 1 (got 90)",
+            ],
+        ),
         ("task: [unclosed\n", ["not valid YAML"]),
         ("- a list\n", ["expected a mapping of fields"]),
     ],
@@ -95,6 +120,27 @@ def test_short_file_gets_sensible_defaults(tmp_path):
     assert config.prompts.preset == "mpt" and config.backbone.family == "shipped"
     assert config.primary_metric == "accuracy"
     assert config.build_task().class_names == ["a", "b"]
+    assert config.monitoring.settings() == MonitoringSettings()  # no shadow, no retrain
+    assert config.promotion_policy().shadow is None
+
+
+def test_monitoring_and_the_shadow_rule_reach_the_registrys_records(tmp_path):
+    text = (
+        "task: classification\nlabels: [a, b]\n"
+        "promotion: {shadow: {min_requests: 200, min_agreement: 0.9}}\n"
+        "monitoring:\n  shadow_fraction: 0.25\n  shadow_alias: staging\n"
+        "  keep_images: true\n  window: 500\n  drift_threshold: 0.3\n  cooldown_hours: 6\n"
+    )
+    config = load_domain_config(write(tmp_path / "shop" / "domain.yaml", text))
+    assert config.monitoring.settings() == MonitoringSettings(
+        shadow_fraction=0.25,
+        shadow_alias="staging",
+        keep_images=True,
+        window=500,
+        drift_threshold=0.3,
+        cooldown_hours=6.0,
+    )
+    assert config.promotion_policy().shadow == ShadowRule(min_requests=200, min_agreement=0.9)
 
 
 def test_discovery_reports_a_broken_domain_and_loads_the_others(tmp_path):

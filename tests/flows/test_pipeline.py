@@ -190,8 +190,13 @@ def test_tune_register_and_compare_with_production_on_the_same_data(world, tmp_p
     assert len(embeds) == 2 and len(set(embeds)) == 2, embeds  # candidate and production
     assert second.evidence.production is not None
     assert second.production_metrics == first.metrics["test"]  # same data, same prompts
-    result = register_outcome(prepared, second, registry, job.production_version, "run-2")
+    trigger = {"kind": "drift", "drift": 0.41, "threshold": 0.25}  # the drift check's reading
+    result = register_outcome(
+        prepared, second, registry, job.production_version, "run-2", trigger=trigger
+    )
     assert result.production == first.metrics["test"]["accuracy"]
+    assert registry.get_version(domain.name, 2).trigger == trigger
+    assert registry.get_version(domain.name, 1).trigger is None
     prod = registry.get_version(domain.name, 1)
     assert prod.metrics("test", prepared.data.md5) == first.metrics["test"]
     (request,) = registry.requests(domain.name, "pending")

@@ -19,12 +19,12 @@ from flows.predictions import (
     evidence_for,
     predict_rows,
     relative_images,
-    thumbnail,
     worth_a_look,
 )
 from flows.versioning import DataVersioner, RemoteSpec
 from flows.worker import run_tune_job
 from mpt_core import evaluate, load_backbone
+from mpt_core.thumbnails import THUMBNAIL_PX, thumbnail
 
 from ..mpt_core.synthetic import examples, make_task
 from .domain_factory import make_domain
@@ -112,7 +112,7 @@ def test_thumbnails_are_small_jpegs_of_the_disagreements_only(backbone, monkeypa
     assert expected and sorted(evidence.thumbnails) == sorted(expected)
     for jpeg in evidence.thumbnails.values():
         image = Image.open(io.BytesIO(jpeg))
-        assert image.format == "JPEG" and max(image.size) <= predictions.THUMBNAIL_PX
+        assert image.format == "JPEG" and max(image.size) <= THUMBNAIL_PX
     monkeypatch.setattr(predictions, "MAX_THUMBNAILS", 1)
     assert len(evidence_for(cand, prod, batch, images_for(batch)).thumbnails) == 1
     alone = evidence_for(cand, None, batch, images_for(batch))

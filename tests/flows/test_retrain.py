@@ -5,9 +5,10 @@ a new data version after one image changed."""
 from __future__ import annotations
 
 import pytest
+import yaml
 from PIL import Image
 
-from registry import PromptRegistry, RegistrySettings
+from registry import MonitoringSettings, PromptRegistry, RegistrySettings
 
 from .domain_factory import read_rows, write_rows
 from .retrain_fixtures import local_ray, tiny_repo
@@ -74,8 +75,16 @@ def test_an_invalid_domain_stops_alone(run, tmp_path):
 def test_skips_when_nothing_changed_and_retunes_after_one_image_changed(run, tmp_path):
     domains_dir = tiny_repo(tmp_path / "repo", tasks=("classification",))
     first = run(domains_dir)["test-classification"]
+    reg = PromptRegistry.from_settings(RegistrySettings())
+    assert reg.monitoring("test-classification") == MonitoringSettings()  # the defaults
+    config_path = domains_dir / "test-classification" / "domain.yaml"
+    config = yaml.safe_load(config_path.read_text())
+    config["monitoring"] = {"shadow_fraction": 0.2, "keep_images": True}
+    config_path.write_text(yaml.safe_dump(config))
     second = run(domains_dir)["test-classification"]
     assert second["status"] == "skipped" and second["version"] == first["version"]
+    wanted = MonitoringSettings(shadow_fraction=0.2, keep_images=True)
+    assert reg.monitoring("test-classification") == wanted  # applied without a retrain
     forced = run(domains_dir, force=True)["test-classification"]
     assert forced["status"] == "registered" and forced["version"] == first["version"] + 1
 

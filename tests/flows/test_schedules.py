@@ -18,13 +18,22 @@ from pathlib import Path
 import pytest
 from prefect import flow
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+from prefect.client.schemas.filters import (
+    DeploymentFilter,
+    DeploymentFilterId,
+    FlowFilter,
+    FlowFilterName,
+)
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 import cli
 from flows import schedules
+from flows.drift_check import CHECK_SECONDS, check_drift, deployed_retrains, drift_check_flow
 from flows.schedules import ScheduleError, apply_deployments, build_deployments, next_run
+from registry import DriftPoint, MonitoringReport, MonitoringSettings, PromptRegistry, upgrade
+from registry.store import LocalStore
 
+from ..registry.test_monitoring import LOOSE, version
 from ..servers import free_port
 
 BERLIN = ("15 4 * * 2", "Europe/Berlin")
@@ -50,6 +59,7 @@ def retrain_flow(
     ray_address: str | None = None,
     domains_dir: str | None = None,
     preflight: bool = True,
+    trigger: dict | None = None,
 ) -> list[str]:
     """Stands in for flows.retrain.retrain_flow (same parameters); leaves a mark per domain."""
     for domain in domains or []:
@@ -57,11 +67,14 @@ def retrain_flow(
     return domains or []
 
 
-def write_domain(domains_dir: Path, name: str, cron: str, timezone: str) -> None:
+def write_domain(
+    domains_dir: Path, name: str, cron: str, timezone: str, monitoring: str = ""
+) -> None:
     folder = domains_dir / name
     folder.mkdir(parents=True)
     (folder / "domain.yaml").write_text(
         f'task: retrieval\nschedule: {{cron: "{cron}", timezone: {timezone}}}\n'
+        + (f"monitoring: {monitoring}\n" if monitoring else "")
     )
 
 
@@ -307,3 +320,88 @@ def wait_for_run(api_url: str, deployment: str, proc: subprocess.Popen, log: Pat
                 assert time.monotonic() < deadline, f"run still {run.state}:\n{log.read_text()}"
                 time.sleep(0.5)
     return run
+
+
+DRIFTING = "{drift_threshold: 0.25, cooldown_hours: 6}"
+
+
+def test_a_drift_threshold_adds_the_drift_check_next_to_the_crons(tmp_path, test_flow):
+    domains_dir = tmp_path / "domains"
+    write_domain(domains_dir, "alpha", *BERLIN)
+    assert schedules.plan_deployments(domains_dir, test_flow).drift_check is None
+    write_domain(domains_dir, "beta", *NEW_YORK, monitoring=DRIFTING)
+    plan = schedules.plan_deployments(domains_dir, test_flow)
+    check = plan.drift_check
+    assert check.name == "drift-check" and check.entrypoint == "flows.drift_check.drift_check_flow"
+    [schedule] = check.schedules
+    assert schedule.schedule.interval == dt.timedelta(seconds=CHECK_SECONDS)
+    assert "beta > 0.25" in check.description and "alpha" not in check.description
+    assert check.parameters == {"deployments": {"beta": f"{test_flow.name}/retrain-beta"}}
+    assert sorted(d.name for d in plan.deployments) == ["retrain-alpha", "retrain-beta"]
+
+
+def test_apply_registers_the_drift_check_on_the_server(server, tmp_path, test_flow):
+    domains_dir = tmp_path / "domains"
+    write_domain(domains_dir, "beta", *NEW_YORK, monitoring=DRIFTING)
+    drift_flow = drift_check_flow.with_options(name=f"drift-check-{uuid.uuid4().hex[:8]}")
+    result = apply_deployments(domains_dir, test_flow, drift_flow)
+    assert result.drift_check == f"{drift_flow.name}/drift-check"
+    [found] = read_deployments(server.api_url, drift_flow.name).values()
+    [schedule] = found.schedules
+    assert schedule.active and schedule.schedule.interval == dt.timedelta(seconds=CHECK_SECONDS)
+    assert found.parameters == {"deployments": {"beta": f"{test_flow.name}/retrain-beta"}}
+
+
+def test_schedule_list_shows_the_drift_triggered_retrain(tmp_path, capsys):
+    domains_dir = tmp_path / "domains"
+    write_domain(domains_dir, "alpha", *BERLIN)
+    write_domain(domains_dir, "beta", *NEW_YORK, monitoring=DRIFTING)
+    assert cli.main(["schedule", "list", "--domains-dir", str(domains_dir), "--json"]) == 0
+    rows = {r["domain"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["alpha"]["drift_retrain"] == "-"
+    assert rows["beta"]["drift_retrain"] == (
+        f"psi > 0.25, at most once per 6 h (drift-check, every {CHECK_SECONDS} s)"
+    )
+
+
+def test_crossing_the_drift_threshold_starts_one_retrain_of_that_domain(
+    server, tmp_path, test_flow
+):
+    domains_dir = tmp_path / "domains"
+    write_domain(domains_dir, "alpha", *BERLIN)
+    write_domain(domains_dir, "beta", *NEW_YORK, monitoring=DRIFTING)
+    drift_flow = drift_check_flow.with_options(name=f"drift-check-{uuid.uuid4().hex[:8]}")
+    result = apply_deployments(domains_dir, test_flow, drift_flow)
+    deployments = schedules.plan_deployments(domains_dir, test_flow, drift_flow).drift_check
+
+    url = f"sqlite:///{tmp_path / 'registry.db'}"
+    upgrade(url)
+    reg = PromptRegistry(url, LocalStore(tmp_path / "artifacts"))
+    for domain in ("alpha", "beta"):
+        version(reg, tmp_path, f"{domain}-one", domain)
+        request = reg.request_promotion(domain, 1, requested_by="ana", policy=LOOSE)
+        reg.approve(request.id, reviewer="ben")
+        point = DriftPoint(domain, 1, dt.datetime.now(dt.UTC), 0.5, {"predictions": 0.5}, 1000)
+        reg.record_monitoring(MonitoringReport(drift=[point]))  # both drift, alpha has no threshold
+    settings = MonitoringSettings(drift_threshold=0.25, cooldown_hours=6)
+    reg.set_monitoring("beta", settings, actor="retrain-flow")  # as `mpt run` stores it
+
+    start = deployed_retrains(deployments.parameters["deployments"])
+    with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
+        first = check_drift(reg, start)
+        second = check_drift(reg, start)
+        with get_client(sync_client=True) as client:
+            runs = {
+                name: client.read_flow_runs(
+                    deployment_filter=DeploymentFilter(
+                        id=DeploymentFilterId(any_=[uuid.UUID(result.ids[name])])
+                    )
+                )
+                for name in ("retrain-alpha", "retrain-beta")
+            }
+    assert [r["status"] for r in first] == ["started"] and first[0]["domain"] == "beta"
+    assert [r["status"] for r in second] == ["cooling down"]
+    assert runs["retrain-alpha"] == [] and len(runs["retrain-beta"]) == 1
+    [run] = runs["retrain-beta"]
+    assert str(run.id) == first[0]["run"] and "drift" in run.tags
+    assert run.parameters["domains"] == ["beta"] and run.parameters["trigger"]["drift"] == 0.5

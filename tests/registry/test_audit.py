@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from sqlalchemy import inspect, select, text
 
-from registry import Policy, PromptRegistry, ReviewEvidence
+from registry import MonitoringSettings, Policy, PromptRegistry, ReviewEvidence
 from registry import models as m
 from registry.db import get_engine, session_scope
 
@@ -115,6 +115,12 @@ ACTIONS: dict[str, tuple[str, Call]] = {
     "end_session": ("logout", lambda sc: sc.reg.end_session(sc.session)),
     "record_audit": ("login", lambda sc: sc.reg.record_audit("login", "x", outcome="refused")),
     "gc": ("gc", lambda sc: sc.reg.gc()),
+    "set_monitoring": (
+        "monitoring_set",
+        lambda sc: sc.reg.set_monitoring("retail", MonitoringSettings(0.1), actor="ana"),
+    ),
+    "claim_drift_retrain": ("drift_retrain", lambda sc: _claim(sc)),
+    "release_drift_retrain": ("drift_retrain", lambda sc: _release(sc)),
 }
 """Method -> (the audit action it must record when it changes something, a call).
 `record_audit` appends to the audit log itself, which is all it changes."""
@@ -147,6 +153,11 @@ READS: dict[str, Call] = {
     "authenticate": lambda sc: sc.reg.authenticate(sc.token),
     "session_user": lambda sc: sc.reg.session_user(sc.session),
     "audit_log": lambda sc: sc.reg.audit_log(),
+    "monitoring": lambda sc: sc.reg.monitoring("retail"),
+    "monitor_targets": lambda sc: sc.reg.monitor_targets(),
+    "shadow_evidence": lambda sc: sc.reg.shadow_evidence("retail", 2, 1),
+    "drift_history": lambda sc: sc.reg.drift_history("retail"),
+    "latest_drift": lambda sc: sc.reg.latest_drift(),
 }
 """Methods that only read: calling them changes nothing."""
 
@@ -154,12 +165,32 @@ NOT_ACTIONS = {
     "from_settings": "builds a registry from the settings",
     "transaction": "the unit of work the methods above open; data functions called in it "
     "directly are the registry's own internals, not an API action",
+    "record_monitoring": "servers' telemetry (shadow counts, disagreements, drift points), "
+    "added every few seconds by every replica and kept to caps: an audit record per report "
+    "would flood the log; the decisions taken on it (approvals, drift retrains) are audited",
 }
 
 
 def _rollback(sc: Scene) -> None:
     sc.reg.approve(sc.pending, reviewer="ben")  # production v1 -> v2, then back
     sc.reg.rollback("retail", 1, actor="ben", reason="back to v1")
+
+
+def _claim(sc: Scene, now: datetime | None = None) -> datetime:
+    sc.reg.set_monitoring("retail", MonitoringSettings(drift_threshold=0.2), actor="ana")
+    now = now or datetime.now(UTC)
+    claimed, _ = sc.reg.claim_drift_retrain(
+        "retail", cooldown=timedelta(hours=1), actor="drift-check", detail={}, now=now
+    )
+    assert claimed
+    return now
+
+
+def _release(sc: Scene) -> None:
+    claimed_at = _claim(sc)
+    sc.reg.release_drift_retrain(
+        "retail", claimed_at=claimed_at, previous=None, actor="drift-check", error="no run"
+    )
 
 
 def _request_again(sc: Scene) -> None:

@@ -5,14 +5,23 @@ uvicorn, on SQLite and on PostgreSQL. Screenshots go to $MPT_SCREENSHOT_DIR if s
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from registry import PromptRegistry
+from registry import (
+    DriftPoint,
+    MonitoringReport,
+    MonitoringSettings,
+    PromptRegistry,
+    ShadowEvidence,
+    ShadowSample,
+    ShadowTally,
+)
 from registry.store import LocalStore
 
-from .builders import CLASSES, PER_CLASS, add_people, build
+from .builders import CLASSES, PER_CLASS, add_people, build, jpeg
 from .conftest import database
 from .server import chromium, full_page_png, running_review
 
@@ -86,10 +95,43 @@ def wait_for(driver, element_id: str):
     return WebDriverWait(driver, 15).until(ec.presence_of_element_located((By.ID, element_id)))
 
 
+def live_traffic(reg: PromptRegistry, domain: str, images) -> ShadowEvidence:
+    """What a server would have reported of v2 shadowing v1: 200 requests, 190 agreeing,
+    thumbnails of a few disagreements, and a drift that rises over two hours."""
+    settings = MonitoringSettings(shadow_fraction=0.2, keep_images=True, drift_threshold=0.25)
+    reg.set_monitoring(domain, settings, actor="retrain-flow")
+    start = datetime.now(UTC) - timedelta(hours=2)
+    samples = [
+        ShadowSample(
+            domain,
+            2,
+            1,
+            start + timedelta(minutes=i),
+            f"{i + 1:064x}",
+            {},
+            "bag",
+            0.8,
+            "sneaker",
+            0.6,
+            jpeg(image),
+        )
+        for i, image in enumerate(images[:4])
+    ]
+    drift = [
+        DriftPoint(domain, 1, start + timedelta(minutes=5 * i), 0.02 + 0.01 * i, {}, 1000)
+        for i in range(24)
+    ]
+    tally = ShadowTally(domain, 2, 1, requests=200, agreed=190)
+    reg.record_monitoring(MonitoringReport([tally], samples, drift))
+    return reg.shadow_evidence(domain, 2, 1)
+
+
 def test_a_reviewer_approves_and_the_history_shows_the_move(browser, site, shots):
     from selenium.webdriver.common.by import By
 
-    scene = build(site["reg"], site["root"], "retail", images=fashion_images())
+    images = fashion_images()
+    scene = build(site["reg"], site["root"], "retail", images=images)
+    live = live_traffic(site["reg"], "retail", images)
     log_in(browser, site, "ben", "/")
     assert "retail" in browser.find_element(By.ID, "domains").text
 
@@ -111,6 +153,12 @@ def test_a_reviewer_approves_and_the_history_shows_the_move(browser, site, shots
     first = cards[0].text
     assert "true:" in first and "v1:" in first and "v2:" in first
     assert browser.find_elements(By.CSS_SELECTOR, "#curve svg polyline")
+    shadow = browser.find_element(By.ID, "live-shadow").text
+    assert f"{live.requests}" in shadow and "95.0 % (190 of 200)" in shadow
+    live_images = browser.find_elements(By.CSS_SELECTOR, "#live-disagreements img")
+    assert len(live_images) == len(live.samples)
+    assert all(img.get_property("naturalWidth") > 0 for img in live_images)
+    assert browser.find_elements(By.CSS_SELECTOR, "#drift-chart svg polyline")
     full_page_png(browser, shots / "review-request.png")
 
     browser.find_element(By.ID, "approve-comment").send_keys("better on pullover, no regression")
