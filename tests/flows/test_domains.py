@@ -15,6 +15,7 @@ from flows.domains.prepare import PREPARERS, prepare
 from flows.domains.scaffold import scaffold_domain
 from flows.validation import validate_domain
 from mpt_core import PRESETS, TASKS
+from mpt_core.spec import TuneSpec
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -95,6 +96,21 @@ def test_short_file_gets_sensible_defaults(tmp_path):
     assert config.prompts.preset == "mpt" and config.backbone.family == "shipped"
     assert config.primary_metric == "accuracy"
     assert config.build_task().class_names == ["a", "b"]
+
+
+def test_tuning_final_reaches_the_spec_the_workers_get(tmp_path):
+    """`tuning.final: swa` (the averaged fit) travels in the TuneSpec, through its dict form;
+    the default keeps the best validation epoch; an unknown value names the allowed ones."""
+    text = "task: classification\nlabels: [a, b]\n"
+    default = load_domain_config(write(tmp_path / "a" / "domain.yaml", text)).tune_spec()
+    assert default.train.final == "best"
+    swa = load_domain_config(
+        write(tmp_path / "b" / "domain.yaml", text + "tuning: {final: swa}\n")
+    ).tune_spec()
+    assert swa.train.final == "swa" and TuneSpec.from_dict(swa.to_dict()).train.final == "swa"
+    assert swa.key() != default.key()
+    with pytest.raises(DomainConfigError, match=r"tuning\.final"):
+        load_domain_config(write(tmp_path / "c" / "domain.yaml", text + "tuning: {final: ema}\n"))
 
 
 def test_discovery_reports_a_broken_domain_and_loads_the_others(tmp_path):
