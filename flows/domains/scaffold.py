@@ -38,6 +38,10 @@ tuning:
   batch_size: 16
   lr: 0.002
   seed: 0
+  # The prompts a fit keeps: best = the epoch best on validation (early stopping after
+  # `patience` epochs without gain); swa = the average of the last half of the epochs
+  # (the whole budget runs), steadier across retrains that differ by a few images.
+  final: best
   # Hyper-parameter search on Ray Tune, chosen on validation only (k folds of train + val
   # when val is small); every trial goes into the version's lineage. trials: 0 = off.
   # Without `space`, the task's default space (lr, epochs, depth, ...) is searched.

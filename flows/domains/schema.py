@@ -143,6 +143,9 @@ class TuningSpec(_Strict):
     warmup_ratio: Annotated[float, Field(ge=0, lt=1)] = 0.1
     patience: Annotated[int, Field(ge=0)] = 5
     seed: int = 0
+    final: Literal["best", "swa"] = "best"
+    """Prompts a fit keeps: the best validation epoch, or "swa", the average of the last
+    half of the epochs (steadier across retrains; see TrainConfig.final)."""
     search: dict[str, Any] | None = None
     """Hyper-parameter search on Ray Tune: {trials, folds, seed, space}; see the README."""
 

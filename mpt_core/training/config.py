@@ -8,6 +8,8 @@ from typing import Any, Literal
 from ..errors import ConfigError
 
 Precision = Literal["auto", "bf16", "fp16", "fp32"]
+Final = Literal["best", "swa"]
+FINALS = ("best", "swa")
 
 
 @dataclass
@@ -24,7 +26,15 @@ class TrainConfig:
     """Max global gradient norm; 0 disables clipping."""
     seed: int = 0
     patience: int = 5
-    """Stop after this many evaluations without improving the validation metric; 0 = never."""
+    """Stop after this many evaluations without improving the validation metric; 0 = never.
+    Applies to final="best" only."""
+    final: Final = "best"
+    """Which prompts `fit` returns. "best": the epoch with the best validation metric (the
+    last epoch without a validation split). "swa": the uniform average of the trainable
+    prompt parameters over the last half of the epochs (stochastic weight averaging); the
+    whole epoch budget runs. The best epoch is picked on a validation split that is often a
+    few dozen images, so which epoch wins is partly luck; the average does not depend on that
+    pick, and retrains that differ by one image land closer together (bench/stability.py)."""
     precision: Precision = "auto"
     """Autocast on CUDA: auto = bf16 where supported, else fp16; fp32 = off. CPU runs fp32."""
     device: str = "auto"
@@ -41,13 +51,14 @@ class TrainConfig:
             "grad_clip": self.grad_clip >= 0,
             "patience": self.patience >= 0,
             "precision": self.precision in ("auto", "bf16", "fp16", "fp32"),
+            "final": self.final in FINALS,
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
             raise ConfigError(
                 f"invalid train config {', '.join(f'{k}={getattr(self, k)!r}' for k in bad)}; "
                 "epochs/batch_size >= 1, lr > 0, 0 <= warmup_ratio < 1, grad_clip/patience >= 0, "
-                "precision in auto|bf16|fp16|fp32"
+                "precision in auto|bf16|fp16|fp32, final in best|swa"
             )
 
     def to_dict(self) -> dict[str, Any]:

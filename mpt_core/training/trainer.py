@@ -20,6 +20,7 @@ from ..features import ImageFeatures
 from ..featurestore import FeatureStore, FeatureView
 from ..holder import PromptsHolder
 from ..tasks.base import Metrics
+from .averaging import LateAverage
 from .config import TrainConfig
 from .schedule import warmup_cosine
 
@@ -28,7 +29,10 @@ from .schedule import warmup_cosine
 class TrainResult:
     metric: str
     best_value: float | None
+    """The validation metric of the prompts `fit` returned (None without a validation split):
+    the best epoch's with final="best", the average's with final="swa"."""
     best_epoch: int
+    """The epoch whose prompts were returned; with final="swa", the last averaged epoch."""
     epochs_run: int
     steps: int
     seconds: float
@@ -113,8 +117,10 @@ def fit(
     """Train `model.prompts` with AdamW + warmup/cosine, clipping, early stopping on `val`.
 
     The backbone stays frozen; its image stem (or, without visual prompts, its whole
-    image embedding) is computed once for all examples before the first step. The best
-    prompts by validation metric are restored at the end. `on_epoch(row)` is called after
+    image embedding) is computed once for all examples before the first step. At the end
+    the model holds the prompts `config.final` names: the best by validation metric
+    ("best"), or the average of the last half of the epochs ("swa", every epoch run, `val`
+    still scored per epoch for the history). `on_epoch(row)` is called after
     each epoch with that epoch's history row (and `epochs`, the budget). `prepared` =
     (train, val) outputs of `model.prepare_images`, to reuse them across runs (benchmarks,
     searches); `store`: a `FeatureStore` to take them from (and add the missing ones to),
@@ -152,6 +158,7 @@ def fit(
     metric = model.task.primary_metric
 
     result = TrainResult(metric, None, 0, 0, 0, 0.0)
+    averaged = LateAverage(model, config.epochs) if config.final == "swa" else None
     best_state = copy.deepcopy(model.state_dict())
     stale = 0
     bar = tqdm(
@@ -180,7 +187,11 @@ def fit(
             "train_loss": sum(losses) / len(losses),
             "lr": scheduler.get_last_lr()[0],
         }
-        if val:
+        if averaged is not None:
+            averaged.add(epoch, model)
+            if val:
+                row[f"val_{metric}"] = float(evaluate(model, val, prepared=val_prepared)[metric])
+        elif val:
             value = float(evaluate(model, val, prepared=val_prepared)[metric])
             row[f"val_{metric}"] = value
             if result.best_value is None or value > result.best_value:
@@ -195,8 +206,14 @@ def fit(
         if on_epoch is not None:
             on_epoch({**row, "epochs": config.epochs})
         bar.set_postfix({k: round(v, 4) for k, v in row.items() if k not in ("epoch", "step")})
-        if val and config.patience and stale >= config.patience:
+        if averaged is None and val and config.patience and stale >= config.patience:
             break
-    model.load_state_dict(best_state)
+    if averaged is None:
+        model.load_state_dict(best_state)
+    else:
+        averaged.load_into(model)
+        result.best_epoch = result.epochs_run
+        if val:
+            result.best_value = float(evaluate(model, val, prepared=val_prepared)[metric])
     result.seconds = time.perf_counter() - start
     return result

@@ -15,6 +15,7 @@ from flows.domains.prepare import PREPARERS, prepare
 from flows.domains.scaffold import scaffold_domain
 from flows.validation import validate_domain
 from mpt_core import PRESETS, TASKS
+from mpt_core.spec import TuneSpec
 from registry import MonitoringSettings
 from registry.policy import ShadowRule
 
@@ -141,6 +142,21 @@ def test_monitoring_and_the_shadow_rule_reach_the_registrys_records(tmp_path):
         cooldown_hours=6.0,
     )
     assert config.promotion_policy().shadow == ShadowRule(min_requests=200, min_agreement=0.9)
+
+
+def test_tuning_final_reaches_the_spec_the_workers_get(tmp_path):
+    """`tuning.final: swa` (the averaged fit) travels in the TuneSpec, through its dict form;
+    the default keeps the best validation epoch; an unknown value names the allowed ones."""
+    text = "task: classification\nlabels: [a, b]\n"
+    default = load_domain_config(write(tmp_path / "a" / "domain.yaml", text)).tune_spec()
+    assert default.train.final == "best"
+    swa = load_domain_config(
+        write(tmp_path / "b" / "domain.yaml", text + "tuning: {final: swa}\n")
+    ).tune_spec()
+    assert swa.train.final == "swa" and TuneSpec.from_dict(swa.to_dict()).train.final == "swa"
+    assert swa.key() != default.key()
+    with pytest.raises(DomainConfigError, match=r"tuning\.final"):
+        load_domain_config(write(tmp_path / "c" / "domain.yaml", text + "tuning: {final: ema}\n"))
 
 
 def test_discovery_reports_a_broken_domain_and_loads_the_others(tmp_path):

@@ -107,6 +107,61 @@ def test_warmup_then_cosine_to_zero():
 def test_bad_train_config_and_empty_data_are_clear_errors():
     with pytest.raises(ConfigError, match="epochs=0"):
         TrainConfig(epochs=0)
+    with pytest.raises(ConfigError, match=r"final='ema'.*best\|swa"):
+        TrainConfig(final="ema")
     model = build_prompts(tiny_backbone("hf-clip"), "coop", make_task("classification"))
     with pytest.raises(DataError, match="empty"):
         fit(model, [], config=TrainConfig(**QUIET))
+
+
+def _swa_fit(seed: int = 5, states: list | None = None):
+    """A 6-epoch fit with final="swa"; `states` gets each epoch's state dict."""
+    model = build_prompts(tiny_backbone("hf-clip"), "mpt", make_task("classification"))
+    train, val = examples("classification", 3), examples("classification", 2, seed=1)
+    config = TrainConfig(epochs=6, batch_size=4, lr=0.05, seed=seed, final="swa", **QUIET)
+
+    def snapshot(row):
+        if states is not None:
+            states.append({k: v.clone() for k, v in model.state_dict().items()})
+
+    return model, fit(model, train, val, config, on_epoch=snapshot)
+
+
+def test_swa_is_deterministic_bit_for_bit():
+    """The averaged fit is reproducible: same seed and data, the same prompts bit for bit
+    (what a retrain's skip key and a reviewer rely on); another seed gives others."""
+    (first, _), (second, _), (other, _) = _swa_fit(), _swa_fit(), _swa_fit(seed=6)
+    one, two = first.state_dict(), second.state_dict()
+    assert one.keys() == two.keys()
+    for key in one:
+        assert torch.equal(one[key], two[key]), key
+    assert any(not torch.equal(one[k], v) for k, v in other.state_dict().items())
+
+
+def test_swa_returns_the_average_of_the_last_half_of_the_epochs():
+    states = []
+    model, result = _swa_fit(states=states)
+    assert len(states) == 6 and result.epochs_run == 6 and result.best_epoch == 6
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable
+    for key, value in model.state_dict().items():
+        if key in trainable:
+            expected = torch.stack([s[key].double() for s in states[3:]]).mean(0).to(value.dtype)
+            assert torch.allclose(value, expected, rtol=1e-6, atol=1e-7), key
+            assert not torch.equal(value, states[-1][key]), key  # not just the last epoch
+        else:
+            assert torch.equal(value, states[-1][key]), key
+    val = examples("classification", 2, seed=1)
+    assert evaluate(model, val)["accuracy"] == pytest.approx(result.best_value)
+    assert all("val_accuracy" in row for row in result.history)
+
+
+def test_swa_runs_the_whole_budget_where_best_stops_early():
+    """Early stopping cuts the schedule the average is taken over, so "swa" ignores it."""
+    train, val = examples("classification", 3), examples("classification", 2, seed=1)
+    runs = {}
+    for final in ("best", "swa"):
+        model = build_prompts(tiny_backbone("hf-clip"), "coop", make_task("classification"))
+        config = TrainConfig(epochs=30, lr=0.5, patience=2, warmup_ratio=0.0, final=final, **QUIET)
+        runs[final] = fit(model, train, val, config).epochs_run
+    assert runs["best"] < 30 and runs["swa"] == 30
