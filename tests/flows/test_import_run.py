@@ -1,6 +1,7 @@
 """Imported domains train: one of each format goes through `mpt domain check` and `mpt run`
 as a user runs them; an append then gives a new data version whose lineage says how many
-rows it added, with the rows of the first version unchanged."""
+rows it added, with the rows of the first version unchanged, and only its images are
+embedded (the rest come from the node's feature store)."""
 
 from __future__ import annotations
 
@@ -57,6 +58,8 @@ def test_imported_domains_train_and_an_append_is_a_new_data_version(tmp_path, ca
     for name in IMPORTS:
         (line,) = [ln for ln in out.stdout.splitlines() if ln.startswith(f"{name} ")]
         assert "registered" in line, line
+    (line,) = [ln for ln in out.stdout.splitlines() if ln.startswith("shop ")]
+    assert " 18/18 " in line, line  # embedded / images: every image, the first time
 
     settings = RegistrySettings(home=tmp_path / "home", database_url=None, artifact_store=None)
     registry = PromptRegistry.from_settings(settings)
@@ -71,6 +74,7 @@ def test_imported_domains_train_and_an_append_is_a_new_data_version(tmp_path, ca
     assert out.returncode == 0, text[-3000:]
     (line,) = [ln for ln in out.stdout.splitlines() if ln.startswith("shop ")]
     assert "registered" in line, line
+    assert " 12/30 " in line, line  # only the appended images were embedded
     second = registry.list_versions("shop")[-1]
     assert second.number == 2 and second.data_version != first.data_version
     new = registry.data_version("shop", second.data_version)
