@@ -104,7 +104,7 @@ def tuned_model(
     return None
 
 
-def test_accuracy(model: PromptsHolder, domain: Domain, data: Splits) -> float:
+def accuracy_on_test(model: PromptsHolder, domain: Domain, data: Splits) -> float:
     """`model`'s prompts scored on `domain`'s test split against `domain`'s class names
     (the task swapped in: same prompts, other candidates)."""
     model.task = domain.config.build_task()
@@ -180,12 +180,12 @@ def run(args: argparse.Namespace) -> Measured:
             started = time.perf_counter()
             tuned = tuned_model(method, backbone, base_domain, base_data, cfg, seed)
             if tuned is None:  # a closed-set method: its own base-class run, no new score
-                run = method(backbone, base_domain, base_data, cfg, seed)
-                base, new, row.trainable = run.metric, None, run.trainable
+                closed = method(backbone, base_domain, base_data, cfg, seed)
+                base, new, row.trainable = closed.metric, None, closed.trainable
             else:
                 model, row.trainable = tuned
-                base = test_accuracy(model, base_domain, base_data)
-                new = test_accuracy(model, new_domain, new_data)
+                base = accuracy_on_test(model, base_domain, base_data)
+                new = accuracy_on_test(model, new_domain, new_data)
             row.base.append(base)
             row.new.append(new)
             print(
