@@ -14,10 +14,12 @@ images; test is only scored: the base classes' test images against the 5 base cl
 prompts, the domain's template filled with the new names), and their harmonic mean.
 
 Methods: zero-shot and the prompt presets (any `PromptMethod` of bench/methods/registry.py,
-ablations included) score new classes; the linear probe has one output per base class, so
-it is listed with its base accuracy and "n/a" for new. The table also says how many
-trainable parameters depend on the class list (measured: the preset built for the base
-and for the new classes, parameter shapes compared). Writes docs/new-classes.md.
+ablations included, and `mpt+search`: the search on the base classes' train / val, as
+bench/results.py runs it, 2 lr trials with --quick) score new classes; the linear probe
+has one output per base class, so it is listed with its base accuracy and "n/a" for new.
+The table also says how many trainable parameters depend on the class list (measured: the
+preset built for the base and for the new classes, parameter shapes compared). Writes
+docs/new-classes.md.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from methods.features import cached_prepare
 from methods.linear_probe import linear_probe
 from methods.presets import PromptMethod, train_prompts
 from methods.registry import methods
+from methods.search import PromptSearch
 from methods.zero_shot import zero_shot, zero_shot_model
 
 from flows.domains import Domain, discover
@@ -100,8 +103,11 @@ def tuned_model(
         return zero_shot_model(backbone, domain, data, seed), 0
     if isinstance(method, PromptMethod):
         fitted = train_prompts(backbone, domain, data, cfg, seed, method.preset, method.overrides)
-        return fitted.model, fitted.model.num_trainable()
-    return None
+    elif isinstance(method, PromptSearch):
+        fitted, _ = method.tuned(backbone, domain, data, cfg, seed)
+    else:
+        return None
+    return fitted.model, fitted.model.num_trainable()
 
 
 def accuracy_on_test(model: PromptsHolder, domain: Domain, data: Splits) -> float:
@@ -113,10 +119,11 @@ def accuracy_on_test(model: PromptsHolder, domain: Domain, data: Splits) -> floa
 
 
 def class_dependent_parameters(
-    backbone: Backbone, method: PromptMethod, domains: tuple[Domain, Domain]
+    backbone: Backbone, method: PromptMethod | PromptSearch, domains: tuple[Domain, Domain]
 ) -> int:
     """Trainable parameters whose presence or shape differs between the preset built for
-    one class list and for the other: what a new class would have nothing trained for."""
+    one class list and for the other: what a new class would have nothing trained for (a
+    searched preset: its base config; a trial changes sizes, not what a parameter is per)."""
     shapes = [
         {
             name: p.shape
@@ -168,12 +175,12 @@ def run(args: argparse.Namespace) -> Measured:
     backbone = load_backbone(family, name or None)
     cfg = TrainConfig(**{**domain.config.train_config(), "progress": False})
     cfg.epochs = 1 if args.quick else args.epochs or cfg.epochs
-    registry = methods()
+    registry = methods(args.quick)
     scores: dict[str, Scores] = {}
     for method_name in args.methods.split(","):
         method = registry[method_name]
         row = scores.setdefault(method_name, Scores())
-        if isinstance(method, PromptMethod):
+        if isinstance(method, PromptMethod | PromptSearch):
             row.per_class = class_dependent_parameters(backbone, method, (base_domain, new_domain))
         for seed in range(args.seeds):
             cfg.seed = seed
@@ -245,14 +252,14 @@ def main(argv: list[str] | None = None) -> None:
     usable = [
         n
         for n, m in registry.items()
-        if m in (zero_shot, linear_probe) or isinstance(m, PromptMethod)
+        if m in (zero_shot, linear_probe) or isinstance(m, PromptMethod | PromptSearch)
     ]
     unknown = [m for m in args.methods.split(",") if m not in usable]
     if unknown:
         parser.error(
             f"--methods: {', '.join(map(repr, unknown))} not scored here; allowed: "
-            f"{', '.join(usable)} (zero-shot, the prompt presets and their ablations, "
-            "and the linear probe on base classes only)"
+            f"{', '.join(usable)} (zero-shot, the prompt presets, their ablations and the "
+            "searched preset, and the linear probe on base classes only)"
         )
     if args.quick:
         args.seeds = 1

@@ -57,22 +57,12 @@ def train_prompts(
     return FittedPrompts(model, result, memory)
 
 
-def fit_prompts(
-    backbone: Backbone,
-    domain: Domain,
-    data: Splits,
-    cfg: TrainConfig,
-    seed: int,
-    preset: str,
-    overrides: dict[str, Any],
-) -> tuple[Run, TrainResult]:
-    """`train_prompts`, then scored once on test; also the trainer's own result."""
-    fitted = train_prompts(backbone, domain, data, cfg, seed, preset, overrides)
+def scored_on_test(fitted: FittedPrompts, domain: Domain, data: Splits) -> Run:
+    """The fitted prompts scored once on `data["test"]`, with what training cost."""
     model = fitted.model
     prepared = cached_prepare(model, domain, "test", data["test"])
     metric = evaluate(model, data["test"], prepared=prepared)[model.task.primary_metric]
-    run = Run(metric, model.num_trainable(), fitted.result.seconds, fitted.memory_mb)
-    return run, fitted.result
+    return Run(metric, model.num_trainable(), fitted.result.seconds, fitted.memory_mb)
 
 
 @dataclass
@@ -85,7 +75,8 @@ class PromptMethod:
     def __call__(
         self, backbone: Backbone, domain: Domain, data: Splits, cfg: TrainConfig, seed: int
     ) -> Run:
-        return fit_prompts(backbone, domain, data, cfg, seed, self.preset, self.overrides)[0]
+        fitted = train_prompts(backbone, domain, data, cfg, seed, self.preset, self.overrides)
+        return scored_on_test(fitted, domain, data)
 
     def redundant_on(self, backbone: Backbone) -> bool:
         """An ablation that changes nothing on this backbone (e.g. "+ PFM" when the preset
