@@ -58,14 +58,26 @@ QUICK_SHOTS = 4
 
 
 @dataclass
+class Tuned:
+    """What a method scores with after tuning, how many parameters it trained and, for a
+    searched preset, the trial chosen on validation."""
+
+    model: PromptsHolder
+    trainable: int
+    chosen: str | None = None
+
+
+@dataclass
 class Scores:
     """One method's accuracies per seed: base, new (None: the method cannot score new
     classes) and their harmonic mean."""
 
     base: list[float] = field(default_factory=list)
     new: list[float | None] = field(default_factory=list)
-    trainable: int = 0
+    trainable: list[int] = field(default_factory=list)
     per_class: int | None = None
+    chosen: list[str] = field(default_factory=list)
+    """A searched preset: the trial chosen on validation, per seed."""
 
     @property
     def harmonic(self) -> list[float]:
@@ -95,19 +107,19 @@ def only(data: Splits, labels: list[str]) -> Splits:
 
 def tuned_model(
     method: Method, backbone: Backbone, domain: Domain, data: Splits, cfg: TrainConfig, seed: int
-) -> tuple[PromptsHolder, int] | None:
-    """The model `method` scores with after tuning on `domain`'s train split (epoch chosen
-    on its val split) and its trained parameter count, or None where the method has no
-    text side to score new classes with."""
+) -> Tuned | None:
+    """What `method` scores with after tuning on `domain`'s train split (epoch chosen on
+    its val split), or None where the method has no text side to score new classes with."""
     if method is zero_shot:
-        return zero_shot_model(backbone, domain, data, seed), 0
+        return Tuned(zero_shot_model(backbone, domain, data, seed), 0)
     if isinstance(method, PromptMethod):
         fitted = train_prompts(backbone, domain, data, cfg, seed, method.preset, method.overrides)
-    elif isinstance(method, PromptSearch):
-        fitted, _ = method.tuned(backbone, domain, data, cfg, seed)
-    else:
-        return None
-    return fitted.model, fitted.model.num_trainable()
+        return Tuned(fitted.model, fitted.model.num_trainable())
+    if isinstance(method, PromptSearch):
+        fitted, extra = method.tuned(backbone, domain, data, cfg, seed)
+        chosen = str(extra["chosen"] or "the base config")
+        return Tuned(fitted.model, fitted.model.num_trainable(), chosen)
+    return None
 
 
 def accuracy_on_test(model: PromptsHolder, domain: Domain, data: Splits) -> float:
@@ -188,11 +200,14 @@ def run(args: argparse.Namespace) -> Measured:
             tuned = tuned_model(method, backbone, base_domain, base_data, cfg, seed)
             if tuned is None:  # a closed-set method: its own base-class run, no new score
                 closed = method(backbone, base_domain, base_data, cfg, seed)
-                base, new, row.trainable = closed.metric, None, closed.trainable
+                base, new, trainable = closed.metric, None, closed.trainable
             else:
-                model, row.trainable = tuned
-                base = accuracy_on_test(model, base_domain, base_data)
-                new = accuracy_on_test(model, new_domain, new_data)
+                base = accuracy_on_test(tuned.model, base_domain, base_data)
+                new = accuracy_on_test(tuned.model, new_domain, new_data)
+                trainable = tuned.trainable
+                if tuned.chosen is not None:
+                    row.chosen.append(tuned.chosen)
+            row.trainable.append(trainable)
             row.base.append(base)
             row.new.append(new)
             print(
@@ -211,7 +226,8 @@ def _fmt(values: list[float]) -> str:
 
 def table(scores: dict[str, Scores]) -> list[str]:
     """One markdown row per method: base, new, harmonic mean (mean ± std over seeds; the
-    harmonic mean is taken per seed), trainable and class-dependent parameters."""
+    harmonic mean is taken per seed), trainable parameters (a range where the seeds'
+    searches chose different sizes) and class-dependent ones."""
     lines = [
         "| method | base accuracy | new accuracy | harmonic mean | trainable params "
         "| class-dependent params |",
@@ -222,13 +238,26 @@ def table(scores: dict[str, Scores]) -> list[str]:
         new = "n/a (one output per base class)" if closed else _fmt(row.new)
         harmonic = "n/a" if closed else _fmt(row.harmonic)
         if closed:
-            dependent = f"{row.trainable:,} (all)"
+            dependent = f"{max(row.trainable):,} (all)"
         else:
             dependent = "0" if row.per_class is None else f"{row.per_class:,}"
+        low, high = min(row.trainable), max(row.trainable)
+        trainable = f"{low:,}" if low == high else f"{low:,}-{high:,}"
         lines.append(
-            f"| {name} | {_fmt(row.base)} | {new} | {harmonic} | {row.trainable:,} | {dependent} |"
+            f"| {name} | {_fmt(row.base)} | {new} | {harmonic} | {trainable} | {dependent} |"
         )
     return lines
+
+
+def choices(scores: dict[str, Scores]) -> list[str]:
+    """A line per searched row: the trial each seed's search chose on base validation."""
+    return [
+        f"{name}, the trial chosen on the base classes' validation: "
+        + "; ".join(f"seed {i}: {c}" for i, c in enumerate(row.chosen))
+        + "."
+        for name, row in scores.items()
+        if row.chosen
+    ]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -289,6 +318,7 @@ def main(argv: list[str] | None = None) -> None:
         "",
         *rows,
         "",
+        *(line for choice in choices(measured.scores) for line in (choice, "")),
         "The linear probe has one output per base class: it cannot score a class it was "
         "not trained on, so its new accuracy is n/a. Class-dependent params: trainable "
         "parameters whose shape changes with the class list (the preset built for the base "
