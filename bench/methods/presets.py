@@ -9,6 +9,7 @@ from flows.domains import Domain
 from mpt_core import TrainConfig, TrainResult, build_prompts, evaluate, fit
 from mpt_core.backbones.base import Backbone
 from mpt_core.errors import ConfigError
+from mpt_core.holder import PromptsHolder
 from mpt_core.prompts import preset_config
 
 from .base import Run, Splits
@@ -16,7 +17,16 @@ from .features import cached_prepare
 from .memory import training_memory_mb
 
 
-def fit_prompts(
+@dataclass
+class FittedPrompts:
+    """A preset's prompts after `fit`, with the trainer's result and the training memory."""
+
+    model: PromptsHolder
+    result: TrainResult
+    memory_mb: float
+
+
+def train_prompts(
     backbone: Backbone,
     domain: Domain,
     data: Splits,
@@ -24,12 +34,13 @@ def fit_prompts(
     seed: int,
     preset: str,
     overrides: dict[str, Any],
-) -> tuple[Run, TrainResult]:
-    """`preset` with `overrides` fitted by mpt_core's trainer on the cached frozen stems,
-    scored once on test; also the trainer's own result."""
+) -> FittedPrompts:
+    """`preset` with `overrides` for the domain's task, its image centre calibrated on train,
+    fitted by mpt_core's trainer on the cached frozen stems (the epoch kept chosen on val);
+    the test split is not read."""
     task = domain.config.build_task()
     model = build_prompts(backbone, preset, task, seed=seed, **overrides)
-    prepared = {s: cached_prepare(model, domain, s, data[s]) for s in ("train", "val", "test")}
+    prepared = {s: cached_prepare(model, domain, s, data[s]) for s in ("train", "val")}
     model.calibrate_center(prepared["train"])
     batch = data["train"][: cfg.batch_size]
     memory = training_memory_mb(
@@ -43,8 +54,15 @@ def fit_prompts(
     result = fit(
         model, data["train"], data["val"], cfg, prepared=(prepared["train"], prepared["val"])
     )
-    metric = evaluate(model, data["test"], prepared=prepared["test"])[task.primary_metric]
-    return Run(metric, model.num_trainable(), result.seconds, memory), result
+    return FittedPrompts(model, result, memory)
+
+
+def scored_on_test(fitted: FittedPrompts, domain: Domain, data: Splits) -> Run:
+    """The fitted prompts scored once on `data["test"]`, with what training cost."""
+    model = fitted.model
+    prepared = cached_prepare(model, domain, "test", data["test"])
+    metric = evaluate(model, data["test"], prepared=prepared)[model.task.primary_metric]
+    return Run(metric, model.num_trainable(), fitted.result.seconds, fitted.memory_mb)
 
 
 @dataclass
@@ -57,7 +75,8 @@ class PromptMethod:
     def __call__(
         self, backbone: Backbone, domain: Domain, data: Splits, cfg: TrainConfig, seed: int
     ) -> Run:
-        return fit_prompts(backbone, domain, data, cfg, seed, self.preset, self.overrides)[0]
+        fitted = train_prompts(backbone, domain, data, cfg, seed, self.preset, self.overrides)
+        return scored_on_test(fitted, domain, data)
 
     def redundant_on(self, backbone: Backbone) -> bool:
         """An ablation that changes nothing on this backbone (e.g. "+ PFM" when the preset

@@ -16,7 +16,7 @@ from mpt_core.training.search import SearchSpec, apply_trial, search
 
 from .base import Run, Splits
 from .features import cached_prepare
-from .presets import fit_prompts
+from .presets import FittedPrompts, scored_on_test, train_prompts
 
 QUICK_SEARCH: dict[str, Any] = {"trials": 2, "space": {"lr": {"loguniform": [1e-3, 2e-2]}}}
 """The `tuning.search` block of `bench/results.py --quick`: two trials over the lr."""
@@ -34,9 +34,11 @@ class PromptSearch:
     overrides: dict[str, Any] = field(default_factory=dict)
     block: dict[str, Any] = field(default_factory=dict)
 
-    def __call__(
+    def tuned(
         self, backbone: Backbone, domain: Domain, data: Splits, cfg: TrainConfig, seed: int
-    ) -> Run:
+    ) -> tuple[FittedPrompts, dict[str, Any]]:
+        """The search on train / val and the chosen trial refitted (test is not read); also
+        the trial count and the chosen parameters."""
         task = domain.config.build_task()
         spec = SearchSpec.from_dict({**self.block, "seed": seed}, task.name)
         rows = {id(e): (s, i) for s in ("train", "val") for i, e in enumerate(data[s])}
@@ -45,7 +47,6 @@ class PromptSearch:
             tensors = {s: cached_prepare(model, domain, s, data[s]) for s in ("train", "val")}
             return torch.stack([tensors[rows[id(e)][0]][rows[id(e)][1]] for e in examples])
 
-        started = time.perf_counter()
         best, trials = search(
             backbone,
             task,
@@ -60,7 +61,14 @@ class PromptSearch:
         chosen, prompt, config = apply_trial(
             self.preset, self.overrides, cfg, best.params, backbone.slots
         )
-        out, _ = fit_prompts(backbone, domain, data, config, seed, chosen, prompt)
-        out.seconds = time.perf_counter() - started
-        out.extra = {"trials": len(trials), "chosen": best.params}
-        return out
+        fitted = train_prompts(backbone, domain, data, config, seed, chosen, prompt)
+        return fitted, {"trials": len(trials), "chosen": best.params}
+
+    def __call__(
+        self, backbone: Backbone, domain: Domain, data: Splits, cfg: TrainConfig, seed: int
+    ) -> Run:
+        started = time.perf_counter()
+        fitted, extra = self.tuned(backbone, domain, data, cfg, seed)
+        run = scored_on_test(fitted, domain, data)
+        run.seconds, run.extra = time.perf_counter() - started, extra  # the search included
+        return run
