@@ -1,7 +1,8 @@
 """Label efficiency: test metric against K labelled training images per class.
 
     OMP_NUM_THREADS=1 python bench/label_efficiency.py [--domains retail,manufacturing,medical]
-        [--shots 1,2,4,8,16] [--draws 3] [--epochs N] [--domains-dir DIR] [--out docs]
+        [--shots 1,2,4,8,16] [--draws 3] [--epochs N] [--patience N] [--domains-dir DIR]
+        [--out docs] [--name label-efficiency]
     python bench/label_efficiency.py --quick   # smoke test: 1 draw, K = 1 and 2, 1 epoch,
                                                # a tiny random hf-clip (seconds)
 
@@ -84,9 +85,14 @@ def smallest_class(task: Task, train: list[Example]) -> tuple[str, int]:
 
 
 def run_domain(
-    domain: Domain, backbone_spec: str, shots: list[int], draws: int, epochs: int | None
+    domain: Domain,
+    backbone_spec: str,
+    shots: list[int],
+    draws: int,
+    budget: dict[str, int],
 ) -> tuple[list[Score], list[str]]:
-    """Every (K, draw, method) on one domain, printed as it ends; also the K skipped."""
+    """Every (K, draw, method) on one domain, printed as it ends; also the K skipped.
+    `budget` overrides the domain's `tuning:` epochs and patience where it names them."""
     family, _, name = backbone_spec.partition(":")
     backbone = load_backbone(family, name or None)
     task = domain.config.build_task()
@@ -105,8 +111,9 @@ def run_domain(
     for k in (k for k in shots if k <= largest):
         for number in range(draws):
             splits: Splits = {**data, "train": draw(task, data["train"], k, number)}
-            cfg = TrainConfig(**{**domain.config.train_config(), "progress": False, "seed": number})
-            cfg.epochs = epochs or cfg.epochs
+            cfg = TrainConfig(
+                **{**domain.config.train_config(), **budget, "progress": False, "seed": number}
+            )
             for method in COMPARED:
                 run = compared[method](backbone, domain, splits, cfg, number)
                 scores.append(
@@ -204,7 +211,7 @@ def tables(scores: list[Score], metrics: dict[str, str]) -> list[str]:
     return lines
 
 
-def plot(domain: str, metric: str, scores: list[Score], out: Path) -> Path:
+def plot(domain: str, metric: str, scores: list[Score], out: Path, name: str) -> Path:
     """Test metric against K (log scale), one line per reported method, ± std bars."""
     import matplotlib
 
@@ -235,7 +242,7 @@ def plot(domain: str, metric: str, scores: list[Score], out: Path) -> Path:
     ax.set_title(f"{domain}: label efficiency")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    path = out / f"label-efficiency-{domain}.png"
+    path = out / f"{name}-{domain}.png"
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
@@ -253,14 +260,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--draws", type=int, default=3)
     parser.add_argument("--epochs", type=int, help="default: each domain's tuning.epochs")
     parser.add_argument(
+        "--patience",
+        type=int,
+        help="epochs without a better validation metric before stopping, 0 = never "
+        "(default: each domain's tuning.patience)",
+    )
+    parser.add_argument(
         "--backbone", help="family[:name] (default: shipped; --quick: hf-clip:tiny)"
     )
     parser.add_argument("--domains-dir", type=Path, default=REPO / "domains")
     parser.add_argument("--out", type=Path, default=REPO / "docs")
+    parser.add_argument(
+        "--name",
+        default="label-efficiency",
+        help="the report is NAME.md, the plots NAME-DOMAIN.png",
+    )
     args = parser.parse_args(argv)
     shots = [1, 2] if args.quick else [int(k) for k in args.shots.split(",")]
     draws = 1 if args.quick else args.draws
-    epochs = 1 if args.quick else args.epochs
+    overrides = {"epochs": 1 if args.quick else args.epochs, "patience": args.patience}
+    budget = {k: v for k, v in overrides.items() if v is not None}
     backbone = args.backbone or ("hf-clip:tiny" if args.quick else "shipped")
     if min(shots) < 1 or draws < 1:
         parser.error(f"--shots {args.shots!r} and --draws {args.draws}: each at least 1")
@@ -274,15 +293,17 @@ def main(argv: list[str] | None = None) -> None:
             "them (`mpt domain prepare NAME`) or point --domains-dir at prepared ones"
         )
     started = time.perf_counter()
-    scores, skipped, metrics, budget = [], [], {}, []
+    scores, skipped, metrics, budgets = [], [], {}, []
     for name in names:
         domain = found.domains[name]
-        mine, skip = run_domain(domain, backbone, shots, draws, epochs)
+        mine, skip = run_domain(domain, backbone, shots, draws, budget)
         scores += mine
         skipped += skip
         metrics[name] = domain.config.build_task().primary_metric
-        cfg = domain.config.train_config()
-        budget.append(f"{name} {epochs or cfg['epochs']} epochs, batch {cfg['batch_size']}")
+        cfg = {**domain.config.train_config(), **budget}
+        budgets.append(
+            f"{name}: {cfg['epochs']} epochs, patience {cfg['patience']}, batch {cfg['batch_size']}"
+        )
     command = f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '')} python " + shlex.join(
         ["bench/label_efficiency.py", *(argv if argv is not None else sys.argv[1:])]
     )
@@ -298,22 +319,23 @@ def main(argv: list[str] | None = None) -> None:
         f"{torch.__version__}; backbone {backbone}. K = {', '.join(map(str, shots))} labelled "
         f"training images per class, {draws} draw(s) each (draw n: a seeded sample of K per "
         "class, trained with seed n); validation and test splits whole; the epoch (the "
-        "probe's step) kept is the best on validation, the test split only scored. Epoch "
-        f"budget: {'; '.join(budget)} (early stopping as the domain sets it).",
+        "probe's step) kept is the best on validation, the test split only scored. Budget "
+        f"of the trained methods: {'; '.join(budgets)} (patience 0: no early stopping).",
         "",
         *(f"- {line}" for line in skipped or ["no K skipped"]),
         "",
         *tables(scores, metrics),
         "",
-        *(f"![{name}](label-efficiency-{name}.png)" for name in names),
+        *(f"![{name}]({args.name}-{name}.png)" for name in names),
         "",
         f"Total run time: {time.perf_counter() - started:.0f} s.",
     ]
     for name in names:
-        plot(name, metrics[name], [s for s in scores if s.domain == name], args.out)
-    (args.out / "label-efficiency.md").write_text("\n".join(doc) + "\n")
+        plot(name, metrics[name], [s for s in scores if s.domain == name], args.out, args.name)
+    report = args.out / f"{args.name}.md"
+    report.write_text("\n".join(doc) + "\n")
     print("\n".join(doc))
-    print(f"wrote {args.out / 'label-efficiency.md'}")
+    print(f"wrote {report}")
 
 
 if __name__ == "__main__":
