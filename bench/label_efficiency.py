@@ -179,8 +179,8 @@ def tables(scores: list[Score], metrics: dict[str, str]) -> list[str]:
     ]
     shown = ("zero-shot", "linear probe", "clip-adapter", "coop", "mpt")
     lines += [
-        "| domain (metric) | K | " + " | ".join(shown) + " | best |",
-        "|---|---:|" + "---:|" * len(shown) + "---|",
+        "| domain (metric) | K | " + " | ".join(shown) + " | best | mpt - best other |",
+        "|---|---:|" + "---:|" * len(shown) + "---|---:|",
     ]
     for (domain, k), per_method in rows.items():
         means = {
@@ -188,8 +188,9 @@ def tables(scores: list[Score], metrics: dict[str, str]) -> list[str]:
             for m, v in per_method.items()
         }
         best = max(means, key=means.__getitem__)
+        gap = means["mpt"] - max(v for m, v in means.items() if m != "mpt")
         cells = " | ".join(f"{means[m]:.3f}" for m in shown)
-        lines.append(f"| {domain} ({metrics[domain]}) | {k} | {cells} | {best} |")
+        lines.append(f"| {domain} ({metrics[domain]}) | {k} | {cells} | {best} | {gap:+.3f} |")
     lines += [
         "",
         "Linear probe, plain and zero-shot-initialised (validation chooses; mean over draws):",
