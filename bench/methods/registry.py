@@ -7,7 +7,7 @@ from mpt_core.backbones.base import Backbone
 from .base import Method
 from .clip_adapter import clip_adapter
 from .full_finetune import full_finetune
-from .linear_probe import linear_probe
+from .linear_probe import linear_probe, zero_shot_probe
 from .lora import lora
 from .presets import PromptMethod
 from .search import QUICK_SEARCH, PromptSearch
@@ -20,6 +20,7 @@ def methods(quick: bool = False) -> dict[str, Method]:
     return {
         "zero-shot": zero_shot,
         "linear-probe": linear_probe,
+        "linear-probe (zs-init)": zero_shot_probe,
         "full-ft": full_finetune,
         "lora": lora,
         "clip-adapter": clip_adapter,
