@@ -37,7 +37,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from methods.base import Splits
+from methods.base import Splits, mean_std
 from methods.data import DOMAINS, group_key, load_splits
 from methods.registry import methods
 
@@ -135,11 +135,6 @@ def run_domain(
     return scores, skipped
 
 
-def _mean_std(values: list[float]) -> str:
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.3f} ± {sd:.3f}"
-
-
 def reported_probe(scores: list[Score]) -> str:
     """The probe whose mean validation metric over the draws is higher (plain on a tie)."""
     val = {p: statistics.mean(s.val for s in scores if s.method == p) for p in PROBES}
@@ -171,7 +166,7 @@ def tables(scores: list[Score], metrics: dict[str, str]) -> list[str]:
     ]
     for (domain, k), per_method in rows.items():
         for method, values in per_method.items():
-            lines.append(f"| {domain} | {k} | {method} | {_mean_std(values)} |")
+            lines.append(f"| {domain} | {k} | {method} | {mean_std(values)} |")
     lines += [
         "",
         "At a glance (test, mean over draws; the probe is the one chosen on validation):",

@@ -28,7 +28,6 @@ import argparse
 import os
 import platform
 import shlex
-import statistics
 import sys
 import time
 from dataclasses import dataclass, field
@@ -37,7 +36,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from methods.base import Method, Splits
+from methods.base import Method, Splits, mean_std
 from methods.data import load_splits
 from methods.features import cached_prepare
 from methods.linear_probe import linear_probe
@@ -219,11 +218,6 @@ def run(args: argparse.Namespace) -> Measured:
     return Measured(scores, base_labels, new_labels, cfg.epochs, str(backbone.identity))
 
 
-def _fmt(values: list[float]) -> str:
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.3f} ± {sd:.3f}"
-
-
 def table(scores: dict[str, Scores]) -> list[str]:
     """One markdown row per method: base, new, harmonic mean (mean ± std over seeds; the
     harmonic mean is taken per seed), trainable parameters (a range where the seeds'
@@ -235,8 +229,8 @@ def table(scores: dict[str, Scores]) -> list[str]:
     ]
     for name, row in scores.items():
         closed = any(n is None for n in row.new)
-        new = "n/a (one output per base class)" if closed else _fmt(row.new)
-        harmonic = "n/a" if closed else _fmt(row.harmonic)
+        new = "n/a (one output per base class)" if closed else mean_std(row.new)
+        harmonic = "n/a" if closed else mean_std(row.harmonic)
         if closed:
             dependent = f"{max(row.trainable):,} (all)"
         else:
@@ -244,7 +238,7 @@ def table(scores: dict[str, Scores]) -> list[str]:
         low, high = min(row.trainable), max(row.trainable)
         trainable = f"{low:,}" if low == high else f"{low:,}-{high:,}"
         lines.append(
-            f"| {name} | {_fmt(row.base)} | {new} | {harmonic} | {trainable} | {dependent} |"
+            f"| {name} | {mean_std(row.base)} | {new} | {harmonic} | {trainable} | {dependent} |"
         )
     return lines
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from methods.base import Run
+from methods.base import Run, mean_std
 from methods.data import DOMAINS, load_splits
 from methods.registry import methods, redundant
 
@@ -39,11 +39,6 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 # ------------------------------------------------------------------ report
-def _fmt(values: list[float]) -> str:
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.3f} ± {sd:.3f}"
-
-
 def domain_table(name: str, metric: str, runs: dict[str, list[Run]]) -> list[str]:
     ref = runs.get("full-ft")
     ref_time = statistics.mean(r.seconds for r in ref) if ref else None
@@ -61,7 +56,7 @@ def domain_table(name: str, metric: str, runs: dict[str, list[Run]]) -> list[str
         rt = f"{t / ref_time:.3f}" if ref_time else "-"
         rm = f"{m / ref_mem:.4f}" if ref_mem else "-"
         lines.append(
-            f"| {method} | {_fmt([r.metric for r in rs])} | {rs[0].trainable:,} "
+            f"| {method} | {mean_std([r.metric for r in rs])} | {rs[0].trainable:,} "
             f"| {t:.1f} | {m:.2f} | {rt} | {rm} |"
         )
     return [*lines, ""]

@@ -3,6 +3,7 @@ that returns a `Run`, so the runner, the table and the plot never name a method.
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -12,6 +13,12 @@ from mpt_core.backbones.base import Backbone
 
 Splits = dict[str, list[Example]]
 """A domain's examples per split ("train", "val", "test"), images loaded."""
+
+
+def mean_std(values: list[float]) -> str:
+    """ "mean ± std" of a method's test metrics over seeds or draws (std 0 for one value)."""
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.3f} ± {sd:.3f}"
 
 
 @dataclass

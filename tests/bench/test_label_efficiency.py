@@ -4,44 +4,31 @@ leaves nothing else behind (CI smoke test); a draw holds K training images of ev
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from flows.domains.prepare import prepare
+from .bench_runs import REPO, prepared_domains, run_bench
 
-REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow  # prepares the demo domains, a subprocess that imports torch
 DOMAINS = ("retail", "manufacturing", "medical")
 
 
 def test_quick_label_efficiency_reports_every_method_and_k(tmp_path):
-    domains = tmp_path / "domains"
-    for name in DOMAINS:
-        prepare(name, domains)
-        (domains / name / "domain.yaml").write_text(
-            (REPO / "domains" / name / "domain.yaml").read_text()
-        )
+    domains = prepared_domains(tmp_path, *DOMAINS)
     before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
     scratch = tmp_path / "tmp"
     scratch.mkdir()
-    out = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "bench" / "label_efficiency.py"),
-            "--quick",
-            "--domains-dir",
-            str(domains),
-            "--out",
-            str(tmp_path / "docs"),
-        ],
-        capture_output=True,
-        text=True,
+    out = run_bench(
+        "label_efficiency.py",
+        "--quick",
+        "--domains-dir",
+        str(domains),
+        "--out",
+        str(tmp_path / "docs"),
         timeout=300,
-        env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "TMPDIR": str(scratch)},
+        OMP_NUM_THREADS="1",
+        TMPDIR=str(scratch),
     )
     assert out.returncode == 0, out.stderr[-3000:]
     report = (tmp_path / "docs" / "label-efficiency.md").read_text()

@@ -3,16 +3,12 @@ end to end on the retail demo data (CI smoke test)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
 from flows.domains import discover
 
-REPO = Path(__file__).resolve().parents[2]
+from .bench_runs import REPO, prepared_domains, run_bench
+
 ROWS = ["zero-shot", "coop", "maple", "mpt", "linear-probe"]
 
 
@@ -75,29 +71,13 @@ def test_the_harmonic_mean_is_per_seed_and_absent_for_a_closed_set_method(bench)
 
 @pytest.mark.slow  # prepares the retail data and runs the script in a subprocess
 def test_quick_run_writes_every_row_the_threads_and_the_command(tmp_path):
-    from flows.domains.prepare import prepare
-
-    domains = tmp_path / "domains"
-    prepare("retail", domains)
-    (domains / "retail" / "domain.yaml").write_text(
-        (REPO / "domains" / "retail" / "domain.yaml").read_text()
-    )
+    domains = prepared_domains(tmp_path, "retail")
     out, scratch, cwd = tmp_path / "out", tmp_path / "scratch", tmp_path / "cwd"
     scratch.mkdir()
     cwd.mkdir()
     args = ["--quick", "--domains-dir", str(domains), "--out", str(out)]
-    done = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "new_classes.py"), *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=cwd,
-        env={
-            **os.environ,
-            "OMP_NUM_THREADS": "1",
-            "TMPDIR": str(scratch),
-            "PYTHONPATH": str(REPO),  # this checkout, not an installed copy
-        },
+    done = run_bench(
+        "new_classes.py", *args, timeout=300, cwd=cwd, OMP_NUM_THREADS="1", TMPDIR=str(scratch)
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert sorted(p.name for p in out.iterdir()) == ["new-classes.md"]

@@ -3,41 +3,25 @@ backbone and on a tiny random hf-clip (the production family's code path): CI sm
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-from flows.domains.prepare import prepare
 from mpt_core import load_backbone
 
-REPO = Path(__file__).resolve().parents[2]
+from .bench_runs import REPO, prepared_domains, run_bench
+
 pytestmark = pytest.mark.slow
 
 
 def test_quick_results_cover_every_method_and_domain(tmp_path, monkeypatch):
-    domains = tmp_path / "domains"
-    for name in ("retail", "manufacturing", "medical"):
-        prepare(name, domains)
-        (domains / name / "domain.yaml").write_text(
-            (REPO / "domains" / name / "domain.yaml").read_text()
-        )
-    out = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "bench" / "results.py"),
-            "--quick",
-            "--domains-dir",
-            str(domains),
-            "--out",
-            str(tmp_path / "docs"),
-        ],
-        capture_output=True,
-        text=True,
+    domains = prepared_domains(tmp_path, "retail", "manufacturing", "medical")
+    out = run_bench(
+        "results.py",
+        "--quick",
+        "--domains-dir",
+        str(domains),
+        "--out",
+        str(tmp_path / "docs"),
         timeout=600,
-        env={**os.environ, "PYTHONPATH": str(REPO)},  # this checkout, not an installed copy
     )
     assert out.returncode == 0, out.stderr[-3000:]
     report = (tmp_path / "docs" / "results.md").read_text()
