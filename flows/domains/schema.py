@@ -20,6 +20,7 @@ from mpt_core.spec import BackboneChoice, TuneSpec
 from mpt_core.support import check_supported
 from mpt_core.tasks import Task, TaskContract, task_from_declaration
 from mpt_core.training import TrainConfig
+from mpt_core.training.config import Final
 from mpt_core.training.search import SearchSpec
 from registry.constants import PRODUCTION
 from registry.policy import Policy, ShadowRule
@@ -143,7 +144,7 @@ class TuningSpec(_Strict):
     warmup_ratio: Annotated[float, Field(ge=0, lt=1)] = 0.1
     patience: Annotated[int, Field(ge=0)] = 5
     seed: int = 0
-    final: Literal["best", "swa"] = "best"
+    final: Final = "best"
     """Prompts a fit keeps: the best validation epoch, or "swa", the average of the last
     half of the epochs (steadier across retrains; see TrainConfig.final)."""
     search: dict[str, Any] | None = None

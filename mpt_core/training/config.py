@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from ..errors import ConfigError
 
 Precision = Literal["auto", "bf16", "fp16", "fp32"]
 Final = Literal["best", "swa"]
-FINALS = ("best", "swa")
+FINALS: tuple[str, ...] = get_args(Final)
 
 
 @dataclass
@@ -58,7 +58,7 @@ class TrainConfig:
             raise ConfigError(
                 f"invalid train config {', '.join(f'{k}={getattr(self, k)!r}' for k in bad)}; "
                 "epochs/batch_size >= 1, lr > 0, 0 <= warmup_ratio < 1, grad_clip/patience >= 0, "
-                "precision in auto|bf16|fp16|fp32, final in best|swa"
+                f"precision in auto|bf16|fp16|fp32, final in {'|'.join(FINALS)}"
             )
 
     def to_dict(self) -> dict[str, Any]:
