@@ -28,7 +28,8 @@ from typing import Any
 
 from mpt_core.featurestore import FeatureStore
 from mpt_core.spec import TuneSpec
-from mpt_core.training.search import TrialResult, kfold_splits, select_best
+from mpt_core.training.folds import kfold_splits
+from mpt_core.training.search import TrialResult, select_best
 
 from .jobs import Failure, TuneJob
 

@@ -10,14 +10,14 @@ import pytest
 from mpt_core import ConfigError, TrainConfig, build_prompts, evaluate, tiny_backbone
 from mpt_core.prompts import preset_config
 from mpt_core.tasks import ClassificationTask
-from mpt_core.training import search as search_module
+from mpt_core.training import folds as folds_module
 from mpt_core.training import trainer
+from mpt_core.training.folds import kfold_splits
 from mpt_core.training.search import (
     KNOBS,
     SearchSpec,
     TrialResult,
     apply_trial,
-    kfold_splits,
     run_trial,
     search,
     select_best,
@@ -85,7 +85,7 @@ def test_kfold_is_stratified_deterministic_and_keeps_the_few_shot_regime():
     assert folds != kfold_splits(train, val, k=3, seed=1, contract=contract)
 
     def target_key(example):
-        return search_module.target_key(example, contract)
+        return folds_module.target_key(example, contract)
 
     pool = [*train, *val]
     seen = []
