@@ -1,7 +1,7 @@
 """How far retrains that differ by one training image land apart, per `TrainConfig.final`.
 
     OMP_NUM_THREADS=1 python bench/stability.py [--domain digits] [--seeds 0,1] \
-        [--variants 4] [--finals best,swa] [--backbone shipped] [--keep DIR]
+        [--variants 4] [--finals best,swa,folds] [--backbone shipped] [--keep DIR]
 
 A retrain is only worth reviewing if its test metric reflects the data, not the luck of the
 fit (issue 20). For each seed, N variants of the training data are fitted: the first is the
@@ -54,12 +54,14 @@ template: "a photo of the digit {{}}."
 prompts:
   preset: mpt
   overrides: {{text_tokens: 4, fusion: false, image_residual: 2.0}}
-tuning: {{lr: 3.06e-3, epochs: {epochs}, batch_size: 16, patience: 5}}
+tuning: {{lr: {lr}, epochs: {epochs}, batch_size: 16, patience: 5}}
 """
 """The digits domain, with the config a 4-trial search on 3 folds chose for it (issue 20)."""
 
 
-def build_digits(root: Path, per_class: tuple[int, int, int], epochs: int) -> Path:
+def build_digits(
+    root: Path, per_class: tuple[int, int, int], epochs: int, lr: float = 3.06e-3
+) -> Path:
     """A `digits` domain folder under `root`: per class, (train, val, test) images drawn
     without overlap by a fixed seed; returns `root`."""
     from sklearn.datasets import load_digits
@@ -82,7 +84,9 @@ def build_digits(root: Path, per_class: tuple[int, int, int], epochs: int) -> Pa
         writer = csv.writer(handle)
         writer.writerow(["image", "split", "label"])
         writer.writerows(rows)
-    (folder / "domain.yaml").write_text(DIGITS_YAML.format(labels=", ".join(DIGITS), epochs=epochs))
+    (folder / "domain.yaml").write_text(
+        DIGITS_YAML.format(labels=", ".join(DIGITS), epochs=epochs, lr=lr)
+    )
     return root
 
 
@@ -194,6 +198,7 @@ def main(argv: list[str] | None = None) -> None:
         "--per-class", default="16,8,20", help="digits: train,val,test images per class"
     )
     parser.add_argument("--epochs", type=int, default=30, help="digits: the epoch budget")
+    parser.add_argument("--lr", type=float, default=3.06e-3, help="digits: the peak learning rate")
     parser.add_argument("--keep", type=Path, help="work here and keep it (default: a temp dir)")
     args = parser.parse_args(argv)
     if args.variants < 2:
@@ -206,7 +211,7 @@ def main(argv: list[str] | None = None) -> None:
         per_class = tuple(int(n) for n in args.per_class.split(","))
         if len(per_class) != 3 or min(per_class) < 1:
             parser.error(f"--per-class {args.per_class!r}: three counts >= 1 (train,val,test)")
-        root = build_digits(work / "domains", per_class, args.epochs)
+        root = build_digits(work / "domains", per_class, args.epochs, args.lr)
     found = discover(root, [args.domain])
     if found.errors or args.domain not in found.domains:
         raise SystemExit(f"domain {args.domain!r} not usable under {root}: {found.errors}")

@@ -163,7 +163,11 @@ def _trainable(config: dict[str, Any], job: TuneJob, data: dict[str, Any]) -> No
 
     early = job.spec.search is not None and job.spec.search.early_stopping
     result, trial = run_search_trial(
-        job, data, config["params"], report if early else None, keep_fit=data["k"] == 1
+        job,
+        data,
+        config["params"],
+        report if early else None,
+        keep_fit=data["k"] == 1 and job.spec.train.final != "folds",
     )
     tune.report(
         {

@@ -478,6 +478,27 @@ class FeatureView:
         view._dtype = self._dtype
         return view
 
+    @staticmethod
+    def concat(views: Sequence[FeatureView]) -> FeatureView:
+        """One view of the rows of `views`, in order (nothing read): train and val as one
+        pool for k-fold fits. The views stay open as long as it lives."""
+        if not views:
+            raise ValueError("concat needs at least one view")
+        shapes = {(v.shape[1:], v._dtype) for v in views}
+        if len(shapes) > 1:
+            raise ValueError(f"a view mixes feature shapes {sorted(shapes)}")
+        view = object.__new__(FeatureView)
+        view._shards, view._fds, index = [], [], []
+        for part in views:
+            index.append(part._index + np.array([len(view._shards), 0], dtype=np.int64))
+            view._shards += part._shards
+            view._fds += part._fds
+        view._owner, view._parts = views[0], list(views)
+        view._index = np.concatenate(index)
+        view.shape = (len(view._index), *views[0].shape[1:])
+        view._dtype = views[0]._dtype
+        return view
+
     def __del__(self) -> None:
         if getattr(self, "_owner", None) is not None:
             return  # a `take` of another view: the files are that view's to close

@@ -145,8 +145,11 @@ class TuningSpec(_Strict):
     patience: Annotated[int, Field(ge=0)] = 5
     seed: int = 0
     final: Final = "best"
-    """Prompts a fit keeps: the best validation epoch, or "swa", the average of the last
-    half of the epochs (steadier across retrains; see TrainConfig.final)."""
+    """Prompts a fit keeps: the best validation epoch; "swa", the average of the last half
+    of the epochs; or "folds", the average of `folds` fits on k folds of train + val
+    (steadier across retrains; see TrainConfig.final)."""
+    folds: Annotated[int, Field(ge=2, le=20)] = 3
+    """k for `final: folds` (k fits: k times the training time)."""
     search: dict[str, Any] | None = None
     """Hyper-parameter search on Ray Tune: {trials, folds, seed, space}; see the README."""
 

@@ -8,7 +8,7 @@ from typing import Any, Literal, get_args
 from ..errors import ConfigError
 
 Precision = Literal["auto", "bf16", "fp16", "fp32"]
-Final = Literal["best", "swa"]
+Final = Literal["best", "swa", "folds"]
 FINALS: tuple[str, ...] = get_args(Final)
 
 
@@ -34,7 +34,12 @@ class TrainConfig:
     prompt parameters over the last half of the epochs (stochastic weight averaging); the
     whole epoch budget runs. The best epoch is picked on a validation split that is often a
     few dozen images, so which epoch wins is partly luck; the average does not depend on that
-    pick, and retrains that differ by one image land closer together (bench/stability.py)."""
+    pick, and retrains that differ by one image land closer together (bench/stability.py).
+    "folds": `folds` fits on k folds of train + val (every image validates once, the epoch
+    kept per fold is its best on its held-out fold), all from the same initial prompts and
+    seed, and the uniform average of their trainable parameters (k times the cost)."""
+    folds: int = 3
+    """k for final="folds" (>= 2)."""
     precision: Precision = "auto"
     """Autocast on CUDA: auto = bf16 where supported, else fp16; fp32 = off. CPU runs fp32."""
     device: str = "auto"
@@ -52,13 +57,14 @@ class TrainConfig:
             "patience": self.patience >= 0,
             "precision": self.precision in ("auto", "bf16", "fp16", "fp32"),
             "final": self.final in FINALS,
+            "folds": self.folds >= 2,
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
             raise ConfigError(
                 f"invalid train config {', '.join(f'{k}={getattr(self, k)!r}' for k in bad)}; "
                 "epochs/batch_size >= 1, lr > 0, 0 <= warmup_ratio < 1, grad_clip/patience >= 0, "
-                f"precision in auto|bf16|fp16|fp32, final in {'|'.join(FINALS)}"
+                f"precision in auto|bf16|fp16|fp32, final in {'|'.join(FINALS)}, folds >= 2"
             )
 
     def to_dict(self) -> dict[str, Any]:

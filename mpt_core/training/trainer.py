@@ -7,7 +7,7 @@ import copy
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -22,6 +22,7 @@ from ..holder import PromptsHolder
 from ..tasks.base import Metrics
 from .averaging import LateAverage
 from .config import TrainConfig
+from .folds import kfold_splits
 from .schedule import warmup_cosine
 
 
@@ -30,10 +31,14 @@ class TrainResult:
     metric: str
     best_value: float | None
     """The validation metric of the prompts `fit` returned (None without a validation split):
-    the best epoch's with final="best", the average's with final="swa"."""
+    the best epoch's with final="best", the average's with final="swa"; with final="folds"
+    the mean of the fold fits' metrics on their held-out folds (the average itself has seen
+    every image)."""
     best_epoch: int
-    """The epoch whose prompts were returned; with final="swa", the last averaged epoch."""
+    """The epoch whose prompts were returned; with final="swa", the last averaged epoch;
+    with final="folds", the median of the fold fits' kept epochs."""
     epochs_run: int
+    """Epochs run (with final="folds", over all the fold fits)."""
     steps: int
     seconds: float
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -132,6 +137,8 @@ def fit(
     model.task.check(train)
     if val:
         model.task.check(val)
+    if config.final == "folds":
+        return _fit_folds(model, train, val or [], config, on_epoch, prepared, store)
     seed_everything(config.seed)
     device = model.backbone.device if config.device == "auto" else torch.device(config.device)
     model.to(device)
@@ -215,5 +222,90 @@ def fit(
         result.best_epoch = result.epochs_run
         if val:
             result.best_value = float(evaluate(model, val, prepared=val_prepared)[metric])
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+Prepared = torch.Tensor | FeatureView
+
+
+def _rows(prepared: Prepared, rows: list[int]) -> Prepared:
+    if isinstance(prepared, FeatureView):
+        return prepared.take(rows)
+    return prepared[torch.tensor(rows, dtype=torch.long)]
+
+
+def _fit_folds(
+    model: PromptsHolder,
+    train: Sequence[Example],
+    val: Sequence[Example],
+    config: TrainConfig,
+    on_epoch: Callable[[dict[str, Any]], None] | None,
+    prepared: tuple[Prepared, Prepared | None] | None,
+    store: FeatureStore | None,
+) -> TrainResult:
+    """final="folds": `config.folds` fits ("best" each) on k folds of train + val, every
+    one from the same initial state and seed, then the uniform average of their trainable
+    parameters, summed in float64 in fold order (the same run gives the same prompts bit
+    for bit). The image centre, where the backbone asks for one, is calibrated on the whole
+    pool first, so every fold shares it."""
+    start = time.perf_counter()
+    pool = [*train, *val]
+    if prepared is None:
+        whole: Prepared = model.prepare_images([e.image for e in pool], store=store)
+    elif not val or prepared[1] is None:
+        whole = prepared[0]
+    elif isinstance(prepared[0], FeatureView) and isinstance(prepared[1], FeatureView):
+        whole = FeatureView.concat([prepared[0], prepared[1]])
+    else:
+        whole = torch.cat([prepared[0][:], prepared[1][:]])
+    model.to(model.backbone.device if config.device == "auto" else torch.device(config.device))
+    if model.backbone.centers_images and not model.centered:
+        model.calibrate_center(whole)
+    position = {id(example): i for i, example in enumerate(pool)}
+    splits = kfold_splits(
+        train, val, config.folds, config.seed, keep_train_size=False, contract=model.task.contract
+    )
+    initial = copy.deepcopy(model.state_dict())
+    names = [name for name, p in model.named_parameters() if p.requires_grad]
+    sums: dict[str, torch.Tensor] = {}
+    once = replace(config, final="best")
+    result = TrainResult(model.task.primary_metric, None, 0, 0, 0, 0.0)
+    values, kept = [], []
+    for fold, (fold_train, fold_val) in enumerate(splits):
+        model.load_state_dict(initial)
+        train_rows = [position[id(e)] for e in fold_train]
+        val_rows = [position[id(e)] for e in fold_val]
+
+        def report(row: dict[str, Any], fold: int = fold) -> None:
+            if on_epoch is not None:
+                epoch, budget = fold * config.epochs + row["epoch"], len(splits) * config.epochs
+                on_epoch({**row, "fold": fold, "epoch": epoch, "epochs": budget})
+
+        one = fit(
+            model,
+            fold_train,
+            fold_val or None,
+            once,
+            report,
+            prepared=(_rows(whole, train_rows), _rows(whole, val_rows) if fold_val else None),
+        )
+        with torch.no_grad():
+            params = dict(model.named_parameters())
+            for name in names:
+                value = params[name].detach().to(torch.float64)
+                sums[name] = sums[name] + value if name in sums else value.clone()
+        if one.best_value is not None:
+            values.append(one.best_value)
+        kept.append(one.best_epoch)
+        result.history += [{**row, "fold": fold} for row in one.history]
+        result.epochs_run += one.epochs_run
+        result.steps += one.steps
+    with torch.no_grad():
+        params = dict(model.named_parameters())
+        for name in names:
+            params[name].copy_((sums[name] / len(splits)).to(params[name].dtype))
+    result.best_value = sum(values) / len(values) if values else None
+    result.best_epoch = sorted(kept)[len(kept) // 2]
     result.seconds = time.perf_counter() - start
     return result
