@@ -18,6 +18,7 @@ docs/results.md and one plot per domain.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
 import statistics
@@ -60,6 +61,23 @@ def domain_table(name: str, metric: str, runs: dict[str, list[Run]]) -> list[str
             f"| {t:.1f} | {m:.2f} | {rt} | {rm} |"
         )
     return [*lines, ""]
+
+
+def noise_line(metric: str, runs: dict[str, list[Run]], n_test: int) -> list[str]:
+    """Which methods the test split cannot tell apart from the best: those whose mean is
+    within one binomial standard error, sqrt(p (1 - p) / n), of the best mean p."""
+    if not runs or n_test < 1:
+        return []
+    means = {method: statistics.mean(r.metric for r in rs) for method, rs in runs.items()}
+    best = max(means.values())
+    error = math.sqrt(best * (1 - best) / n_test)
+    close = [m for m, v in means.items() if best - v <= error]
+    return [
+        f"Noise: {n_test} test examples; one binomial standard error at the best mean "
+        f"{metric} ({best:.3f}) is {error:.3f}. Within one standard error of the best: "
+        f"{', '.join(close)}.",
+        "",
+    ]
 
 
 def plot(name: str, metric: str, runs: dict[str, list[Run]], out: Path) -> Path:
@@ -116,7 +134,7 @@ def run_domain(
                 f"{run.metric:.3f} ({run.seconds:.1f}s) {run.extra or ''}",
                 flush=True,
             )
-    table = domain_table(domain_name, metric, runs)
+    table = domain_table(domain_name, metric, runs) + noise_line(metric, runs, len(data["test"]))
     print("\n".join(table), flush=True)
     plot_name = f"{domain_name}{suffix}"
     args.out.mkdir(parents=True, exist_ok=True)

@@ -108,3 +108,18 @@ def test_the_zero_shot_initialised_probe_starts_from_the_zero_shot_prediction(
         group_key(task, e.replace(**{target: p})) for e, p in zip(rows, predicted, strict=True)
     ]
     assert torch.allclose(prior.exp().sum(1), torch.ones(len(rows)), atol=1e-3)
+
+
+def test_the_noise_line_names_the_methods_the_test_split_cannot_tell_apart(bench_on_path):
+    """At p = 0.8 on 400 test examples one binomial standard error is 0.02: a method 0.015
+    behind the best is named with it, one 0.03 behind is not."""
+    from methods.base import Run
+    from results import noise_line
+
+    runs = {
+        name: [Run(value, 0, 0.0, 0.0), Run(value, 0, 0.0, 0.0)]
+        for name, value in [("probe", 0.8), ("mpt", 0.785), ("coop", 0.77)]
+    }
+    line = noise_line("accuracy", runs, 400)[0]
+    assert "400 test examples" in line and "is 0.020" in line
+    assert line.endswith("Within one standard error of the best: probe, mpt.")
