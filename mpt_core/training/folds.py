@@ -52,13 +52,15 @@ def kfold_splits(
         shots[key] = shots.get(key, 0) + 1
     rng = random.Random(seed)
     assignment: dict[str, list[int]] = {}
+    offset = 0  # carried over the targets: one-example targets (captions) fill every fold
     for key, items in pool.items():
         order = list(range(len(items)))
         rng.shuffle(order)
         folds = [0] * len(items)
         for rank, index in enumerate(order):
-            folds[index] = rank % k
+            folds[index] = (offset + rank) % k
         assignment[key] = folds
+        offset += len(items)
     splits = []
     for fold in range(k):
         fold_train, fold_val = [], []

@@ -101,6 +101,18 @@ def test_kfold_is_stratified_deterministic_and_keeps_the_few_shot_regime():
         kfold_splits(train, val, k=1, contract=contract)
 
 
+def test_kfold_spreads_one_example_targets_over_every_fold():
+    """Retrieval: every caption is its own target; the folds still split the pool evenly
+    (not everything into the first fold, leaving it nothing to train on)."""
+    pool = [*examples("retrieval", 4), *examples("retrieval", 2, seed=1)]
+    pool = [e.replace(caption=f"{e.caption}, number {i}") for i, e in enumerate(pool)]
+    train, val = pool[:12], pool[12:]
+    contract = make_task("retrieval").contract
+    assert len(pool) == 18 and len({folds_module.target_key(e, contract) for e in pool}) == 18
+    folds = kfold_splits(train, val, k=3, keep_train_size=False, contract=contract)
+    assert [(len(t), len(v)) for t, v in folds] == [(12, 6)] * 3
+
+
 def test_selection_is_the_mean_over_folds_ties_to_the_earlier_trial():
     trials = [
         TrialResult({}, [0.5, 0.75]),

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from mpt_core import (
+    TASKS,
     ConfigError,
     DataError,
     TrainConfig,
@@ -242,6 +243,19 @@ def test_folds_on_stored_features_equals_folds_in_memory(tmp_path):
     )
     ours, theirs = in_memory.state_dict(), streamed.state_dict()
     assert all(torch.equal(ours[k], theirs[k]) for k in ours)
+
+
+@pytest.mark.parametrize("task", TASKS.names())
+def test_folds_fits_every_task_on_k_folds_that_each_train_and_validate(task):
+    """Every fold trains and validates, whatever the task's target: a retrieval caption is
+    its own target, and the folds still split the pool evenly."""
+    family = "hf-clip" if TASKS.get(task).backbone_kind == "dual-encoder" else "hf-blip2"
+    model = build_prompts(tiny_backbone(family), "mpt", make_task(task))
+    train, val = examples(task, 2), examples(task, 1, seed=1)
+    config = TrainConfig(epochs=1, batch_size=8, final="folds", **QUIET)
+    result = fit(model, train, val, config)
+    assert result.epochs_run == 3 and {row["fold"] for row in result.history} == {0, 1, 2}
+    assert result.best_value is not None
 
 
 def test_folds_needs_two_folds_at_least():
