@@ -303,6 +303,28 @@ def test_a_production_from_an_older_artifact_format_is_not_comparable_not_fatal(
     assert result.policy_passed is False and "improves by" in result.message
 
 
+def test_a_fold_averaged_domain_records_its_held_out_validation_metric(world, tmp_path):
+    """`tuning.final: folds`: the worker tunes k fold fits and averages them; the averaged
+    prompts have trained on val, so the version's val metric is the fold fits' held-out
+    mean (one figure, the primary metric), not a score on images it trained on."""
+    root, registry, versioner, location = world
+    domain = tiny_domain(root, epochs=1)
+    yaml = domain.root / "domain.yaml"
+    yaml.write_text(
+        yaml.read_text().replace("tuning: {epochs: 1}", "tuning: {epochs: 1, final: folds}")
+    )
+    domain = get_domain(root / "domains", domain.name)
+    prepared = prepare(domain, versioner, registry, tmp_path / "reports")
+    backbone = backbones.load_backbone("shipped", "tiny")
+    job = build_job(prepared, backbone_ref(domain), registry, location, "run-f")
+    assert job.spec.train.final == "folds"
+    outcome = run_tune_job(backbone, job, cache=DataCache(tmp_path / "cache"))
+    assert {row["fold"] for row in outcome.history} == {0, 1, 2}
+    assert list(outcome.metrics["val"]) == ["accuracy"] and len(outcome.metrics["test"]) > 1
+    held_out = [row["val_accuracy"] for row in outcome.history]  # one epoch per fold
+    assert outcome.metrics["val"]["accuracy"] == pytest.approx(sum(held_out) / 3)
+
+
 def test_many_domains_are_prepared_together_each_failure_its_own(world, tmp_path):
     """Five domains: validated in parallel processes, tracked with one `dvc add` and pushed
     with one `dvc push`; a domain with a bad row is refused alone, and the next preparation
