@@ -167,7 +167,7 @@ def _trainable(config: dict[str, Any], job: TuneJob, data: dict[str, Any]) -> No
         data,
         config["params"],
         report if early else None,
-        keep_fit=data["k"] == 1 and job.spec.train.final != "folds",
+        keep_fit=data["k"] == 1 and job.spec.train.final != "refit",
     )
     tune.report(
         {

@@ -147,9 +147,9 @@ def run_tune_job(
     # The test split is embedded once per model: for its metrics and its per-example rows.
     embedded = embed_examples(model, test, prepared=test_view)
     metrics = {"test": evaluate(model, test, embedded=embedded)}
-    if val and job.spec.train.final == "folds":
-        # The averaged prompts have trained on val: what they score there is no estimate.
-        # Recorded instead: the mean of the fold fits' metrics on their held-out folds.
+    if val and job.spec.train.final == "refit":
+        # The refitted prompts have trained on val: what they score there is no estimate.
+        # Recorded instead: the fold fits' mean held-out metric at the chosen epoch.
         if result.best_value is not None:
             metrics["val"] = {result.metric: result.best_value}
     elif val:

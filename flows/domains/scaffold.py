@@ -40,8 +40,8 @@ tuning:
   seed: 0
   # The prompts a fit keeps: best = the epoch best on validation (early stopping after
   # `patience` epochs without gain); swa = the average of the last half of the epochs
-  # (the whole budget runs); folds = the average of 3 fits on 3 folds of train + val
-  # (every image validates once; 3x the time), the steadiest across retrains.
+  # (the whole budget runs); refit = the epoch count chosen on 3 folds of train + val
+  # (every image validates once), then one fit on all of them (4x the time).
   final: best
   # Hyper-parameter search on Ray Tune, chosen on validation only (k folds of train + val
   # when val is small); every trial goes into the version's lineage. trials: 0 = off.

@@ -146,10 +146,10 @@ class TuningSpec(_Strict):
     seed: int = 0
     final: Final = "best"
     """Prompts a fit keeps: the best validation epoch; "swa", the average of the last half
-    of the epochs; or "folds", the average of `folds` fits on k folds of train + val
-    (steadier across retrains; see TrainConfig.final)."""
+    of the epochs; or "refit", the epoch count chosen on `folds` folds of train + val, then
+    one fit on all of them (see TrainConfig.final)."""
     folds: Annotated[int, Field(ge=2, le=20)] = 3
-    """k for `final: folds` (k fits: k times the training time)."""
+    """k for `final: refit` (k fold fits and the refit: k + 1 times the training time)."""
     search: dict[str, Any] | None = None
     """Hyper-parameter search on Ray Tune: {trials, folds, seed, space}; see the README."""
 

@@ -1,7 +1,7 @@
 """k-fold splits of train + val, stratified by the task's target, deterministic by seed.
 
 Used where one validation split is too small to decide on: the search's selection (the mean
-validation metric over folds) and the fold-averaged final fit (`TrainConfig.final="folds"`).
+validation metric over folds) and the refit's choice of epochs (`TrainConfig.final="refit"`).
 """
 
 from __future__ import annotations

@@ -356,7 +356,7 @@ def run_trial(
     elif prepare is not None:
         prepared_frozen = build_prompts(backbone, preset, task, **overrides).vision_frozen
     preset, prompt, config = apply_trial(preset, overrides, train_config, params, backbone.slots)
-    if config.final == "folds":  # a fold-averaged fit trains on its val fold: not scorable
+    if config.final == "refit":  # a refit trains on its val fold: nothing left to score
         config = replace(config, final="best")
     values = []
     for fold, (fold_train, fold_val) in enumerate(folds):

@@ -31,14 +31,14 @@ class TrainResult:
     metric: str
     best_value: float | None
     """The validation metric of the prompts `fit` returned (None without a validation split):
-    the best epoch's with final="best", the average's with final="swa"; with final="folds"
-    the mean of the fold fits' metrics on their held-out folds (the average itself has seen
+    the best epoch's with final="best", the average's with final="swa"; with final="refit"
+    the fold fits' mean held-out metric at the chosen epoch (the refit itself has seen
     every image)."""
     best_epoch: int
     """The epoch whose prompts were returned; with final="swa", the last averaged epoch;
-    with final="folds", the median of the fold fits' kept epochs."""
+    with final="refit", the epoch count chosen on the folds (the refit's last epoch)."""
     epochs_run: int
-    """Epochs run (with final="folds", over all the fold fits)."""
+    """Epochs run (with final="refit", over the fold fits and the refit)."""
     steps: int
     seconds: float
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -137,8 +137,8 @@ def fit(
     model.task.check(train)
     if val:
         model.task.check(val)
-    if config.final == "folds":
-        return _fit_folds(model, train, val or [], config, on_epoch, prepared, store)
+    if config.final == "refit":
+        return _fit_refit(model, train, val or [], config, on_epoch, prepared, store)
     seed_everything(config.seed)
     device = model.backbone.device if config.device == "auto" else torch.device(config.device)
     model.to(device)
@@ -235,7 +235,7 @@ def _rows(prepared: Prepared, rows: list[int]) -> Prepared:
     return prepared[torch.tensor(rows, dtype=torch.long)]
 
 
-def _fit_folds(
+def _fit_refit(
     model: PromptsHolder,
     train: Sequence[Example],
     val: Sequence[Example],
@@ -244,11 +244,15 @@ def _fit_folds(
     prepared: tuple[Prepared, Prepared | None] | None,
     store: FeatureStore | None,
 ) -> TrainResult:
-    """final="folds": `config.folds` fits ("best" each) on k folds of train + val, every
-    one from the same initial state and seed, then the uniform average of their trainable
-    parameters, summed in float64 in fold order (the same run gives the same prompts bit
-    for bit). The image centre, where the backbone asks for one, is calibrated on the whole
-    pool first, so every fold shares it."""
+    """final="refit": the number of epochs chosen on `config.folds` folds of train + val,
+    then one fit on all of train + val for that many epochs.
+
+    Each fold fit ("best", early stopping included) starts from the same initial prompts
+    and seed and scores every epoch on its held-out fold; the epoch kept is the one with
+    the highest mean over the folds (epochs every fold reached; ties to the earlier). The
+    refit starts from the same initial prompts again, with the epoch budget set to that
+    epoch (so its schedule ends there), and keeps its last epoch. The image centre, where
+    the backbone asks for one, is calibrated on the whole pool first."""
     start = time.perf_counter()
     pool = [*train, *val]
     if prepared is None:
@@ -267,45 +271,52 @@ def _fit_folds(
         train, val, config.folds, config.seed, keep_train_size=False, contract=model.task.contract
     )
     initial = copy.deepcopy(model.state_dict())
-    names = [name for name, p in model.named_parameters() if p.requires_grad]
-    sums: dict[str, torch.Tensor] = {}
-    once = replace(config, final="best")
-    result = TrainResult(model.task.primary_metric, None, 0, 0, 0, 0.0)
-    values, kept = [], []
+    metric = model.task.primary_metric
+    result = TrainResult(metric, None, 0, 0, 0, 0.0)
+    budget = (len(splits) + 1) * config.epochs
+    done = 0
+
+    def report(row: dict[str, Any], fold: int | str) -> None:
+        if on_epoch is not None:
+            on_epoch({**row, "fold": fold, "epoch": done + row["epoch"], "epochs": budget})
+
+    curves = []
     for fold, (fold_train, fold_val) in enumerate(splits):
         model.load_state_dict(initial)
-        train_rows = [position[id(e)] for e in fold_train]
-        val_rows = [position[id(e)] for e in fold_val]
-
-        def report(row: dict[str, Any], fold: int = fold) -> None:
-            if on_epoch is not None:
-                epoch, budget = fold * config.epochs + row["epoch"], len(splits) * config.epochs
-                on_epoch({**row, "fold": fold, "epoch": epoch, "epochs": budget})
-
+        rows = [position[id(e)] for e in fold_train], [position[id(e)] for e in fold_val]
         one = fit(
             model,
             fold_train,
             fold_val or None,
-            once,
-            report,
-            prepared=(_rows(whole, train_rows), _rows(whole, val_rows) if fold_val else None),
+            replace(config, final="best"),
+            lambda row, fold=fold: report(row, fold),
+            prepared=(_rows(whole, rows[0]), _rows(whole, rows[1]) if fold_val else None),
         )
-        with torch.no_grad():
-            params = dict(model.named_parameters())
-            for name in names:
-                value = params[name].detach().to(torch.float64)
-                sums[name] = sums[name] + value if name in sums else value.clone()
-        if one.best_value is not None:
-            values.append(one.best_value)
-        kept.append(one.best_epoch)
+        curves.append([row.get(f"val_{metric}") for row in one.history])
         result.history += [{**row, "fold": fold} for row in one.history]
         result.epochs_run += one.epochs_run
         result.steps += one.steps
-    with torch.no_grad():
-        params = dict(model.named_parameters())
-        for name in names:
-            params[name].copy_((sums[name] / len(splits)).to(params[name].dtype))
-    result.best_value = sum(values) / len(values) if values else None
-    result.best_epoch = sorted(kept)[len(kept) // 2]
+        done += one.epochs_run
+    reached = min(len(curve) for curve in curves)
+    means = [
+        sum(c[e] for c in curves) / len(curves) if all(c[e] is not None for c in curves) else None
+        for e in range(reached)
+    ]
+    scored = [(value, -e) for e, value in enumerate(means) if value is not None]
+    chosen = -max(scored)[1] + 1 if scored else reached
+    model.load_state_dict(initial)
+    last = fit(
+        model,
+        pool,
+        None,
+        replace(config, final="best", epochs=chosen),
+        lambda row: report(row, "all"),
+        prepared=(whole, None),
+    )
+    result.history += [{**row, "fold": "all"} for row in last.history]
+    result.epochs_run += last.epochs_run
+    result.steps += last.steps
+    result.best_value = means[chosen - 1] if scored else None
+    result.best_epoch = chosen
     result.seconds = time.perf_counter() - start
     return result

@@ -158,10 +158,10 @@ def test_tuning_final_reaches_the_spec_the_workers_get(tmp_path):
     with pytest.raises(DomainConfigError, match=r"tuning\.final"):
         load_domain_config(write(tmp_path / "c" / "domain.yaml", text + "tuning: {final: ema}\n"))
     folds = load_domain_config(
-        write(tmp_path / "d" / "domain.yaml", text + "tuning: {final: folds, folds: 4}\n")
+        write(tmp_path / "d" / "domain.yaml", text + "tuning: {final: refit, folds: 4}\n")
     ).tune_spec()
     again = TuneSpec.from_dict(folds.to_dict()).train
-    assert (again.final, again.folds) == ("folds", 4) and folds.key() != default.key()
+    assert (again.final, again.folds) == ("refit", 4) and folds.key() != default.key()
     with pytest.raises(DomainConfigError, match=r"tuning\.folds"):
         load_domain_config(write(tmp_path / "e" / "domain.yaml", text + "tuning: {folds: 1}\n"))
 

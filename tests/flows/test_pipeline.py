@@ -303,25 +303,25 @@ def test_a_production_from_an_older_artifact_format_is_not_comparable_not_fatal(
     assert result.policy_passed is False and "improves by" in result.message
 
 
-def test_a_fold_averaged_domain_records_its_held_out_validation_metric(world, tmp_path):
-    """`tuning.final: folds`: the worker tunes k fold fits and averages them; the averaged
-    prompts have trained on val, so the version's val metric is the fold fits' held-out
-    mean (one figure, the primary metric), not a score on images it trained on."""
+def test_a_refit_domain_records_its_held_out_validation_metric(world, tmp_path):
+    """`tuning.final: refit`: the worker chooses the epochs on k folds and refits on train +
+    val; the refitted prompts have trained on val, so the version's val metric is the
+    folds' held-out mean (one figure, the primary metric), not a score on images it
+    trained on."""
     root, registry, versioner, location = world
     domain = tiny_domain(root, epochs=1)
     yaml = domain.root / "domain.yaml"
-    yaml.write_text(
-        yaml.read_text().replace("tuning: {epochs: 1}", "tuning: {epochs: 1, final: folds}")
-    )
+    text = yaml.read_text().replace("tuning: {epochs: 1}", "tuning: {epochs: 1, final: refit}")
+    yaml.write_text(text)
     domain = get_domain(root / "domains", domain.name)
     prepared = prepare(domain, versioner, registry, tmp_path / "reports")
     backbone = backbones.load_backbone("shipped", "tiny")
     job = build_job(prepared, backbone_ref(domain), registry, location, "run-f")
-    assert job.spec.train.final == "folds"
+    assert job.spec.train.final == "refit"
     outcome = run_tune_job(backbone, job, cache=DataCache(tmp_path / "cache"))
-    assert {row["fold"] for row in outcome.history} == {0, 1, 2}
+    assert [row["fold"] for row in outcome.history] == [0, 1, 2, "all"]
     assert list(outcome.metrics["val"]) == ["accuracy"] and len(outcome.metrics["test"]) > 1
-    held_out = [row["val_accuracy"] for row in outcome.history]  # one epoch per fold
+    held_out = [row["val_accuracy"] for row in outcome.history[:3]]  # one epoch per fold
     assert outcome.metrics["val"]["accuracy"] == pytest.approx(sum(held_out) / 3)
 
 

@@ -224,15 +224,15 @@ def test_a_trial_uses_the_prepared_images_only_when_they_fit_its_model(preset, p
     )
 
 
-def test_a_trial_of_a_fold_averaged_domain_is_scored_on_held_out_images():
-    """With final="folds" the final fit trains on val too; a search trial still fits on its
+def test_a_trial_of_a_refit_domain_is_scored_on_held_out_images():
+    """With final="refit" the final fit trains on val too; a search trial still fits on its
     fold's train and scores on its fold's val ("best"), or selection would score images
     the prompts were trained on."""
     task = make_task("classification")
     train, val = examples("classification", 3), examples("classification", 2, seed=1)
     folds = [(train, val)]
     scored = {}
-    for final in ("best", "folds"):
+    for final in ("best", "refit"):
         config = TrainConfig(epochs=2, batch_size=4, final=final, progress=False)
         fitted = []
         result = run_trial(
@@ -246,5 +246,5 @@ def test_a_trial_of_a_fold_averaged_domain_is_scored_on_held_out_images():
             on_fitted=lambda *a, out=fitted: out.append(a),
         )
         scored[final] = (result.fold_values, fitted[0][2].epochs_run)
-    assert scored["folds"] == scored["best"]
+    assert scored["refit"] == scored["best"]
     assert scored["best"][1] == 2  # one fit of 2 epochs, not three folds of it
