@@ -77,7 +77,7 @@ bench: setup
 	$(PY) bench/step_cost.py
 
 # Every method on the three demo domains, 3 seeds, two domains at a time: writes
-# docs/results.md (about 80 min on 2 cores; docs/results-notes.md).
+# docs/results.md (about 45 min on 2 cores; docs/results-notes.md).
 results: setup
 	$(VENV)/bin/mpt domain prepare retail manufacturing medical
 	$(PY) bench/results.py --jobs 2
