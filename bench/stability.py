@@ -1,14 +1,15 @@
 """How far retrains that differ by one training image land apart, per `TrainConfig.final`.
 
     OMP_NUM_THREADS=1 python bench/stability.py [--domain digits] [--seeds 0,1] \
-        [--variants 4] [--finals best,swa,folds] [--backbone shipped] [--keep DIR]
+        [--variants 4] [--finals best,swa,refit] [--backbone shipped] [--keep DIR]
 
 A retrain is only worth reviewing if its test metric reflects the data, not the luck of the
 fit (issue 20). For each seed, N variants of the training data are fitted: the first is the
 domain's own, every other one differs from it by one training image (a seeded index, the
 image mirrored left-right). Each variant is fitted once per `final` mode ("best": the epoch
 with the best validation metric, early stopping included; "swa": the average of the last
-half of the epochs) and scored on the untouched test split. The markdown table gives, per
+half of the epochs; "refit": the epoch count chosen on k folds of train + val, then one fit
+on all of them; `--finals`) and scored on the untouched test split. The markdown table gives, per
 mode: the mean validation and test metric, the test spread (max - min over the variants of
 one seed, the largest over seeds) and the standard deviation over seeds of the test metric on
 the unchanged data.
